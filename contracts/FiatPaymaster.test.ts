@@ -5,7 +5,7 @@ import { toPackedUserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
 import { fiatPaymasterArtifact } from "../server/chain/artifacts";
-import { encodePaymasterData, encodeStubPaymasterData, getPaymasterHash } from "../server/sponsor/paymasterData";
+import { encodeStubPaymasterData, getPaymasterHash } from "../server/sponsor/paymasterData";
 import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../scripts/lib/localChain";
 import type { OperatorWallet } from "../scripts/lib/operator";
 import {

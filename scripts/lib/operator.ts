@@ -15,7 +15,7 @@ import {
 import { ENTRY_POINT_V07 } from "../../server/chain/addresses";
 import { fiatPaymasterArtifact, loadAccountAbstractionArtifact } from "../../server/chain/artifacts";
 
-export type OperatorWallet = WalletClient<Transport, Chain | undefined, Account>;
+export type OperatorWallet = WalletClient<Transport, Chain, Account>;
 
 /** A refusal the operator can act on (wrong key, not enough deposit, stake still locked, …). */
 export class OperatorError extends Error {
