@@ -7,6 +7,6 @@ contract Counter {
 
     /// @notice Counts one call from msg.sender.
     function increment() external {
-        counts[msg.sender] += 1;
+        ++counts[msg.sender];
     }
 }
