@@ -126,7 +126,7 @@ contract FiatPaymaster is IPaymaster, SignerSet {
         uint48 validAfter = uint48(bytes6(paymasterAndData[VALID_AFTER_OFFSET:SIGNATURE_OFFSET]));
         bytes32 hash = MessageHashUtils.toEthSignedMessageHash(getHash(userOp, validUntil, validAfter));
         (address recovered, ECDSA.RecoverError error,) =
-            ECDSA.tryRecover(hash, paymasterAndData[SIGNATURE_OFFSET:PAYMASTER_AND_DATA_LENGTH]);
+            ECDSA.tryRecoverCalldata(hash, paymasterAndData[SIGNATURE_OFFSET:PAYMASTER_AND_DATA_LENGTH]);
         bool sigFailed = error != ECDSA.RecoverError.NoError || !isSigner(recovered);
         return ("", _packValidationData(sigFailed, validUntil, validAfter));
     }
