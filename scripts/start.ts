@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   console.log(`starting anvil on 127.0.0.1:${port} …`);
   const chain = await startLocalChain({
     port,
-    deploymentsDir: path.resolve(__dirname, "../deployments"),
+    deploymentsDir: path.resolve(process.env.DEPLOYMENTS_DIR ?? path.join(__dirname, "../deployments")),
     log: (line) => console.log(`  ${line}`),
   });
   console.log(`
