@@ -6,10 +6,11 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { type Address, formatEther } from "viem";
+import { type Address, type Hex, type PublicClient, formatEther } from "viem";
 import { type Env, UsageError, connect, loadPrivateKey, parseAddress, parseEthAmount, parseSeconds, runMain } from "./lib/cli";
 import { DEFAULT_UNSTAKE_DELAY_SEC, deploymentFile, readDeployment } from "./lib/deployPaymaster";
 import {
+  type OperatorWallet,
   addPaymasterSigner,
   depositToPaymaster,
   formatStatus,
@@ -44,7 +45,13 @@ options:
 
 const COMMANDS = ["status", "deposit", "withdraw", "stake", "unlock", "withdraw-stake", "add-signer", "remove-signer"];
 
+/** Options that take a value: what follows them is theirs, even when it starts with a dash. */
+const VALUE_OPTIONS = new Set(["--paymaster", "--deployments", "--unstake-delay"]);
+
 export async function runPaymasterCli(argv: string[], env: Env, out: (line: string) => void): Promise<number> {
+  // parseArgs would take "-1" for an unknown short option; say what is wrong with it instead
+  const negative = argv.find((arg, i) => /^-\.?\d/.test(arg) && !VALUE_OPTIONS.has(argv[i - 1] ?? ""));
+  if (negative !== undefined) throw new UsageError(`${negative} is negative: amounts are positive ETH values like 0.5`);
   let parsed;
   try {
     parsed = parseArgs({
@@ -71,14 +78,58 @@ export async function runPaymasterCli(argv: string[], env: Env, out: (line: stri
   if (args.length !== expected[command]) {
     throw new UsageError(`${command} takes ${expected[command]} argument(s), got ${args.length}\n${PAYMASTER_USAGE}`);
   }
+  if (values["unstake-delay"] !== undefined && command !== "stake") throw new UsageError(`--unstake-delay only applies to stake`);
+
+  // check every argument before touching the network: a typo is reported as such, whatever the RPC does
+  const [first, second] = args as [string, string];
+  let action: ((client: PublicClient, wallet: OperatorWallet, paymaster: Address) => Promise<Hex>) | undefined;
+  switch (command) {
+    case "status":
+      break;
+    case "deposit": {
+      const amount = parseEthAmount(first, "amount");
+      action = (client, wallet, paymaster) => depositToPaymaster(client, wallet, paymaster, amount);
+      break;
+    }
+    case "withdraw": {
+      const to = parseAddress(first, "recipient");
+      const amount = parseEthAmount(second, "amount");
+      action = (client, wallet, paymaster) => withdrawFromPaymaster(client, wallet, paymaster, to, amount);
+      break;
+    }
+    case "stake": {
+      const amount = parseEthAmount(first, "amount");
+      const delay = parseSeconds(values["unstake-delay"], "--unstake-delay") ?? DEFAULT_UNSTAKE_DELAY_SEC;
+      action = (client, wallet, paymaster) => stakePaymaster(client, wallet, paymaster, amount, delay);
+      break;
+    }
+    case "unlock":
+      action = (client, wallet, paymaster) => unlockPaymasterStake(client, wallet, paymaster);
+      break;
+    case "withdraw-stake": {
+      const to = parseAddress(first, "recipient");
+      action = (client, wallet, paymaster) => withdrawPaymasterStake(client, wallet, paymaster, to);
+      break;
+    }
+    case "add-signer": {
+      const signer = parseAddress(first, "signer");
+      action = (client, wallet, paymaster) => addPaymasterSigner(client, wallet, paymaster, signer);
+      break;
+    }
+    default: {
+      const signer = parseAddress(first, "signer");
+      action = (client, wallet, paymaster) => removePaymasterSigner(client, wallet, paymaster, signer);
+    }
+  }
+  const explicitPaymaster = values.paymaster === undefined ? undefined : parseAddress(values.paymaster, "--paymaster");
 
   const key = command === "status" ? undefined : loadPrivateKey(env, "OPERATOR_PRIVATE_KEY");
   if (command !== "status" && !key) throw new UsageError(`${command} needs OPERATOR_PRIVATE_KEY (or OPERATOR_PRIVATE_KEY_FILE)`);
   const { client, wallet, chainId } = await connect(env.RPC_URL, key);
 
   let paymaster: Address;
-  if (values.paymaster !== undefined) {
-    paymaster = parseAddress(values.paymaster, "--paymaster");
+  if (explicitPaymaster !== undefined) {
+    paymaster = explicitPaymaster;
   } else {
     const dir = path.resolve(values.deployments ?? "deployments");
     const deployment = readDeployment(dir, chainId);
@@ -88,39 +139,11 @@ export async function runPaymasterCli(argv: string[], env: Env, out: (line: stri
     paymaster = deployment.paymaster;
   }
 
-  const [first, second] = args as [string, string];
-  let hash: string;
-  switch (command) {
-    case "status":
-      out(formatStatus(await readPaymasterStatus(client, paymaster)));
-      return 0;
-    case "deposit":
-      hash = await depositToPaymaster(client, wallet!, paymaster, parseEthAmount(first, "amount"));
-      break;
-    case "withdraw":
-      hash = await withdrawFromPaymaster(client, wallet!, paymaster, parseAddress(first, "recipient"), parseEthAmount(second, "amount"));
-      break;
-    case "stake":
-      hash = await stakePaymaster(
-        client,
-        wallet!,
-        paymaster,
-        parseEthAmount(first, "amount"),
-        parseSeconds(values["unstake-delay"], "--unstake-delay") ?? DEFAULT_UNSTAKE_DELAY_SEC,
-      );
-      break;
-    case "unlock":
-      hash = await unlockPaymasterStake(client, wallet!, paymaster);
-      break;
-    case "withdraw-stake":
-      hash = await withdrawPaymasterStake(client, wallet!, paymaster, parseAddress(first, "recipient"));
-      break;
-    case "add-signer":
-      hash = await addPaymasterSigner(client, wallet!, paymaster, parseAddress(first, "signer"));
-      break;
-    default:
-      hash = await removePaymasterSigner(client, wallet!, paymaster, parseAddress(first, "signer"));
+  if (action === undefined) {
+    out(formatStatus(await readPaymasterStatus(client, paymaster)));
+    return 0;
   }
+  const hash = await action(client, wallet!, paymaster);
   const status = await readPaymasterStatus(client, paymaster);
   out(`${command}: done (tx ${hash})`);
   out(`deposit ${formatEther(status.deposit)} ETH, stake ${formatEther(status.stake)} ETH, signers ${status.signers.length}`);

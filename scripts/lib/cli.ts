@@ -23,6 +23,9 @@ export class UsageError extends Error {
 
 export type Env = Record<string, string | undefined>;
 
+/** Private keys are integers in [1, n) for the curve order n. */
+const SECP256K1_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
 /**
  * A private key from `NAME` or from the file named by `NAME_FILE` (e.g. a mounted secret). The key is never
  * printed; errors name only the variable.
@@ -40,6 +43,8 @@ export function loadPrivateKey(env: Env, name: string): Hex | undefined {
   if (raw === undefined || raw.trim() === "") return undefined;
   const key = raw.trim().startsWith("0x") ? raw.trim() : `0x${raw.trim()}`;
   if (!isHex(key) || key.length !== 66) throw new UsageError(`${name} is not a 32-byte hex private key`);
+  // checked here because the signing library's own error prints the key (as a number)
+  if (BigInt(key) === 0n || BigInt(key) >= SECP256K1_ORDER) throw new UsageError(`${name} is not a valid secp256k1 private key`);
   return key;
 }
 
@@ -73,6 +78,9 @@ export async function connect(rpcUrl: string | undefined, privateKey?: Hex): Pro
     url = new URL(rpcUrl);
   } catch {
     throw new UsageError(`RPC_URL is not a URL: ${rpcUrl}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`RPC_URL must be an http(s) URL (e.g. http://127.0.0.1:8545): got ${url.protocol} scheme`);
   }
   const transport = http(url.toString(), { retryCount: 1, timeout: 15_000 });
   const probe = createPublicClient({ transport });

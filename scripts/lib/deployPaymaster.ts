@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from "node:fs";
 import path from "node:path";
-import { type Address, type Hex, type PublicClient, concat, encodeAbiParameters, formatEther, getAddress, keccak256, pad } from "viem";
+import { type Address, type Hex, type PublicClient, concat, encodeAbiParameters, formatEther, getAddress, isAddress, keccak256, pad } from "viem";
 import { ENTRY_POINT_V07 } from "../../server/chain/addresses";
 import { fiatPaymasterArtifact } from "../../server/chain/artifacts";
 import { DeploymentError, deployDeterministic, deterministicAddress, hasCode } from "./canonical";
@@ -67,7 +67,17 @@ export function deploymentFile(deploymentsDir: string, chainId: number): string 
 export function readDeployment(deploymentsDir: string, chainId: number): PaymasterDeployment | undefined {
   const file = deploymentFile(deploymentsDir, chainId);
   if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, "utf8")) as PaymasterDeployment;
+  let deployment: PaymasterDeployment;
+  try {
+    deployment = JSON.parse(readFileSync(file, "utf8")) as PaymasterDeployment;
+  } catch (error) {
+    throw new DeploymentError(`cannot read the deployment record ${file}: ${(error as Error).message}`);
+  }
+  const paymaster: unknown = deployment?.paymaster;
+  if (typeof paymaster !== "string" || !isAddress(paymaster, { strict: false })) {
+    throw new DeploymentError(`the deployment record ${file} has no valid paymaster address`);
+  }
+  return deployment;
 }
 
 function writeDeployment(deploymentsDir: string, deployment: PaymasterDeployment): string {
@@ -101,9 +111,11 @@ export async function deployPaymaster(
   const owner = getAddress(parameters.owner ?? wallet.account.address);
   const salt = parameters.salt ?? pad("0x0");
   const initCode = paymasterInitCode(owner);
-  const previous = parameters.deploymentsDir ? readDeployment(parameters.deploymentsDir, chainId) : undefined;
+  const recorded = parameters.deploymentsDir ? readDeployment(parameters.deploymentsDir, chainId) : undefined;
   const deployed = await deployDeterministic(client, wallet, { salt, initCode, label: "FiatPaymaster" }, log);
   const paymaster = deployed.address;
+  // the record may describe another paymaster (other owner or salt): only this one's transaction is worth keeping
+  const previous = recorded && getAddress(recorded.paymaster) === paymaster ? recorded : undefined;
   const status = await readPaymasterStatus(client, paymaster);
   if (getAddress(status.owner) !== owner) {
     // ownership moved since deployment (Ownable2Step): the address is still right, say who owns it now
@@ -131,8 +143,10 @@ export async function deployPaymaster(
   }
 
   const delay = parameters.unstakeDelaySec ?? DEFAULT_UNSTAKE_DELAY_SEC;
-  const stakeShort = parameters.minStake !== undefined && info.stake < parameters.minStake;
-  const needsStake = parameters.minStake !== undefined && (stakeShort || !info.staked || info.unstakeDelaySec < delay);
+  // a minimum of zero asks for no stake (the EntryPoint cannot stake nothing)
+  const wantsStake = parameters.minStake !== undefined && parameters.minStake > 0n;
+  const stakeShort = wantsStake && info.stake < parameters.minStake!;
+  const needsStake = wantsStake && (stakeShort || !info.staked || info.unstakeDelaySec < delay);
   if (needsStake) {
     if (!ownerKey) throw new DeploymentError(`cannot stake: the deployer is not the owner ${status.owner}`);
     const amount = stakeShort ? parameters.minStake! - info.stake : 0n;
