@@ -21,6 +21,7 @@ import {
   signAsAccount,
   sponsor,
   userOperationEvents,
+  withPaymasterGas,
 } from "./test/userOperations";
 
 const signer = privateKeyToAccount(DEV_KEYS.signer);
@@ -106,7 +107,7 @@ describe("FiatPaymaster through the real EntryPoint v0.7", () => {
           args: [toPackedUserOperation({ ...op, paymasterData: encodeStubPaymasterData({ validUntil, validAfter }) }), validUntil, validAfter],
         });
         const offChain = getPaymasterHash({
-          userOperation: op as Parameters<typeof getPaymasterHash>[0]["userOperation"],
+          userOperation: withPaymasterGas(op),
           chainId,
           paymaster: chain.paymaster,
           entryPoint: ENTRY_POINT_V07,

@@ -21,7 +21,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ToSimpleSmartAccountReturnType, toSimpleSmartAccount } from "permissionless/accounts";
 import { ENTRY_POINT_V07 } from "../../server/chain/addresses";
 import { loadAccountAbstractionArtifact, loadProjectArtifact } from "../../server/chain/artifacts";
-import { encodePaymasterData, getPaymasterHash } from "../../server/sponsor/paymasterData";
+import { type SponsoredUserOperation, encodePaymasterData, getPaymasterHash } from "../../server/sponsor/paymasterData";
 import type { OperatorWallet } from "../../scripts/lib/operator";
 
 export type SimpleAccount = ToSimpleSmartAccountReturnType<"0.7">;
@@ -81,18 +81,23 @@ export type SponsorParameters = {
   paymasterForHash?: Address;
 };
 
+/** The operation with its paymaster gas limits set (viem types them optional; the paymaster hash binds them). */
+export function withPaymasterGas(op: UserOp): SponsoredUserOperation {
+  return { ...op, paymasterVerificationGasLimit: op.paymasterVerificationGasLimit ?? 0n, paymasterPostOpGasLimit: op.paymasterPostOpGasLimit ?? 0n };
+}
+
 /** Adds paymasterData signed by `signer` over the operation as it is now. */
 export async function sponsor(op: UserOp, s: SponsorParameters): Promise<UserOp> {
   const validUntil = s.validUntil ?? Math.floor(Date.now() / 1000) + 600;
   const validAfter = s.validAfter ?? 0;
   const hash = getPaymasterHash({
-    userOperation: op as Required<UserOp> & UserOp,
+    userOperation: withPaymasterGas(op),
     chainId: s.chainId,
     paymaster: s.paymasterForHash ?? op.paymaster!,
     entryPoint: ENTRY_POINT_V07,
     validUntil,
     validAfter,
-  } as Parameters<typeof getPaymasterHash>[0]);
+  });
   const signature = await s.signer.signMessage({ message: { raw: hash } });
   return { ...op, paymasterData: encodePaymasterData({ validUntil, validAfter, signature }) };
 }
