@@ -1,0 +1,238 @@
+/**
+ * The ledger: the only code that changes balances. Every change is one append-only entry; the cached
+ * balances in `accounts` change in the same statement, and (kind, reference) is unique, so applying the same
+ * entry twice changes nothing. Callers pass the transaction they are in, so a balance change commits or rolls
+ * back together with the state change that caused it (an order becoming paid, a refund being requested).
+ *
+ * Amounts are integer fen (bigint). Database CHECKs keep both balances ≥ 0.
+ */
+import { type Queryable, sqlState } from "../db/database";
+
+export type LedgerKind = "topup" | "hold" | "release" | "charge" | "refund" | "adjust";
+
+export type Balance = { account: string; availableFen: bigint; heldFen: bigint };
+
+export type LedgerEntry = {
+  id: bigint;
+  account: string;
+  kind: LedgerKind;
+  availableDeltaFen: bigint;
+  heldDeltaFen: bigint;
+  reference: string;
+  memo: string | null;
+  createdAt: Date;
+};
+
+/** The entry would make a balance negative. */
+export class InsufficientBalanceError extends Error {
+  override name = "InsufficientBalanceError";
+  constructor(
+    readonly account: string,
+    readonly balance: "available" | "held",
+    readonly requiredFen: bigint,
+  ) {
+    super(`account ${account} has too little ${balance} balance for ${requiredFen} fen`);
+  }
+}
+
+export class LedgerInputError extends Error {
+  override name = "LedgerInputError";
+}
+
+export type AppliedEntry = { applied: boolean; balance: Balance };
+
+type EntryInput = {
+  account: string;
+  kind: LedgerKind;
+  availableDeltaFen: bigint;
+  heldDeltaFen: bigint;
+  reference: string;
+  memo?: string;
+};
+
+function normalizeAccount(account: string): string {
+  const lower = account.toLowerCase();
+  if (!/^0x[0-9a-f]{40}$/.test(lower)) throw new LedgerInputError(`not an account address: ${account}`);
+  return lower;
+}
+
+function positive(amountFen: bigint, what: string): bigint {
+  if (typeof amountFen !== "bigint" || amountFen <= 0n) throw new LedgerInputError(`${what} must be a positive number of fen`);
+  return amountFen;
+}
+
+async function readBalance(tx: Queryable, account: string): Promise<Balance> {
+  const { rows } = await tx.query<{ available_fen: bigint; held_fen: bigint }>(
+    "SELECT available_fen, held_fen FROM accounts WHERE address = $1",
+    [account],
+  );
+  return { account, availableFen: rows[0]?.available_fen ?? 0n, heldFen: rows[0]?.held_fen ?? 0n };
+}
+
+/**
+ * Appends the entry and moves the cached balances, or does nothing if an entry with the same (kind, reference)
+ * exists. A balance that would go negative throws InsufficientBalanceError (and, on PostgreSQL, aborts the
+ * transaction: callers check first when they want to answer instead).
+ */
+async function applyEntry(tx: Queryable, input: EntryInput): Promise<AppliedEntry> {
+  const account = normalizeAccount(input.account);
+  if (!input.reference) throw new LedgerInputError("a ledger entry needs a reference");
+  await tx.query("INSERT INTO accounts (address) VALUES ($1) ON CONFLICT (address) DO NOTHING", [account]);
+  try {
+    const { rows } = await tx.query<{ available_fen: bigint; held_fen: bigint }>(
+      `WITH entry AS (
+         INSERT INTO ledger_entries (account, kind, available_delta_fen, held_delta_fen, reference, memo)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT ON CONSTRAINT ledger_entry_once DO NOTHING
+         RETURNING available_delta_fen, held_delta_fen
+       )
+       UPDATE accounts
+          SET available_fen = available_fen + entry.available_delta_fen,
+              held_fen = held_fen + entry.held_delta_fen,
+              updated_at = now()
+         FROM entry
+        WHERE address = $1
+       RETURNING available_fen, held_fen`,
+      [account, input.kind, input.availableDeltaFen, input.heldDeltaFen, input.reference, input.memo ?? null],
+    );
+    const row = rows[0];
+    if (!row) return { applied: false, balance: await readBalance(tx, account) };
+    return { applied: true, balance: { account, availableFen: row.available_fen, heldFen: row.held_fen } };
+  } catch (error) {
+    const { code, constraint } = sqlState(error);
+    if (code === "23514" && (constraint === "available_not_negative" || constraint === "held_not_negative")) {
+      const which = constraint === "available_not_negative" ? "available" : "held";
+      const delta = which === "available" ? input.availableDeltaFen : input.heldDeltaFen;
+      throw new InsufficientBalanceError(account, which, -delta);
+    }
+    throw error;
+  }
+}
+
+/** Credits a paid top-up order; the order id makes it happen once. */
+export function creditTopUp(tx: Queryable, p: { account: string; orderId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  return applyEntry(tx, { account: p.account, kind: "topup", availableDeltaFen: positive(p.amountFen, "a top-up"), heldDeltaFen: 0n, reference: p.orderId });
+}
+
+/** Moves `amountFen` from available to held for a reservation. */
+export function hold(tx: Queryable, p: { account: string; reservationId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a hold");
+  return applyEntry(tx, { account: p.account, kind: "hold", availableDeltaFen: -amount, heldDeltaFen: amount, reference: p.reservationId });
+}
+
+/** Gives held funds of a reservation back to available. */
+export function release(tx: Queryable, p: { account: string; reservationId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a release");
+  return applyEntry(tx, { account: p.account, kind: "release", availableDeltaFen: amount, heldDeltaFen: -amount, reference: p.reservationId });
+}
+
+/** Consumes held funds of a reservation (the actual cost of a sponsored operation). */
+export function charge(tx: Queryable, p: { account: string; reservationId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a charge");
+  return applyEntry(tx, { account: p.account, kind: "charge", availableDeltaFen: 0n, heldDeltaFen: -amount, reference: p.reservationId });
+}
+
+/** Debits available funds being refunded to the payer. */
+export function debitRefund(tx: Queryable, p: { account: string; refundId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a refund");
+  return applyEntry(tx, { account: p.account, kind: "refund", availableDeltaFen: -amount, heldDeltaFen: 0n, reference: p.refundId });
+}
+
+/**
+ * An operator's manual correction (positive or negative), with the reason recorded. A refund the gateway
+ * refused is given back this way too (reference `refund-failed:<refundId>`).
+ */
+export function adjust(tx: Queryable, p: { account: string; adjustmentId: string; amountFen: bigint; reason: string }): Promise<AppliedEntry> {
+  if (typeof p.amountFen !== "bigint" || p.amountFen === 0n) throw new LedgerInputError("an adjustment must be a non-zero number of fen");
+  if (!p.reason?.trim()) throw new LedgerInputError("an adjustment needs a reason");
+  return applyEntry(tx, { account: p.account, kind: "adjust", availableDeltaFen: p.amountFen, heldDeltaFen: 0n, reference: p.adjustmentId, memo: p.reason.trim() });
+}
+
+export async function getBalance(db: Queryable, account: string): Promise<Balance> {
+  return readBalance(db, normalizeAccount(account));
+}
+
+/** Locks the account row for the rest of the transaction and returns its balance (zero if it has none). */
+export async function lockBalance(tx: Queryable, account: string): Promise<Balance> {
+  const address = normalizeAccount(account);
+  await tx.query("INSERT INTO accounts (address) VALUES ($1) ON CONFLICT (address) DO NOTHING", [address]);
+  const { rows } = await tx.query<{ available_fen: bigint; held_fen: bigint }>(
+    "SELECT available_fen, held_fen FROM accounts WHERE address = $1 FOR UPDATE",
+    [address],
+  );
+  return { account: address, availableFen: rows[0]!.available_fen, heldFen: rows[0]!.held_fen };
+}
+
+export async function recentEntries(db: Queryable, account: string, limit = 50): Promise<LedgerEntry[]> {
+  const { rows } = await db.query<{
+    id: bigint;
+    account: string;
+    kind: LedgerKind;
+    available_delta_fen: bigint;
+    held_delta_fen: bigint;
+    reference: string;
+    memo: string | null;
+    created_at: Date;
+  }>(
+    `SELECT id, account, kind, available_delta_fen, held_delta_fen, reference, memo, created_at
+       FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2`,
+    [normalizeAccount(account), limit],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    account: r.account,
+    kind: r.kind,
+    availableDeltaFen: r.available_delta_fen,
+    heldDeltaFen: r.held_delta_fen,
+    reference: r.reference,
+    memo: r.memo,
+    createdAt: r.created_at,
+  }));
+}
+
+export type LedgerMismatch = {
+  account: string;
+  cachedAvailableFen: bigint;
+  ledgerAvailableFen: bigint;
+  cachedHeldFen: bigint;
+  ledgerHeldFen: bigint;
+};
+
+export type LedgerCheck = { accounts: number; entries: number; mismatches: LedgerMismatch[] };
+
+/** Recomputes every balance from the entries and lists the accounts whose cached balances differ. */
+export async function checkLedger(db: Queryable): Promise<LedgerCheck> {
+  const { rows } = await db.query<{
+    address: string;
+    available_fen: bigint;
+    held_fen: bigint;
+    ledger_available: bigint;
+    ledger_held: bigint;
+    entries: bigint;
+  }>(
+    `SELECT a.address, a.available_fen, a.held_fen,
+            COALESCE(e.available, 0)::bigint AS ledger_available,
+            COALESCE(e.held, 0)::bigint AS ledger_held,
+            COALESCE(e.entries, 0)::bigint AS entries
+       FROM accounts a
+       FULL OUTER JOIN (
+         SELECT account, SUM(available_delta_fen) AS available, SUM(held_delta_fen) AS held, COUNT(*) AS entries
+           FROM ledger_entries GROUP BY account
+       ) e ON e.account = a.address`,
+  );
+  const mismatches: LedgerMismatch[] = [];
+  let entries = 0n;
+  for (const r of rows) {
+    entries += r.entries;
+    if (r.address === null || r.available_fen !== r.ledger_available || r.held_fen !== r.ledger_held) {
+      mismatches.push({
+        account: r.address,
+        cachedAvailableFen: r.available_fen ?? 0n,
+        ledgerAvailableFen: r.ledger_available,
+        cachedHeldFen: r.held_fen ?? 0n,
+        ledgerHeldFen: r.ledger_held,
+      });
+    }
+  }
+  return { accounts: rows.length, entries: Number(entries), mismatches };
+}
