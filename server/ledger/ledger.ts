@@ -139,8 +139,16 @@ export function debitRefund(tx: Queryable, p: { account: string; refundId: strin
 }
 
 /**
- * An operator's manual correction (positive or negative), with the reason recorded. A refund the gateway
- * refused is given back this way too (reference `refund-failed:<refundId>`).
+ * Gives back the funds of a refund the gateway refused. A separate reference (`reversal:<refundId>`) keeps the
+ * original debit and its reversal both on the ledger.
+ */
+export function reverseRefund(tx: Queryable, p: { account: string; refundId: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a refund reversal");
+  return applyEntry(tx, { account: p.account, kind: "refund", availableDeltaFen: amount, heldDeltaFen: 0n, reference: `reversal:${p.refundId}` });
+}
+
+/**
+ * An operator's manual correction (positive or negative), with the reason recorded.
  */
 export function adjust(tx: Queryable, p: { account: string; adjustmentId: string; amountFen: bigint; reason: string }): Promise<AppliedEntry> {
   if (typeof p.amountFen !== "bigint" || p.amountFen === 0n) throw new LedgerInputError("an adjustment must be a non-zero number of fen");

@@ -13,7 +13,7 @@ CREATE TABLE accounts (
 --   hold    -available +held       (reference: reservation id)
 --   release +available -held       (reference: reservation id)
 --   charge  -held                  (reference: reservation id)
---   refund  -available             (reference: refund id)
+--   refund  -available             (reference: refund id); +available if the gateway refuses (reversal:<refund id>)
 --   adjust  ±available             (reference: adjustment id; memo: the reason)
 CREATE TABLE ledger_entries (
   id                   bigserial PRIMARY KEY,

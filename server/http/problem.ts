@@ -1,0 +1,62 @@
+/**
+ * Errors become RFC 9457 `application/problem+json` answers with a stable `type` and a message that names the
+ * problem. Unknown errors are logged with their stack and answered with a bare 500 that reveals nothing.
+ */
+import type { ErrorRequestHandler, Response } from "express";
+import { ZodError } from "zod";
+import { InsufficientBalanceError, LedgerInputError } from "../ledger/ledger";
+import { GatewayUnavailableError, NotFoundError, PaymentConflictError, PaymentInputError } from "../payments/errors";
+import { GatewayError } from "../payments/gateway";
+import type { Logger } from "./logging";
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export function sendProblem(res: Response, status: number, type: string, detail: string, extra: Record<string, unknown> = {}): void {
+  res.status(status).type("application/problem+json").send(JSON.stringify({ type, title: titles[status] ?? "Error", status, detail, ...extra }));
+}
+
+const titles: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  409: "Conflict",
+  413: "Payload Too Large",
+  415: "Unsupported Media Type",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+};
+
+function describeZod(error: ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`).join("; ");
+}
+
+export function problemHandler(log: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
+    if (res.headersSent) return;
+    if (error instanceof HttpError) return sendProblem(res, error.status, error.type, error.message, error.extra);
+    if (error instanceof ZodError) return sendProblem(res, 400, "invalid_request", describeZod(error));
+    if (error instanceof PaymentInputError || error instanceof LedgerInputError) return sendProblem(res, 400, "invalid_request", error.message);
+    if (error instanceof NotFoundError) return sendProblem(res, 404, "not_found", error.message);
+    if (error instanceof PaymentConflictError) return sendProblem(res, 409, "conflict", error.message, error.details);
+    if (error instanceof InsufficientBalanceError) return sendProblem(res, 409, "insufficient_balance", error.message);
+    if (error instanceof GatewayUnavailableError) return sendProblem(res, 503, "gateway_unavailable", error.message);
+    if (error instanceof GatewayError) return sendProblem(res, 502, "gateway_error", `${error.provider} refused: ${error.message}`, { gatewayCode: error.gatewayCode });
+    // body-parser's errors carry a status and a type
+    const e = error as { status?: number; type?: string; message?: string };
+    if (e?.type === "entity.parse.failed") return sendProblem(res, 400, "invalid_json", "the body is not valid JSON");
+    if (e?.type === "entity.too.large") return sendProblem(res, 413, "too_large", "the body is too large");
+    if (typeof e?.status === "number" && e.status >= 400 && e.status < 500) return sendProblem(res, e.status, "invalid_request", e.message ?? "bad request");
+    log.error({ err: error, reqId: req.id }, "unhandled error");
+    sendProblem(res, 500, "internal", "internal error; the request id identifies it in the logs", { requestId: req.id });
+  };
+}

@@ -1,0 +1,94 @@
+import type { Database, Queryable } from "../db/database";
+import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway } from "./gateway";
+import { type CreditOutcome, creditPaidOrder } from "./orders";
+
+export type CallbackOutcome = Exclude<CreditOutcome, "unknown_order" | "amount_mismatch"> | CallbackRejectionCode;
+
+export type CallbackResult = { outcome: CallbackOutcome; orderId?: string; reply: CallbackReply };
+
+/** Rejections after which the signature had checked out (the callback is authentic, its content is not acceptable). */
+const AUTHENTIC_REJECTIONS = new Set<CallbackRejectionCode>(["merchant_mismatch", "unknown_order", "amount_mismatch", "not_paid", "not_a_payment"]);
+
+/**
+ * Outcomes we acknowledge as success so the gateway stops retrying: the notification was authentic and there is
+ * nothing more it could ever make us do. Everything else is answered with the gateway's failure reply.
+ */
+const ACKNOWLEDGED = new Set<CallbackOutcome>(["credited", "already_credited", "not_paid", "not_a_payment"]);
+
+type AuditRecord = {
+  provider: string;
+  orderId?: string;
+  outcome: CallbackOutcome;
+  verified: boolean;
+  detail?: string;
+  callback: IncomingCallback;
+  payload?: unknown;
+};
+
+async function storeCallback(db: Queryable, record: AuditRecord): Promise<void> {
+  await db.query(
+    `INSERT INTO payment_callbacks (provider, order_id, outcome, verified, detail, headers, raw_body, payload)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [
+      record.provider,
+      record.orderId ?? null,
+      record.outcome,
+      record.verified,
+      record.detail ?? null,
+      JSON.stringify(record.callback.headers),
+      record.callback.rawBody,
+      record.payload === undefined ? null : JSON.stringify(record.payload, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
+    ],
+  );
+}
+
+/**
+ * Handles one payment notification: verify it (signature, timestamp, decryption, merchant ids), then credit
+ * the order in one transaction with the order's state change and the audit record. A duplicate of a credited
+ * notification is acknowledged as success. Every callback, valid or not, is stored with its outcome.
+ */
+export async function handlePaymentCallback(db: Database, gateway: PaymentGateway, callback: IncomingCallback): Promise<CallbackResult> {
+  const provider = gateway.provider;
+  const verification = await gateway.verifyCallback(callback);
+  if (!verification.ok) {
+    await storeCallback(db, {
+      provider,
+      outcome: verification.code,
+      verified: AUTHENTIC_REJECTIONS.has(verification.code),
+      detail: verification.detail,
+      callback,
+    });
+    return reply(gateway, { outcome: verification.code }, verification.detail);
+  }
+
+  const n = verification.notification;
+  const base = { provider, orderId: n.orderId, verified: true, callback, payload: n.payload };
+  if (!n.paid) {
+    await storeCallback(db, { ...base, outcome: "not_paid", detail: `gateway status ${n.gatewayStatus}` });
+    return reply(gateway, { outcome: "not_paid", orderId: n.orderId });
+  }
+
+  const result = await db.transaction(async (tx) => {
+    const { outcome, order } = await creditPaidOrder(tx, {
+      orderId: n.orderId,
+      provider,
+      amountFen: n.amountFen,
+      gatewayTradeNo: n.gatewayTradeNo,
+      paidAt: n.paidAt,
+    });
+    if (outcome === "credited" || outcome === "already_credited") await storeCallback(tx, { ...base, outcome });
+    const detail =
+      outcome === "amount_mismatch" ? `notified ${n.amountFen} fen, order is ${order?.amountFen} fen` : outcome === "unknown_order" ? `no ${provider} order ${n.orderId}` : undefined;
+    return { outcome, detail };
+  });
+  if (result.outcome === "unknown_order" || result.outcome === "amount_mismatch") {
+    // stored outside the (rolled-forward, untouched) transaction: nothing was credited
+    await storeCallback(db, { ...base, outcome: result.outcome, detail: result.detail });
+  }
+  return reply(gateway, { outcome: result.outcome, orderId: n.orderId }, result.detail);
+}
+
+function reply(gateway: PaymentGateway, result: { outcome: CallbackOutcome; orderId?: string }, detail?: string): CallbackResult {
+  const acknowledged = ACKNOWLEDGED.has(result.outcome);
+  return { ...result, reply: acknowledged ? gateway.successReply() : gateway.failureReply(detail ?? result.outcome) };
+}

@@ -1,0 +1,119 @@
+/** The payments HTTP API: top-up orders, the gateways' callbacks, refunds. */
+import express, { type Request, type RequestHandler, type Router } from "express";
+import { isAddress } from "viem";
+import { z } from "zod";
+import type { Database } from "../db/database";
+import { type CallbackResult, handlePaymentCallback } from "./callbacks";
+import { PaymentInputError } from "./errors";
+import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
+import { type Order, type OrderLimits, createOrder, getOrder } from "./orders";
+import { type Refund, getRefund, requestRefund } from "./refunds";
+
+export const accountSchema = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address")
+  .refine((a) => isAddress(a, { strict: true }) || a === a.toLowerCase(), "has a wrong EIP-55 checksum (send it lower-case or correctly checksummed)");
+
+/** Fen as a JSON integer or a string of digits (for amounts beyond 2^53); never a fraction. */
+export const fenSchema = z
+  .union([z.number().int("must be a whole number of fen").safe(), z.string().regex(/^\d{1,18}$/, "must be a whole number of fen")])
+  .transform((v) => BigInt(v));
+
+const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, "must be 1–128 characters of letters, digits and _ . : -");
+
+const createOrderSchema = z.strictObject({
+  account: accountSchema,
+  amountFen: fenSchema,
+  provider: z.enum(PROVIDERS as [Provider, ...Provider[]]),
+  idempotencyKey: idempotencyKeySchema.optional(),
+});
+
+const refundSchema = z.strictObject({
+  orderId: z.string().regex(/^fp[0-9a-f]{24}$/, "is not an order id"),
+  amountFen: fenSchema.optional(),
+  idempotencyKey: idempotencyKeySchema.optional(),
+  reason: z.string().max(80).optional(),
+});
+
+export function orderView(order: Order) {
+  return {
+    id: order.id,
+    account: order.account,
+    provider: order.provider,
+    amountFen: order.amountFen.toString(),
+    status: order.status,
+    ...(order.qrCode ? { qrCode: order.qrCode } : {}),
+    ...(order.payUrl ? { payUrl: order.payUrl } : {}),
+    expiresAt: order.expiresAt.toISOString(),
+    paidAt: order.paidAt?.toISOString() ?? null,
+    refundedFen: order.refundedFen.toString(),
+    createdAt: order.createdAt.toISOString(),
+  };
+}
+
+export function refundView(refund: Refund) {
+  return {
+    id: refund.id,
+    orderId: refund.orderId,
+    account: refund.account,
+    amountFen: refund.amountFen.toString(),
+    status: refund.status,
+    gatewayRefundNo: refund.gatewayRefundNo,
+    failureReason: refund.failureReason,
+    createdAt: refund.createdAt.toISOString(),
+    updatedAt: refund.updatedAt.toISOString(),
+  };
+}
+
+export type PaymentsRouterDeps = {
+  db: Database;
+  gateways: ReadonlyMap<Provider, PaymentGateway>;
+  limits: OrderLimits;
+  requireAdmin: RequestHandler;
+  onCallback?: (provider: Provider, result: CallbackResult, req: Request) => void;
+};
+
+export function paymentsRouter(deps: PaymentsRouterDeps): Router {
+  const router = express.Router();
+  const json = express.json({ limit: "16kb" });
+
+  router.post("/v1/orders", json, async (req, res) => {
+    const input = createOrderSchema.parse(req.body ?? {});
+    const order = await createOrder(deps, input);
+    res.status(201).json(orderView(order));
+  });
+
+  router.get("/v1/orders/:id", async (req, res) => {
+    const id = String(req.params.id);
+    if (!/^fp[0-9a-f]{24}$/.test(id)) throw new PaymentInputError(`${id} is not an order id`);
+    res.json(orderView(await getOrder(deps.db, id)));
+  });
+
+  // The raw body is what the signature covers: parse nothing before verification.
+  const raw = express.text({ type: () => true, limit: "64kb" });
+  for (const provider of PROVIDERS) {
+    router.post(`/v1/payments/${provider}/notify`, raw, async (req, res) => {
+      const gateway = deps.gateways.get(provider);
+      if (!gateway) {
+        res.status(404).type("text/plain").send(`${provider} is not enabled`);
+        return;
+      }
+      const rawBody = typeof req.body === "string" ? req.body : "";
+      const result = await handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody });
+      deps.onCallback?.(provider, result, req);
+      res.status(result.reply.status).type(result.reply.contentType).send(result.reply.body);
+    });
+  }
+
+  router.post("/v1/refunds", deps.requireAdmin, json, async (req, res) => {
+    const input = refundSchema.parse(req.body ?? {});
+    const refund = await requestRefund(deps, input);
+    res.status(201).json(refundView(refund));
+  });
+
+  router.get("/v1/refunds/:id", deps.requireAdmin, async (req, res) => {
+    res.json(refundView(await getRefund(deps.db, String(req.params.id))));
+  });
+
+  return router;
+}
