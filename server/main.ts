@@ -1,0 +1,43 @@
+/** The server process: `npm run server`. Configuration from the environment (see README). */
+import type { Server } from "node:http";
+import { createApp } from "./app";
+import { ConfigError, loadConfig } from "./config";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const service = await createApp(config);
+  const server: Server = service.app.listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => server.once("listening", resolve).once("error", reject));
+  service.log.info(
+    { url: config.publicUrl, database: service.db.kind, providers: [...service.gateways.keys()], reconcile: config.reconcile.enabled },
+    "fiat-paymaster listening",
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    service.log.info({ signal }, "shutting down: finishing in-flight requests");
+    // stop accepting, let in-flight requests finish, then stop workers and close the pool
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await service.close();
+    service.log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`fatal: ${(error as Error).message}\n`);
+  process.exit(1);
+});
