@@ -5,7 +5,7 @@
  * gateway has not confirmed are polled to completion. One instance at a time runs it (advisory lock).
  */
 import type { Database } from "../db/database";
-import type { PaymentGateway, Provider } from "./gateway";
+import { GatewayError, type PaymentGateway, type Provider } from "./gateway";
 import { creditPaidOrder, markOrderClosed, openOrdersBefore, type Order } from "./orders";
 import { openRefunds, settleRefund } from "./refunds";
 
@@ -34,7 +34,12 @@ async function reconcileOrder(deps: ReconcileDeps, gateway: PaymentGateway, orde
   let trade = await gateway.queryTrade(order.id);
   const expired = order.expiresAt.getTime() <= now.getTime();
   if (trade.status === "pending" && expired) {
-    await gateway.closeTrade(order.id);
+    try {
+      await gateway.closeTrade(order.id);
+    } catch (error) {
+      // a business refusal ("already paid") means the payment raced the close: the query below settles it
+      if (!(error instanceof GatewayError && error.gatewayCode !== undefined)) throw error;
+    }
     trade = await gateway.queryTrade(order.id);
   }
   if (trade.status === "paid") {

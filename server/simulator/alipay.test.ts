@@ -1,0 +1,398 @@
+import assert from "node:assert/strict";
+import { createPublicKey } from "node:crypto";
+import { once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, afterEach, before, describe, it } from "node:test";
+import { AlipaySdk } from "alipay-sdk";
+import express from "express";
+import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "./alipay";
+import type { ProviderSimulator } from "./types";
+
+/** The real SDK ↔ the simulator over HTTP: the protocol as a merchant's code sees it. */
+
+type Received = { contentType: string; rawBody: string; form: Record<string, string> };
+
+let sandbox: AlipaySandbox;
+let simulator: ProviderSimulator;
+let simulatorUrl: string;
+let receiver: Awaited<ReturnType<typeof startReceiver>>;
+let sdk: AlipaySdk;
+let clockOffsetMs = 0;
+const stops: (() => Promise<void>)[] = [];
+
+before(async () => {
+  sandbox = generateAlipaySandbox();
+  receiver = await startReceiver();
+  const app = express();
+  const server = await listen(app);
+  simulatorUrl = server.url;
+  simulator = createAlipaySimulator({
+    sandbox,
+    publicUrl: simulatorUrl,
+    timeScale: 0.0001,
+    now: () => new Date(Date.now() + clockOffsetMs),
+  });
+  app.use(simulator.router);
+  sdk = sdkFor(sandbox);
+  stops.push(server.close, receiver.close);
+});
+
+after(async () => {
+  simulator.notifier.close();
+  await Promise.all(stops.map((stop) => stop()));
+});
+
+afterEach(() => {
+  simulator.notifier.setFaults({});
+  receiver.answers = () => "success";
+  clockOffsetMs = 0;
+});
+
+describe("Alipay simulator: requests and responses", () => {
+  it("generates a sandbox with RSA-2048 keys for the merchant and for Alipay", () => {
+    const keys = sandbox;
+    assert.match(keys.appId, /^\d{16}$/);
+    for (const pem of [keys.merchantPublicKey, keys.alipayPublicKey]) {
+      assert.equal(createPublicKey(pem).asymmetricKeyDetails?.modulusLength, 2048);
+    }
+    assert.notEqual(keys.merchantPrivateKey, keys.alipayPrivateKey);
+  });
+
+  it("answers precreate with a response the SDK verifies (validateSign), whose qr_code is the payer page", async () => {
+    const orderId = newOrderId();
+    const reply = await precreate(orderId, "12.34");
+    assert.equal(reply.code, "10000");
+    assert.equal(reply.out_trade_no, orderId);
+    assert.equal(reply.qr_code, `${simulatorUrl}/payer/alipay/${orderId}`);
+  });
+
+  it("repeats precreate for the same out_trade_no and amount, and refuses another amount with ACQ.CONTEXT_INCONSISTENT", async () => {
+    const orderId = newOrderId();
+    const first = await precreate(orderId, "5.00");
+    assert.equal((await precreate(orderId, "5.00")).qr_code, first.qr_code);
+    assert.equal((await precreate(orderId, "6.00")).sub_code, "ACQ.CONTEXT_INCONSISTENT");
+  });
+
+  it("refuses a request signed with another merchant key with a signed isv.invalid-signature", async () => {
+    const stranger = sdkFor({ ...sandbox, merchantPrivateKey: generateAlipaySandbox().merchantPrivateKey });
+    const reply = await stranger.exec("alipay.trade.query", { bizContent: { out_trade_no: "anything" } }, { validateSign: true });
+    assert.equal(reply.code, "40002");
+    assert.equal(reply.sub_code, "isv.invalid-signature");
+    assert.match(String(reply.sub_msg), /验签出错/);
+  });
+
+  it("refuses another app_id with isv.invalid-app-id, unsigned like the real gateway", async () => {
+    const other = sdkFor({ ...sandbox, appId: "2021000000000001" });
+    const reply = await other.exec("alipay.trade.query", { bizContent: { out_trade_no: "anything" } });
+    assert.equal(reply.sub_code, "isv.invalid-app-id");
+    // Unsigned, so a verifying client cannot trust it: the SDK throws on the missing sign.
+    await assert.rejects(other.exec("alipay.trade.query", { bizContent: { out_trade_no: "x" } }, { validateSign: true }));
+  });
+
+  it("answers an unknown method with isv.invalid-method", async () => {
+    const reply = await sdk.exec("alipay.trade.pay.nonsense", { bizContent: {} });
+    assert.equal(reply.sub_code, "isv.invalid-method");
+  });
+
+  it("knows a precreated trade only once the payer opens it: before, query and close say ACQ.TRADE_NOT_EXIST", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).sub_code, "ACQ.TRADE_NOT_EXIST");
+    await fetch(qr_code);
+    const query = await exec("alipay.trade.query", { out_trade_no: orderId });
+    assert.equal(query.trade_status, "WAIT_BUYER_PAY");
+    assert.equal(query.total_amount, "1.00");
+  });
+
+  it("locks an unopened QR code when the merchant closes it, although close answers ACQ.TRADE_NOT_EXIST", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    assert.equal((await exec("alipay.trade.close", { out_trade_no: orderId })).sub_code, "ACQ.TRADE_NOT_EXIST");
+    const payerPage = await (await fetch(qr_code)).text();
+    assert.match(payerPage, /Closed/);
+    await assert.rejects(simulator.pay(orderId), /closed/);
+  });
+
+  it("closes an opened, unpaid trade once; closing again is ACQ.TRADE_STATUS_ERROR and precreate again ACQ.TRADE_HAS_CLOSE", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    await fetch(qr_code);
+    assert.equal((await exec("alipay.trade.close", { out_trade_no: orderId })).code, "10000");
+    assert.equal((await exec("alipay.trade.close", { out_trade_no: orderId })).sub_code, "ACQ.TRADE_STATUS_ERROR");
+    assert.equal((await precreate(orderId, "1.00")).sub_code, "ACQ.TRADE_HAS_CLOSE");
+    assert.equal(simulator.trade(orderId)?.status, "closed");
+  });
+
+  it("closes a trade at its timeout_express when it is next queried", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00", { timeout_express: "5m" });
+    await fetch(qr_code);
+    clockOffsetMs = 4 * 60_000;
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "WAIT_BUYER_PAY");
+    clockOffsetMs = 5 * 60_000;
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_CLOSED");
+    await assert.rejects(simulator.pay(orderId), /closed/);
+  });
+
+  it("rejects amounts that are not yuan with at most two decimals", async () => {
+    for (const amount of ["0", "1.234", "-1.00", "1e2", "abc"]) {
+      assert.equal((await precreate(newOrderId(), amount)).sub_code, "ACQ.INVALID_PARAMETER", amount);
+    }
+  });
+});
+
+describe("Alipay simulator: payer page and notifications", () => {
+  it("shows the amount with Pay and Cancel; Pay sends a form-encoded trade_status_sync notification that checkNotifySignV2 accepts", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "12.30");
+    const payerPage = await (await fetch(qr_code)).text();
+    assert.match(payerPage, /¥12\.30/);
+    assert.match(payerPage, /value="pay"/);
+    assert.match(payerPage, /value="cancel"/);
+
+    const paid = await fetch(qr_code, { method: "POST", body: new URLSearchParams({ action: "pay" }) });
+    assert.match(await paid.text(), /Paid/);
+    await simulator.notifier.idle();
+
+    const [notification] = receiver.forOrder(orderId);
+    assert.ok(notification);
+    assert.match(notification.contentType, /^application\/x-www-form-urlencoded/);
+    assert.equal(sdk.checkNotifySignV2(notification.form), true);
+    const { form } = notification;
+    assert.equal(form.notify_type, "trade_status_sync");
+    assert.equal(form.app_id, sandbox.appId);
+    assert.equal(form.trade_status, "TRADE_SUCCESS");
+    assert.equal(form.total_amount, "12.30");
+    assert.equal(form.receipt_amount, "12.30");
+    assert.equal(form.buyer_pay_amount, "12.30");
+    assert.equal(form.trade_no, simulator.trade(orderId)?.gatewayTradeNo);
+    assert.equal(form.sign_type, "RSA2");
+    assert.match(form.gmt_payment!, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
+    for (const field of ["notify_id", "notify_time", "charset", "version"]) assert.ok(form[field], field);
+  });
+
+  it("reports a paid trade as TRADE_SUCCESS and refuses to precreate it again (ACQ.TRADE_HAS_SUCCESS)", async () => {
+    const orderId = await paidOrder("3.00");
+    const query = await exec("alipay.trade.query", { out_trade_no: orderId });
+    assert.equal(query.trade_status, "TRADE_SUCCESS");
+    assert.equal(query.buyer_pay_amount, "3.00");
+    assert.equal((await precreate(orderId, "3.00")).sub_code, "ACQ.TRADE_HAS_SUCCESS");
+  });
+
+  it("Cancel on the payer page closes the trade without a notification", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    const cancelled = await fetch(qr_code, { method: "POST", body: new URLSearchParams({ action: "cancel" }) });
+    assert.match(await cancelled.text(), /Closed/);
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_CLOSED");
+    await simulator.notifier.idle();
+    assert.deepEqual(receiver.forOrder(orderId), []);
+  });
+
+  it("leads the browser from the SDK's page-pay URL to the payer page, and back to return_url signed after paying", async () => {
+    const orderId = newOrderId();
+    const payUrl = sdk.pageExecute("alipay.trade.page.pay", "GET", {
+      notifyUrl: receiver.url,
+      returnUrl: "http://shop.example/paid",
+      bizContent: { out_trade_no: orderId, total_amount: "8.80", subject: "Gas quota top-up", product_code: "FAST_INSTANT_TRADE_PAY" },
+    });
+    const cashier = await fetch(payUrl);
+    assert.equal(cashier.url, `${simulatorUrl}/payer/alipay/${orderId}`);
+    assert.match(await cashier.text(), /¥8\.80/);
+
+    const paid = await (await fetch(cashier.url, { method: "POST", body: new URLSearchParams({ action: "pay" }) })).text();
+    const returnUrl = new URL(/id="return" href="([^"]+)"/.exec(paid)![1]!.replaceAll("&#38;", "&"));
+    assert.equal(returnUrl.origin + returnUrl.pathname, "http://shop.example/paid");
+    assert.equal(sdk.checkNotifySignV2(Object.fromEntries(returnUrl.searchParams)), true);
+  });
+
+  it("accepts the SDK's auto-submitting page-pay form (pageExecute POST) the same way", async () => {
+    const orderId = newOrderId();
+    const html = sdk.pageExecute("alipay.trade.page.pay", "POST", {
+      notifyUrl: receiver.url,
+      bizContent: { out_trade_no: orderId, total_amount: "0.50", subject: "Gas quota top-up", product_code: "FAST_INSTANT_TRADE_PAY" },
+    });
+    const action = /action="([^"]+)"/.exec(html)![1]!;
+    const fields = [...html.matchAll(/name="([^"]+)" value="([^"]*)"/g)].map(([, name, value]): [string, string] => [name!, value!.replaceAll("&quot;", '"')]);
+    const cashier = await fetch(action, { method: "POST", body: new URLSearchParams(fields) });
+    assert.equal(cashier.url, `${simulatorUrl}/payer/alipay/${orderId}`);
+    assert.match(await cashier.text(), /¥0\.50/);
+  });
+
+  it("shows the gateway's error page for a page-pay URL whose parameters were changed after signing", async () => {
+    const payUrl = sdk.pageExecute("alipay.trade.page.pay", "GET", {
+      notifyUrl: receiver.url,
+      bizContent: { out_trade_no: newOrderId(), total_amount: "8.80", subject: "Gas", product_code: "FAST_INSTANT_TRADE_PAY" },
+    });
+    const forged = payUrl.replace(encodeURIComponent('"8.80"'), encodeURIComponent('"0.01"'));
+    assert.notEqual(forged, payUrl);
+    const response = await fetch(forged);
+    assert.equal(response.status, 400);
+    assert.match(await response.text(), /错误代码 invalid-signature/);
+  });
+
+  it("retries on Alipay's schedule, time-compressed, until the merchant answers exactly `success`", async () => {
+    receiver.answers = (attempt) => ["fail", "success\n", "success"][attempt - 1] ?? "success";
+    const orderId = await paidOrder("1.00");
+    await simulator.notifier.idle();
+    assert.equal(receiver.forOrder(orderId).length, 3);
+    const delivery = simulator.notifier.deliveries().find((d) => d.key === `payment:${orderId}`);
+    assert.deepEqual(delivery, { key: `payment:${orderId}`, attempts: 3, acknowledged: true });
+  });
+
+  it("with the duplicate fault, sends every attempt twice", async () => {
+    simulator.notifier.setFaults({ duplicate: 1 });
+    const orderId = await paidOrder("1.00");
+    await simulator.notifier.idle();
+    const copies = receiver.forOrder(orderId);
+    assert.equal(copies.length, 2);
+    assert.equal(copies[0]!.form.notify_id, copies[1]!.form.notify_id);
+  });
+
+  it("with the dropAttempts fault, loses the first attempts and the retries deliver", async () => {
+    simulator.notifier.setFaults({ dropAttempts: 2 });
+    const orderId = await paidOrder("1.00");
+    await simulator.notifier.idle();
+    assert.equal(receiver.forOrder(orderId).length, 1);
+    assert.equal(simulator.notifier.deliveries().find((d) => d.key === `payment:${orderId}`)?.attempts, 3);
+  });
+
+  it("with the dropAll fault, never notifies, while query still shows the payment", async () => {
+    simulator.notifier.setFaults({ dropAll: true });
+    const orderId = await paidOrder("1.00");
+    await simulator.notifier.idle();
+    assert.deepEqual(receiver.forOrder(orderId), []);
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_SUCCESS");
+  });
+
+  it("with the tamper fault, also sends a copy whose total_amount no longer matches its signature", async () => {
+    simulator.notifier.setFaults({ tamper: true });
+    const orderId = await paidOrder("2.00");
+    await simulator.notifier.idle();
+    const copies = receiver.forOrder(orderId);
+    assert.equal(copies.length, 2);
+    const tampered = copies.find((copy) => copy.form.total_amount !== "2.00");
+    const genuine = copies.find((copy) => copy.form.total_amount === "2.00");
+    assert.equal(sdk.checkNotifySignV2(tampered!.form), false);
+    assert.equal(sdk.checkNotifySignV2(genuine!.form), true);
+  });
+});
+
+describe("Alipay simulator: refunds", () => {
+  it("refunds in parts up to the paid amount, never beyond (ACQ.REFUND_AMT_NOT_EQUAL_TOTAL); a full refund closes the trade", async () => {
+    const orderId = await paidOrder("10.00");
+    const first = await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "r1", refund_amount: "3.00" });
+    assert.equal(first.fund_change, "Y");
+    assert.equal(first.refund_fee, "3.00");
+    const tooMuch = await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "r2", refund_amount: "7.01" });
+    assert.equal(tooMuch.sub_code, "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL");
+    const rest = await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "r2", refund_amount: "7.00" });
+    assert.equal(rest.refund_fee, "10.00");
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_CLOSED");
+    assert.equal(simulator.trade(orderId)?.refundedFen, 1000n);
+  });
+
+  it("repeats a refund with the same out_request_no without moving money again (fund_change N)", async () => {
+    const orderId = await paidOrder("5.00");
+    const request = { out_trade_no: orderId, out_request_no: "again", refund_amount: "2.00" };
+    assert.equal((await exec("alipay.trade.refund", request)).fund_change, "Y");
+    const repeat = await exec("alipay.trade.refund", request);
+    assert.equal(repeat.fund_change, "N");
+    assert.equal(repeat.refund_fee, "2.00");
+    assert.equal(simulator.trade(orderId)?.refundedFen, 200n);
+  });
+
+  it("refuses to refund a trade that was never paid", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    await fetch(qr_code);
+    const reply = await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "r", refund_amount: "1.00" });
+    assert.equal(reply.sub_code, "ACQ.TRADE_STATUS_ERROR");
+  });
+
+  it("answers a refund query with the refund, or with no refund data for an unknown out_request_no", async () => {
+    const orderId = await paidOrder("4.00");
+    await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "q1", refund_amount: "1.50" });
+    const found = await exec("alipay.trade.fastpay.refund.query", { out_trade_no: orderId, out_request_no: "q1" });
+    assert.equal(found.refund_amount, "1.50");
+    assert.equal(found.refund_status, "REFUND_SUCCESS");
+    const missing = await exec("alipay.trade.fastpay.refund.query", { out_trade_no: orderId, out_request_no: "nope" });
+    assert.equal(missing.code, "10000");
+    assert.equal(missing.refund_amount, undefined);
+  });
+
+  it("notifies a refund on the payment's notify_url, with out_biz_no and the total refund_fee", async () => {
+    const orderId = await paidOrder("6.00");
+    await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "n1", refund_amount: "6.00" });
+    await simulator.notifier.idle();
+    const refundNotice = receiver.forOrder(orderId).find((copy) => copy.form.out_biz_no === "n1");
+    assert.ok(refundNotice);
+    assert.equal(refundNotice.form.refund_fee, "6.00");
+    assert.equal(refundNotice.form.trade_status, "TRADE_CLOSED");
+    assert.equal(sdk.checkNotifySignV2(refundNotice.form), true);
+  });
+});
+
+// ---- helpers -------------------------------------------------------------------------------------------
+
+let orderCounter = 0;
+function newOrderId(): string {
+  return `sim${Date.now()}${orderCounter++}`;
+}
+
+function sdkFor(keys: AlipaySandbox): AlipaySdk {
+  return new AlipaySdk({
+    appId: keys.appId,
+    privateKey: keys.merchantPrivateKey,
+    alipayPublicKey: keys.alipayPublicKey,
+    gateway: `${simulatorUrl}${ALIPAY_GATEWAY_PATH}`,
+    camelcase: false,
+  });
+}
+
+function exec(method: string, bizContent: Record<string, string>) {
+  return sdk.exec(method, { notify_url: receiver.url, bizContent }, { validateSign: true });
+}
+
+function precreate(orderId: string, totalAmount: string, extra: Record<string, string> = {}) {
+  return exec("alipay.trade.precreate", { out_trade_no: orderId, total_amount: totalAmount, subject: "Gas quota top-up", ...extra });
+}
+
+async function paidOrder(totalAmount: string): Promise<string> {
+  const orderId = newOrderId();
+  const reply = await precreate(orderId, totalAmount);
+  assert.equal(reply.code, "10000");
+  await simulator.pay(orderId);
+  return orderId;
+}
+
+async function listen(handler: http.RequestListener) {
+  const server = http.createServer(handler);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return { url: `http://127.0.0.1:${port}`, close };
+}
+
+/** A merchant's notify endpoint that records what arrives and answers what the test says. */
+async function startReceiver() {
+  const received: Received[] = [];
+  const state = {
+    answers: (_attempt: number): string => "success",
+    forOrder: (orderId: string) => received.filter((copy) => copy.form.out_trade_no === orderId),
+  };
+  const server = await listen(async (req, res) => {
+    let rawBody = "";
+    for await (const chunk of req) rawBody += chunk;
+    const form = Object.fromEntries(new URLSearchParams(rawBody));
+    received.push({ contentType: req.headers["content-type"] ?? "", rawBody, form });
+    res.end(state.answers(state.forOrder(form.out_trade_no ?? "").length));
+  });
+  return Object.assign(state, server);
+}
