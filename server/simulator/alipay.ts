@@ -613,8 +613,11 @@ function signingContent(params: Params, excluded: string[]): string {
     .join("&");
 }
 
-/** Notifications (and page-pay returns) leave both sign and sign_type out of the signed string. */
-function signNotification(fields: Params, alipayPrivateKey: string): Params {
+/**
+ * Notifications (and page-pay returns) leave both sign and sign_type out of the signed string. Exported so tests
+ * can craft notifications the simulator never sends (signed by another key, for another order).
+ */
+export function signNotification(fields: Params, alipayPrivateKey: string): Params {
   const sign = signRsa2(signingContent(fields, ["sign", "sign_type"]), alipayPrivateKey);
   return { ...fields, sign_type: "RSA2", sign };
 }

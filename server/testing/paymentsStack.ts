@@ -1,0 +1,118 @@
+/**
+ * Test support: the real service (createApp) on a real database, talking to the gateway simulator through the
+ * real alipay-sdk and wechatpay-node-v3 clients, over HTTP on 127.0.0.1.
+ */
+import { type Server, createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { type App, createApp } from "../app";
+import type { Config } from "../config";
+import type { Database } from "../db/database";
+import { type DatabaseKind, createTestDatabase } from "../db/testing";
+import type { Provider } from "../payments/gateway";
+import type { NotificationFaults } from "../simulator/notifier";
+import { type Simulator, startSimulator } from "../simulator/server";
+
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+
+export type StackOptions = {
+  timeScale?: number;
+  faults?: NotificationFaults;
+  wechatSignWith?: "certificate" | "publicKey";
+  ttlSeconds?: number;
+  alipayCheckout?: "qr" | "page";
+  poolSize?: number;
+};
+
+export type Stack = {
+  url: string;
+  simulator: Simulator;
+  service: App;
+  db: Database;
+  config: Config;
+  request: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON answers
+    Promise<{ status: number; body: any; text: string; headers: Headers }>;
+  close: () => Promise<void>;
+};
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+export async function startPaymentsStack(kind: DatabaseKind, options: StackOptions = {}): Promise<Stack> {
+  const simulator = await startSimulator({ timeScale: options.timeScale ?? 0.0005, faults: options.faults, wechatSignWith: options.wechatSignWith });
+  const database = await createTestDatabase(kind, { poolSize: options.poolSize });
+  const http = createServer();
+  const port = await listen(http);
+  const url = `http://127.0.0.1:${port}`;
+  const config: Config = {
+    host: "127.0.0.1",
+    port,
+    publicUrl: url,
+    logLevel: "silent",
+    database: { dataDir: "" },
+    adminToken: ADMIN_TOKEN,
+    orders: { minFen: 100n, maxFen: 500_000n, ttlSeconds: options.ttlSeconds ?? 900 },
+    reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
+    gatewayTimeoutMs: 5_000,
+    alipay: { ...simulator.serverSandbox.alipay!, notifyUrl: `${url}/v1/payments/alipay/notify`, checkout: options.alipayCheckout ?? "qr", timeoutMs: 5_000 },
+    wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, timeoutMs: 5_000 },
+  } as Config;
+  const service = await createApp(config, { db: database.db });
+  http.on("request", service.app);
+
+  const request: Stack["request"] = async (method, path, body, headers = {}) => {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: response.status, body: parsed, text, headers: response.headers };
+  };
+
+  return {
+    url,
+    simulator,
+    service,
+    db: database.db,
+    config,
+    request,
+    close: async () => {
+      await simulator.close();
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+      await service.close();
+      await database.drop();
+    },
+  };
+}
+
+/** What a payer does: open the QR payload's page (Alipay only creates the trade when it is scanned), press Pay. */
+export async function payOnPayerPage(provider: Provider, payerUrl: string): Promise<string> {
+  const page = await fetch(payerUrl);
+  const html = await page.text();
+  if (!page.ok) throw new Error(`payer page ${payerUrl} answered ${page.status}: ${html}`);
+  const response =
+    provider === "alipay"
+      ? await fetch(payerUrl, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "action=pay" })
+      : await fetch(`${payerUrl}/pay`, { method: "POST" });
+  if (!response.ok) throw new Error(`pressing Pay on ${payerUrl} answered ${response.status}: ${await response.text()}`);
+  return html;
+}
+
+/** Polls until `check` returns true (or fails after `timeoutMs`). */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
