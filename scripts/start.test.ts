@@ -35,14 +35,25 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number):
 describe("npm start: the local stack", () => {
   let child: ChildProcess;
   let port: number;
+  let serverPort: number;
   let output: string;
   const deploymentsDir = mkdtempSync(path.join(tmpdir(), "fiat-paymaster-start-"));
 
   before(async () => {
     port = await freePort();
+    serverPort = await freePort();
     child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
       cwd: ROOT,
-      env: { ...process.env, ANVIL_PORT: String(port), DEPLOYMENTS_DIR: deploymentsDir },
+      env: {
+        ...process.env,
+        ANVIL_PORT: String(port),
+        PORT: String(serverPort),
+        SIMULATOR_PORT: "0",
+        DEPLOYMENTS_DIR: deploymentsDir,
+        DATA_DIR: path.join(deploymentsDir, "pglite"),
+        DATABASE_URL: "", // the local stack runs on PGlite, whatever the tests run with
+        SANDBOX_DIR: path.join(deploymentsDir, "sandbox"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
@@ -73,11 +84,27 @@ describe("npm start: the local stack", () => {
     }
   });
 
-  it("Ctrl-C stops anvil and exits cleanly", async () => {
+  it("runs the server on PGlite against the gateway simulator: a top-up order gets a QR code from the simulator", async () => {
+    const ready = await fetch(`http://127.0.0.1:${serverPort}/readyz`).then((r) => r.json());
+    assert.deepEqual(ready, { status: "ready", database: "pglite", providers: ["alipay", "wechat"] });
+    const simulatorUrl = /gateway simulator\s+(http:\/\/\S+)/.exec(output)?.[1];
+    assert.ok(simulatorUrl, "the simulator URL is printed");
+    const res = await fetch(`http://127.0.0.1:${serverPort}/v1/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ account: `0x${"22".repeat(20)}`, amountFen: 1000, provider: "wechat" }),
+    });
+    const order = (await res.json()) as { qrCode: string };
+    assert.equal(res.status, 201);
+    assert.ok(order.qrCode.startsWith(`${simulatorUrl}/payer/wechat/`), order.qrCode);
+  });
+
+  it("Ctrl-C stops anvil, the simulator and the server, and exits cleanly", async () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.kill("SIGINT");
     assert.equal(await exited, 0);
     await assert.rejects(fetch(`http://127.0.0.1:${port}`, { method: "POST", body: "{}" }), "anvil no longer listens");
+    await assert.rejects(fetch(`http://127.0.0.1:${serverPort}/healthz`), "the server no longer listens");
     assert.ok(existsSync(path.join(deploymentsDir, "31337.json")));
   });
 });

@@ -69,6 +69,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       gateways,
       limits: config.orders,
       requireAdmin: requireAdminToken(config.adminToken),
+      callbackAdmission: config.callbacks,
       onCallback: (provider, result, req) =>
         req.log[result.outcome === "credited" || result.outcome === "already_credited" ? "info" : "warn"](
           { provider, outcome: result.outcome, orderId: result.orderId },

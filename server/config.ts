@@ -19,6 +19,8 @@ export type Config = {
   orders: { minFen: bigint; maxFen: bigint; ttlSeconds: number };
   reconcile: { enabled: boolean; afterSeconds: number; intervalSeconds: number };
   gatewayTimeoutMs: number;
+  /** Callbacks processed at once, and the longest one waits before it is refused with 503 (gateways retry). */
+  callbacks: { concurrency: number; maxWaitMs: number };
   alipay?: AlipayGatewayConfig;
   wechat?: WechatGatewayConfig;
 };
@@ -122,6 +124,7 @@ export function loadConfig(env: Env): Config {
       intervalSeconds: int("RECONCILE_INTERVAL_SECONDS", 30, 1, 3_600),
     },
     gatewayTimeoutMs,
+    callbacks: { concurrency: int("CALLBACK_CONCURRENCY", 16, 1, 1_000), maxWaitMs: int("CALLBACK_MAX_WAIT_MS", 3_000, 10, 60_000) },
     alipay,
     wechat,
   };

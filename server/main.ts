@@ -3,6 +3,9 @@ import type { Server } from "node:http";
 import { createApp } from "./app";
 import { ConfigError, loadConfig } from "./config";
 
+/** How long in-flight requests get to finish on SIGTERM before their connections are closed. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -27,8 +30,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     service.log.info({ signal }, "shutting down: finishing in-flight requests");
-    // stop accepting, let in-flight requests finish, then stop workers and close the pool
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // stop accepting, let in-flight requests finish (connections that never sent a request are cut after a
+    // grace period), then stop workers and close the pool
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
+    await closed;
     await service.close();
     service.log.info("stopped");
     process.exit(0);

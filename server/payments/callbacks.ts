@@ -68,6 +68,14 @@ export async function handlePaymentCallback(db: Database, gateway: PaymentGatewa
     return reply(gateway, { outcome: "not_paid", orderId: n.orderId });
   }
 
+  // A duplicate of a credited notification (gateways resend, and retry whatever timed out) needs no transaction:
+  // paid is final, so one read and the audit row are enough.
+  const { rows: current } = await db.query<{ status: string; provider: string }>("SELECT status, provider FROM orders WHERE id = $1", [n.orderId]);
+  if (current[0]?.status === "paid" && current[0].provider === provider) {
+    await storeCallback(db, { ...base, outcome: "already_credited" });
+    return reply(gateway, { outcome: "already_credited", orderId: n.orderId });
+  }
+
   const result = await db.transaction(async (tx) => {
     const { outcome, order } = await creditPaidOrder(tx, {
       orderId: n.orderId,

@@ -3,6 +3,7 @@ import express, { type Request, type RequestHandler, type Router } from "express
 import { isAddress } from "viem";
 import { z } from "zod";
 import type { Database } from "../db/database";
+import { AdmissionQueue } from "../http/admission";
 import { type CallbackResult, handlePaymentCallback } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
@@ -70,12 +71,15 @@ export type PaymentsRouterDeps = {
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   limits: OrderLimits;
   requireAdmin: RequestHandler;
+  /** How many callbacks are processed at once, and how long one may wait for its turn before a 503. */
+  callbackAdmission: { concurrency: number; maxWaitMs: number };
   onCallback?: (provider: Provider, result: CallbackResult, req: Request) => void;
 };
 
 export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   const router = express.Router();
   const json = express.json({ limit: "16kb" });
+  const callbacks = new AdmissionQueue(deps.callbackAdmission);
 
   router.post("/v1/orders", json, async (req, res) => {
     const input = createOrderSchema.parse(req.body ?? {});
@@ -99,9 +103,16 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
         return;
       }
       const rawBody = typeof req.body === "string" ? req.body : "";
-      const result = await handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody });
-      deps.onCallback?.(provider, result, req);
-      res.status(result.reply.status).type(result.reply.contentType).send(result.reply.body);
+      const handled = await callbacks.run(() => handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody }));
+      if (!handled.admitted) {
+        // over capacity: answer at once, the gateway retries later (nothing was read or stored)
+        const busy = gateway.failureReply("busy, retry later");
+        res.status(503).type(busy.contentType).send(busy.body);
+        return;
+      }
+      deps.onCallback?.(provider, handled.result, req);
+      const { reply } = handled.result;
+      res.status(reply.status).type(reply.contentType).send(reply.body);
     });
   }
 

@@ -394,12 +394,17 @@ class AlipaySimulator implements ProviderSimulator {
     this.notifier.dispatch(this.notification(key, trade.notifyUrl, fields));
   }
 
-  /** Each attempt is stamped and signed afresh; the tampered copy changes the amount after signing. */
+  /** Attempts are stamped and signed afresh; the tampered copy changes the amount after signing. */
   private notification(key: string, url: string, fields: Params): Notification {
+    let latest: { at: number; signed: Params } | undefined;
     return {
       key,
       send: async ({ tampered }) => {
-        const signed = signNotification({ ...fields, notify_time: formatBeijingTime(this.now()) }, this.sandbox.alipayPrivateKey);
+        // signed afresh with a new notify_time once a minute old; the copies of one attempt share it
+        if (!latest || Date.now() - latest.at > 60_000) {
+          latest = { at: Date.now(), signed: signNotification({ ...fields, notify_time: formatBeijingTime(this.now()) }, this.sandbox.alipayPrivateKey) };
+        }
+        const signed = latest.signed;
         return postNotification(url, tampered ? { ...signed, total_amount: inflatedAmount(signed.total_amount!) } : signed);
       },
     };

@@ -12,7 +12,7 @@ export const WECHAT_RETRY_SCHEDULE_MS = [0, 15, 15, 30, 180, 600, 1200, 1800, 18
 );
 
 export type NotificationFaults = {
-  /** Send each attempt this many extra times, concurrently. */
+  /** Send the first attempt this many extra times, concurrently (a gateway delivering one message twice). */
   duplicate?: number;
   /** Hold each notification this many (real) milliseconds before its first attempt. */
   delayMs?: number;
@@ -36,6 +36,8 @@ export type NotifierOptions = {
   /** Multiplies every retry delay: 1 = real time, 0.001 = a thousand times faster. */
   timeScale?: number;
   faults?: NotificationFaults;
+  /** At most this many notifications in flight at once, like a gateway's sender pool (default 256). */
+  maxInFlight?: number;
   onError?: (key: string, error: unknown) => void;
 };
 
@@ -45,6 +47,8 @@ export class NotificationDispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly records = new Map<string, DeliveryRecord>();
   private reorderBuffer: Notification[] = [];
+  /** Attempts waiting for a free sender. */
+  private backlog: (() => void)[] = [];
   private reorderTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -101,12 +105,17 @@ export class NotificationDispatcher {
 
   private attempt(notification: Notification, record: DeliveryRecord, index: number, faults: NotificationFaults): void {
     if (this.closed || record.acknowledged) return;
+    if (this.inFlight.size >= (this.options.maxInFlight ?? 256)) {
+      this.backlog.push(() => this.attempt(notification, record, index, faults));
+      return;
+    }
     const run = (async () => {
       record.attempts++;
       if (index < (faults.dropAttempts ?? 0)) return false;
       const sends: Promise<boolean>[] = [];
       if (faults.tamper) sends.push(notification.send({ tampered: true }).then(() => false));
-      for (let copy = 0; copy <= (faults.duplicate ?? 0); copy++) sends.push(notification.send({ tampered: false }));
+      const copies = index === 0 ? 1 + (faults.duplicate ?? 0) : 1;
+      for (let copy = 0; copy < copies; copy++) sends.push(notification.send({ tampered: false }));
       const results = await Promise.allSettled(sends);
       for (const r of results) {
         if (r.status === "rejected") {
@@ -125,7 +134,10 @@ export class NotificationDispatcher {
         this.schedule(() => this.attempt(notification, record, next, faults), this.options.scheduleMs[next]! * (this.options.timeScale ?? 1));
       }
     });
-    const tracked = run.finally(() => this.inFlight.delete(tracked));
+    const tracked = run.finally(() => {
+      this.inFlight.delete(tracked);
+      this.backlog.shift()?.();
+    });
     this.inFlight.add(tracked);
   }
 
@@ -141,13 +153,14 @@ export class NotificationDispatcher {
 
   /** Resolves once no attempt is in flight and none is scheduled (after acknowledgements or exhausted retries). */
   async idle(): Promise<void> {
-    while (this.inFlight.size > 0 || this.timers.size > 0) {
+    while (this.inFlight.size > 0 || this.timers.size > 0 || this.backlog.length > 0) {
       await Promise.race([...this.inFlight, new Promise((r) => setTimeout(r, 10))]);
     }
   }
 
   close(): void {
     this.closed = true;
+    this.backlog = [];
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }

@@ -198,9 +198,10 @@ const NOTIFY_TIMEOUT_MS = 5_000;
 export function createWechatSimulator(options: WechatSimulatorOptions): ProviderSimulator {
   const signer = wechatPlatformSigner(options.sandbox, options.signWith);
   const notifier = new NotificationDispatcher({ scheduleMs: WECHAT_RETRY_SCHEDULE_MS, timeScale: options.timeScale ?? 1, faults: options.faults });
-  const book = new WechatOrderBook(options.sandbox, options.publicUrl.replace(/\/+$/, ""), (key, notifyUrl, body) =>
-    notifier.dispatch({ key, send: ({ tampered }) => postNotification(notifyUrl, body, signer, tampered) }),
-  );
+  const book = new WechatOrderBook(options.sandbox, options.publicUrl.replace(/\/+$/, ""), (key, notifyUrl, body) => {
+    const headers = signedHeaders(body, signer);
+    notifier.dispatch({ key, send: ({ tampered }) => postNotification(notifyUrl, body, headers, tampered) });
+  });
   const router = Router();
   router.use("/v3", wechatApiRouter(book, options.sandbox, signer));
   router.use("/payer/wechat", payerRouter(book, options.sandbox));
@@ -592,12 +593,22 @@ function refundResource(refund: WechatRefund, trade: WechatTrade, mchId: string)
 // ---------------------------------------------------------------------------------------------------------------
 // Notifications.
 
-async function postNotification(url: string, body: string, signer: PlatformSigner, tampered: boolean): Promise<boolean> {
-  // Signed afresh for every attempt: retries span a day, and a merchant rejects timestamps older than 5 minutes.
-  const headers = signWechatMessage(body, signer);
+/**
+ * Headers for one delivery attempt. Signed afresh once they are a minute old (retries span a day, and a merchant
+ * rejects timestamps older than 5 minutes), but shared by the copies of one attempt, which are the same message.
+ */
+function signedHeaders(body: string, signer: PlatformSigner): () => Record<string, string> {
+  let signed: { at: number; headers: Record<string, string> } | undefined;
+  return () => {
+    if (!signed || Date.now() - signed.at > 60_000) signed = { at: Date.now(), headers: signWechatMessage(body, signer) };
+    return signed.headers;
+  };
+}
+
+async function postNotification(url: string, body: string, headers: () => Record<string, string>, tampered: boolean): Promise<boolean> {
   const response = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "User-Agent": "Mozilla/4.0", ...headers },
+    headers: { "Content-Type": "application/json", "User-Agent": "Mozilla/4.0", ...headers() },
     body: tampered ? tamperWithCiphertext(body) : body,
     signal: AbortSignal.timeout(NOTIFY_TIMEOUT_MS),
   });

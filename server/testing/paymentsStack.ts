@@ -29,6 +29,8 @@ export type Stack = {
   service: App;
   db: Database;
   config: Config;
+  /** How many HTTP requests reached each path (callbacks shed with 503 included). */
+  requestsByPath: Map<string, number>;
   request: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON answers
     Promise<{ status: number; body: any; text: string; headers: Headers }>;
   close: () => Promise<void>;
@@ -55,10 +57,16 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     orders: { minFen: 100n, maxFen: 500_000n, ttlSeconds: options.ttlSeconds ?? 900 },
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
     gatewayTimeoutMs: 5_000,
+    callbacks: { concurrency: 16, maxWaitMs: 3_000 },
     alipay: { ...simulator.serverSandbox.alipay!, notifyUrl: `${url}/v1/payments/alipay/notify`, checkout: options.alipayCheckout ?? "qr", timeoutMs: 5_000 },
     wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, timeoutMs: 5_000 },
   } as Config;
   const service = await createApp(config, { db: database.db });
+  const requestsByPath = new Map<string, number>();
+  http.on("request", (req) => {
+    const path = (req.url ?? "").split("?")[0]!;
+    requestsByPath.set(path, (requestsByPath.get(path) ?? 0) + 1);
+  });
   http.on("request", service.app);
 
   const request: Stack["request"] = async (method, path, body, headers = {}) => {
@@ -83,6 +91,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     service,
     db: database.db,
     config,
+    requestsByPath,
     request,
     close: async () => {
       await simulator.close();
