@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "./config";
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe("configuration", () => {
+  it("has working defaults: PGlite, no gateway, admin API off", () => {
+    const config = loadConfig({});
+    assert.equal(config.port, 3000);
+    assert.equal(config.database.url, undefined);
+    assert.equal(config.alipay, undefined);
+    assert.equal(config.wechat, undefined);
+    assert.equal(config.adminToken, undefined);
+    assert.deepEqual(config.orders, { minFen: 100n, maxFen: 500_000n, ttlSeconds: 900 });
+  });
+
+  it("reports every problem at once, each naming its variable", () => {
+    const found = problems({ PORT: "http", ORDER_MIN_FEN: "1.5", PUBLIC_URL: "ftp://x", ALIPAY_APP_ID: "2021", ADMIN_TOKEN: "short", RECONCILE: "maybe" });
+    assert.equal(found.length, 6, found.join("\n"));
+    for (const name of ["PORT", "ORDER_MIN_FEN", "PUBLIC_URL", "ALIPAY_PRIVATE_KEY", "ADMIN_TOKEN", "RECONCILE"]) {
+      assert.ok(found.some((p) => p.includes(name)), `${name} is named`);
+    }
+  });
+
+  it("never puts a secret's value in a message", () => {
+    const secret = "super-secret-private-key-material";
+    const found = problems({ ALIPAY_APP_ID: "2021", ALIPAY_PRIVATE_KEY: secret, WECHAT_API_V3_KEY: secret });
+    assert.ok(found.length > 0);
+    assert.ok(found.every((p) => !p.includes(secret)));
+  });
+
+  it("reads secrets from NAME_FILE and builds the notify URLs from PUBLIC_URL", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fp-config-"));
+    writeFileSync(path.join(dir, "key.pem"), "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n");
+    const config = loadConfig({
+      PUBLIC_URL: "https://pay.example.com/",
+      ALIPAY_APP_ID: "2021000000000001",
+      ALIPAY_PRIVATE_KEY_FILE: path.join(dir, "key.pem"),
+      ALIPAY_PUBLIC_KEY: "MIIBIjANBg",
+    });
+    assert.match(config.alipay!.privateKey, /BEGIN PRIVATE KEY/);
+    assert.equal(config.alipay!.notifyUrl, "https://pay.example.com/v1/payments/alipay/notify");
+    assert.match(problems({ ALIPAY_PRIVATE_KEY_FILE: path.join(dir, "missing.pem") })[0]!, /ALIPAY_PRIVATE_KEY_FILE: cannot read .*ENOENT/);
+  });
+
+  it("needs a platform key for WeChat Pay and a 32-character APIv3 key", () => {
+    const wechat = {
+      WECHAT_APP_ID: "wx1",
+      WECHAT_MCH_ID: "1900000001",
+      WECHAT_MERCHANT_SERIAL_NO: "ABC",
+      WECHAT_MERCHANT_PRIVATE_KEY: "k",
+      WECHAT_MERCHANT_CERTIFICATE: "c",
+      WECHAT_API_V3_KEY: "too-short",
+    };
+    const found = problems(wechat);
+    assert.ok(found.some((p) => /WECHAT_API_V3_KEY must be 32 characters/.test(p)));
+    assert.ok(found.some((p) => /WECHAT_PAY_PUBLIC_KEY.*WECHAT_PLATFORM_CERTIFICATES_DIR/.test(p)));
+    const ok = loadConfig({ ...wechat, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" });
+    assert.deepEqual(ok.wechat!.platform, { mode: "publicKey", publicKey: "pk", publicKeyId: "PUB_KEY_ID_1" });
+  });
+});
