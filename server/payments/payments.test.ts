@@ -319,6 +319,30 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
       });
     });
 
+    describe("gateway outage", () => {
+      it("order creation answers 503 at once while a gateway is down, and the circuit opens after repeated failures", async () => {
+        const outage = await startPaymentsStack(kind);
+        try {
+          await outage.simulator.close(); // the gateways go dark
+          const started = Date.now();
+          const answers = [];
+          for (let i = 0; i < 8; i++) answers.push(await outage.request("POST", "/v1/orders", { account: newAccount(), amountFen: 1000, provider: "wechat" }));
+          assert.ok(Date.now() - started < 5_000, "no request waited for the gateway timeout");
+          for (const res of answers) {
+            assert.equal(res.status, 503, res.text);
+            assert.equal(res.body.type, "gateway_unavailable");
+            assert.match(res.body.detail, /wechat is unavailable/);
+          }
+          assert.match(answers.at(-1)!.body.detail, /circuit is open/);
+          assert.equal((await outage.request("GET", "/healthz")).status, 200, "the API itself stays up");
+          const { rows } = await outage.db.query<{ status: string }>("SELECT status FROM orders");
+          assert.ok(rows.length > 0 && rows.every((r) => r.status === "created"), "the orders wait, stored, for a retry or the reconciler");
+        } finally {
+          await outage.close();
+        }
+      });
+    });
+
     describe("refunds", () => {
       async function paidOrder(provider: Provider, amountFen = 1000) {
         const order = await createOrder(stack, provider, amountFen);
