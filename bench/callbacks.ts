@@ -28,10 +28,10 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { checkLedger } from "../server/ledger/ledger";
-import { formatBeijingTime, formatYuan } from "../server/payments/alipay";
+import { formatBeijingTime } from "../server/payments/alipay";
 import type { IncomingCallback, PaymentGateway, Provider } from "../server/payments/gateway";
 import { createOrder } from "../server/payments/orders";
-import { type AlipaySandbox, signNotification } from "../server/simulator/alipay";
+import { type AlipaySandbox, alipayPaymentFields, signNotification } from "../server/simulator/alipay";
 import { TRANSACTION_SUCCESS, type WechatSandbox, buildWechatNotification, signWechatMessage, wechatPlatformSigner } from "../server/simulator/wechat";
 import { type Stack, startPaymentsStack } from "../server/testing/paymentsStack";
 
@@ -162,34 +162,18 @@ async function createOrders(stack: Stack, provider: Provider, count: number): Pr
 
 /** A trade_status_sync notification with the fields Alipay sends for a paid precreated trade. */
 function alipayNotification(sandbox: AlipaySandbox, order: BenchOrder): PreparedCallback {
-  const now = formatBeijingTime(new Date());
-  const total = formatYuan(order.amountFen);
-  const signed = signNotification(
-    {
-      notify_time: now,
-      notify_type: "trade_status_sync",
-      notify_id: randomBytes(17).toString("hex"),
-      app_id: sandbox.appId,
-      auth_app_id: sandbox.appId,
-      charset: "utf-8",
-      version: "1.0",
-      out_trade_no: order.id,
-      trade_no: `2026${randomBytes(10).toString("hex")}`,
-      subject: "Gas quota top-up",
-      trade_status: "TRADE_SUCCESS",
-      total_amount: total,
-      receipt_amount: total,
-      buyer_pay_amount: total,
-      invoice_amount: total,
-      point_amount: "0.00",
-      fund_bill_list: JSON.stringify([{ amount: total, fundChannel: "ALIPAYACCOUNT" }]),
-      gmt_create: now,
-      gmt_payment: now,
-      buyer_id: "2088102177846875",
-      buyer_logon_id: "buy***@example.com",
-    },
-    sandbox.alipayPrivateKey,
-  );
+  const now = new Date();
+  const fields = alipayPaymentFields({
+    appId: sandbox.appId,
+    sellerId: "2088102177846875",
+    orderId: order.id,
+    tradeNo: `2026${randomBytes(10).toString("hex")}`,
+    subject: "Gas quota top-up",
+    amountFen: order.amountFen,
+    createdAt: now,
+    paidAt: now,
+  });
+  const signed = signNotification({ ...fields, notify_time: formatBeijingTime(now) }, sandbox.alipayPrivateKey);
   return {
     provider: "alipay",
     orderId: order.id,

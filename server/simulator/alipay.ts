@@ -53,6 +53,46 @@ export function generateAlipaySandbox(): AlipaySandbox {
   };
 }
 
+/**
+ * The fields of a trade_status_sync notification for a paid trade, unsigned (`signNotification` signs them).
+ * Exported for tests and benchmarks that prepare notifications the way the gateway sends them.
+ */
+export function alipayPaymentFields(trade: {
+  appId: string;
+  sellerId: string;
+  orderId: string;
+  tradeNo: string;
+  subject: string;
+  amountFen: bigint;
+  createdAt: Date;
+  paidAt: Date;
+}): Record<string, string> {
+  const total = formatYuan(trade.amountFen);
+  return {
+    notify_type: "trade_status_sync",
+    notify_id: randomBytes(17).toString("hex"),
+    app_id: trade.appId,
+    auth_app_id: trade.appId,
+    charset: "utf-8",
+    version: "1.0",
+    out_trade_no: trade.orderId,
+    trade_no: trade.tradeNo,
+    subject: trade.subject,
+    trade_status: "TRADE_SUCCESS",
+    total_amount: total,
+    receipt_amount: total,
+    buyer_pay_amount: total,
+    invoice_amount: total,
+    point_amount: "0.00",
+    fund_bill_list: JSON.stringify([{ amount: total, fundChannel: "ALIPAYACCOUNT" }]),
+    gmt_create: formatBeijingTime(trade.createdAt),
+    gmt_payment: formatBeijingTime(trade.paidAt),
+    buyer_id: SIMULATED_BUYER.id,
+    buyer_logon_id: SIMULATED_BUYER.logonId,
+    seller_id: trade.sellerId,
+  };
+}
+
 export function createAlipaySimulator(options: AlipaySimulatorOptions): ProviderSimulator {
   return new AlipaySimulator(options);
 }
@@ -411,30 +451,16 @@ class AlipaySimulator implements ProviderSimulator {
   }
 
   private paymentFields(trade: AlipayTrade): Params {
-    const total = formatYuan(trade.amountFen);
-    return {
-      notify_type: "trade_status_sync",
-      notify_id: randomBytes(17).toString("hex"),
-      app_id: this.sandbox.appId,
-      auth_app_id: this.sandbox.appId,
-      charset: "utf-8",
-      version: "1.0",
-      out_trade_no: trade.orderId,
-      trade_no: trade.gatewayTradeNo,
+    return alipayPaymentFields({
+      appId: this.sandbox.appId,
+      sellerId: this.sellerId,
+      orderId: trade.orderId,
+      tradeNo: trade.gatewayTradeNo,
       subject: trade.subject,
-      trade_status: "TRADE_SUCCESS",
-      total_amount: total,
-      receipt_amount: total,
-      buyer_pay_amount: total,
-      invoice_amount: total,
-      point_amount: "0.00",
-      fund_bill_list: JSON.stringify([{ amount: total, fundChannel: "ALIPAYACCOUNT" }]),
-      gmt_create: formatBeijingTime(trade.createdAt),
-      gmt_payment: formatBeijingTime(trade.paidAt ?? this.now()),
-      buyer_id: SIMULATED_BUYER.id,
-      buyer_logon_id: SIMULATED_BUYER.logonId,
-      seller_id: this.sellerId,
-    };
+      amountFen: trade.amountFen,
+      createdAt: trade.createdAt,
+      paidAt: trade.paidAt ?? this.now(),
+    });
   }
 
   private refundFields(trade: AlipayTrade, refund: AlipayRefund): Params {
