@@ -2,12 +2,17 @@
  * The composition root: builds the whole service from a typed Config, so the wiring is visible in one place.
  */
 import express from "express";
+import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
+import { type Worker, checkDeposit, startDepositMonitor, startSettlementWorker } from "./chain/workers";
 import type { Config } from "./config";
 import { type Database, openDatabase } from "./db/database";
 import { migrate } from "./db/migrate";
 import { requireAdminToken } from "./http/admin";
 import { type Logger, createLogger, requestLogging } from "./http/logging";
+import { type Metrics, createMetrics, httpMetrics } from "./http/metrics";
+import { openApiDocument } from "./http/openapi";
 import { HttpError, problemHandler, sendProblem } from "./http/problem";
+import { type RateLimiter, createRateLimiter } from "./http/rateLimit";
 import { getBalance, recentEntries } from "./ledger/ledger";
 import { createAlipayGateway } from "./payments/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
@@ -15,14 +20,38 @@ import { type Reconciler, startReconciler } from "./payments/reconcile";
 import { withCircuitBreaker } from "./payments/resilientGateway";
 import { accountSchema, paymentsRouter } from "./payments/routes";
 import { createWechatGateway } from "./payments/wechat";
+import { createApiKey, createApiKeyAuthenticator } from "./sponsor/apiKeys";
+import { SPONSOR_ERROR_CODES } from "./sponsor/errors";
+import { createHoldReserver, listHolds } from "./sponsor/holds";
+import { rpcRouter } from "./sponsor/rpc";
+import { sponsorRoutes } from "./sponsor/routes";
+import { type PaymasterSigner, createLocalSigner } from "./sponsor/signer";
+import { type SponsorService, createSponsorService } from "./sponsor/sponsor";
 
-export type AppOptions = { db?: Database; log?: Logger };
+export type AppOptions = {
+  db?: Database;
+  log?: Logger;
+  /** A signer other than the local key (a KMS). */
+  signer?: PaymasterSigner;
+  /** Replaceable clock for the sponsorship validity window (tests). */
+  now?: () => Date;
+  /** Do not start the background workers (tests drive them by hand). */
+  workers?: boolean;
+};
 
 export type App = {
   app: express.Express;
   db: Database;
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   reconciler?: Reconciler;
+  chains: ReadonlyMap<number, ChainRuntime>;
+  sponsor?: SponsorService;
+  /** Group-commit figures of the hold reserver: items / batches is the mean batch. */
+  holdStats?: () => { batches: number; items: number; queued: number; running: number };
+  metrics: Metrics;
+  rateLimiter: RateLimiter;
+  settlement?: Worker;
+  depositMonitor?: Worker;
   log: Logger;
   /** Stops the workers and closes the database (after the HTTP server has stopped accepting). */
   close: () => Promise<void>;
@@ -45,11 +74,53 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const applied = await migrate(db);
   if (applied.length) log.info({ applied }, "database migrated");
   const gateways = createGateways(config, log);
+  const metrics = createMetrics();
+  const sp = config.sponsorship;
+
+  const chains = new Map<number, ChainRuntime>(
+    sp.chains.map((c) => [c.chainId, createChainRuntime(c, { onFeedError: (error) => log.warn({ chainId: c.chainId, err: error.message }, "price feed unusable; using the configured price") })]),
+  );
+  const rateLimiter = createRateLimiter({ ...sp.rateLimits, redisUrl: sp.redisUrl });
+  const authenticate = createApiKeyAuthenticator(db);
+  if (config.bootstrapApiKey) {
+    const { apiKey } = await createApiKey(db, { name: "bootstrap", key: config.bootstrapApiKey });
+    log.info({ apiKeyId: apiKey.id }, "bootstrap API key installed");
+  }
+  const signer = options.signer ?? (sp.signerKey ? createLocalSigner(sp.signerKey) : undefined);
+  const holds = createHoldReserver(db);
+  const sponsor =
+    signer && chains.size > 0
+      ? createSponsorService({
+          db,
+          chains,
+          signer,
+          holds,
+          rateLimiter,
+          metrics,
+          sponsorName: config.sponsorName,
+          validSeconds: sp.validSeconds,
+          maxHoldsPerSender: sp.maxHoldsPerSender,
+          now: options.now,
+        })
+      : undefined;
+  if (signer) log.info({ signer: signer.address, chains: [...chains.keys()] }, "sponsorship signer ready");
+  await Promise.all([...chains.values()].map((chain) => checkDeposit(db, chain, { log, metrics })));
 
   const app = express();
   app.disable("x-powered-by");
-  app.set("trust proxy", true);
+  // API answers are not cached by clients: skip hashing every response body for an ETag
+  app.set("etag", false);
+  // req.ip feeds the per-IP rate limit: only trust X-Forwarded-For hops the operator declared
+  app.set("trust proxy", config.trustProxy);
   app.use(requestLogging(log));
+  app.use(httpMetrics(metrics));
+
+  app.get("/metrics", async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get("/openapi.json", (_req, res) => {
+    res.json(openApiDocument(config.publicUrl));
+  });
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
@@ -57,11 +128,45 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.get("/readyz", async (_req, res) => {
     try {
       await db.query("SELECT 1");
-      res.json({ status: "ready", database: db.kind, providers: [...gateways.keys()] });
     } catch {
-      sendProblem(res, 503, "not_ready", "the database does not answer");
+      return sendProblem(res, 503, "not_ready", "the database does not answer");
     }
+    const chainStatus = await Promise.all(
+      [...chains.values()].map(async (chain) => {
+        try {
+          const block = await chain.client.getBlockNumber({ cacheTime: 0 });
+          return { chainId: chain.config.chainId, rpc: "ok", block: block.toString(), depositHealthy: chain.deposit.healthy };
+        } catch {
+          return { chainId: chain.config.chainId, rpc: "unreachable", depositHealthy: chain.deposit.healthy };
+        }
+      }),
+    );
+    const down = chainStatus.filter((c) => c.rpc !== "ok").map((c) => c.chainId);
+    if (down.length > 0) return sendProblem(res, 503, "not_ready", `the RPC of chain ${down.join(", ")} does not answer`, { chains: chainStatus });
+    res.json({ status: "ready", database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off", chains: chainStatus });
   });
+
+  if (sponsor) app.use(rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }));
+  else {
+    app.post("/rpc", (_req, res) => {
+      res.status(503).json({ jsonrpc: "2.0", id: null, error: { code: SPONSOR_ERROR_CODES.unavailable, message: "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)" } });
+    });
+  }
+  app.use(
+    sponsorRoutes({
+      sponsor:
+        sponsor ??
+        ({
+          getStubData: () => Promise.reject(new HttpError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
+          sponsor: () => Promise.reject(new HttpError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
+        } as SponsorService),
+      chains,
+      db,
+      authenticate,
+      requireAdmin: requireAdminToken(config.adminToken),
+      maxBodyBytes: sp.maxBodyBytes,
+    }),
+  );
 
   app.use(
     paymentsRouter({
@@ -81,11 +186,19 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.get("/v1/accounts/:address", async (req, res) => {
     const address = accountSchema.parse(req.params.address).toLowerCase();
     const balance = await getBalance(db, address);
-    const entries = await recentEntries(db, address, 20);
+    const [entries, holds] = await Promise.all([recentEntries(db, address, 20), listHolds(db, address, { status: "open" })]);
     res.json({
       account: address,
       availableFen: balance.availableFen.toString(),
       heldFen: balance.heldFen.toString(),
+      openHolds: holds.map((h) => ({
+        id: h.id,
+        chainId: h.chainId,
+        nonce: h.nonce,
+        amountFen: h.amountFen.toString(),
+        validUntil: h.validUntil.toISOString(),
+        createdAt: h.createdAt.toISOString(),
+      })),
       entries: entries.map((e) => ({
         kind: e.kind,
         availableDeltaFen: e.availableDeltaFen.toString(),
@@ -107,14 +220,28 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       )
     : undefined;
 
+  const workers = options.workers !== false && chains.size > 0;
+  const settlement = workers
+    ? startSettlementWorker({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.settleIntervalMs, holdGraceSeconds: sp.holdGraceSeconds })
+    : undefined;
+  const depositMonitor = workers ? startDepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs }) : undefined;
+
   return {
     app,
     db,
     gateways,
     reconciler,
+    chains,
+    sponsor,
+    holdStats: holds.stats,
+    metrics,
+    rateLimiter,
+    settlement,
+    depositMonitor,
     log,
     close: async () => {
-      await reconciler?.stop();
+      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor?.stop()]);
+      await rateLimiter.close();
       if (!options.db) await db.close();
     },
   };

@@ -70,4 +70,48 @@ describe("configuration", () => {
     const ok = loadConfig({ ...wechat, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" });
     assert.deepEqual(ok.wechat!.platform, { mode: "publicKey", publicKey: "pk", publicKeyId: "PUB_KEY_ID_1" });
   });
+  describe("sponsorship", () => {
+    const chain = { chainId: 8453, rpcUrl: "https://mainnet.base.org", paymaster: "0x1111111111111111111111111111111111111111", fenPerNative: "2500000" };
+    const key = `0x${"11".repeat(32)}`;
+
+    it("is off without CHAINS, and parses a chain with its defaults", () => {
+      assert.deepEqual(loadConfig({}).sponsorship.chains, []);
+      const config = loadConfig({ CHAINS: JSON.stringify([chain]), SIGNER_PRIVATE_KEY: key });
+      const [parsed] = config.sponsorship.chains;
+      assert.equal(parsed?.fenPerNative, 2_500_000n);
+      assert.equal(parsed?.entryPoint, "0x0000000071727De22E5E9d8BAf0edAc6f37da032");
+      assert.equal(parsed?.confirmations, 2);
+      assert.equal(parsed?.gasCaps.callGasLimit, 5_000_000n);
+      assert.equal(config.sponsorship.validSeconds, 600);
+      assert.equal(config.trustProxy, false);
+    });
+
+    it("names each bad chain field, and refuses chains without a signer key", () => {
+      const found = problems({ CHAINS: JSON.stringify([{ ...chain, paymaster: "0x12", fenPerNative: 1.5, extra: 1 }]) }).join("\n");
+      assert.match(found, /chains\[0\]\.paymaster/);
+      assert.match(found, /chains\[0\]\.fenPerNative/);
+      assert.match(found, /extra/);
+      assert.match(problems({ CHAINS: JSON.stringify([chain]) }).join("\n"), /SIGNER_PRIVATE_KEY/);
+      assert.match(problems({ CHAINS: "[{" }).join("\n"), /CHAINS \(or CHAINS_FILE\): not valid JSON/);
+      assert.match(problems({ CHAINS: JSON.stringify([chain, chain]), SIGNER_PRIVATE_KEY: key }).join("\n"), /chain 8453 is configured twice/);
+    });
+
+    it("reads CHAINS and the signer key from files, and never prints the key", () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "fp-config-"));
+      writeFileSync(path.join(dir, "chains.json"), JSON.stringify([chain]));
+      writeFileSync(path.join(dir, "signer"), `${key}\n`);
+      const config = loadConfig({ CHAINS_FILE: path.join(dir, "chains.json"), SIGNER_PRIVATE_KEY_FILE: path.join(dir, "signer") });
+      assert.equal(config.sponsorship.signerKey, key);
+      const bad = problems({ SIGNER_PRIVATE_KEY: "0xsecretsecret" }).join("\n");
+      assert.match(bad, /SIGNER_PRIVATE_KEY must be 32 bytes/);
+      assert.ok(!bad.includes("secretsecret"));
+    });
+
+    it("accepts proxy hop counts and addresses for TRUST_PROXY, and refuses true", () => {
+      assert.equal(loadConfig({ TRUST_PROXY: "1" }).trustProxy, 1);
+      assert.equal(loadConfig({ TRUST_PROXY: "10.0.0.0/8, 127.0.0.1" }).trustProxy, "10.0.0.0/8, 127.0.0.1");
+      assert.match(problems({ TRUST_PROXY: "true" }).join("\n"), /forge its IP/);
+      assert.match(problems({ TRUST_PROXY: "everyone" }).join("\n"), /TRUST_PROXY must be/);
+    });
+  });
 });

@@ -5,6 +5,7 @@
  */
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
+import { type ChainConfig, ChainConfigError, parseChains } from "./chain/chainConfig";
 import type { AlipayGatewayConfig } from "./payments/alipay";
 import type { WechatGatewayConfig } from "./payments/wechat";
 
@@ -23,6 +24,34 @@ export type Config = {
   callbacks: { concurrency: number; maxWaitMs: number };
   alipay?: AlipayGatewayConfig;
   wechat?: WechatGatewayConfig;
+  sponsorship: SponsorshipConfig;
+  /** Express "trust proxy": false, a hop count, or a list of proxy addresses/subnets (TRUST_PROXY). */
+  trustProxy: boolean | number | string;
+  /** The `sponsor.name` in ERC-7677 answers. */
+  sponsorName: string;
+  /** An API key installed at start if missing (the local stack's demo key). */
+  bootstrapApiKey?: string;
+};
+
+export type SponsorshipConfig = {
+  chains: ChainConfig[];
+  /** 32-byte hex key of the paymaster signer (SIGNER_PRIVATE_KEY or SIGNER_PRIVATE_KEY_FILE). */
+  signerKey?: `0x${string}`;
+  /** Seconds a signed sponsorship stays valid (its validUntil) and the hold with it. */
+  validSeconds: number;
+  /** Seconds after validUntil before an unused hold is released (the op can no longer land). */
+  holdGraceSeconds: number;
+  /** Most open holds one sender may have. */
+  maxHoldsPerSender: number;
+  /** Settlement worker's polling interval. */
+  settleIntervalMs: number;
+  /** Deposit monitor's polling interval. */
+  depositIntervalMs: number;
+  /** Rate limits per minute; 0 turns one off. Shared through Redis when REDIS_URL is set. */
+  rateLimits: { perIp: number; perApiKey: number; perSender: number };
+  redisUrl?: string;
+  /** Largest JSON body accepted on /rpc and /v1/sponsorships. */
+  maxBodyBytes: number;
 };
 
 export class ConfigError extends Error {
@@ -109,6 +138,9 @@ export function loadConfig(env: Env): Config {
   const reconcileFlag = text("RECONCILE") ?? "on";
   if (!["on", "off"].includes(reconcileFlag)) problems.push(`RECONCILE must be on or off: got ${reconcileFlag}`);
 
+  const sponsorship = loadSponsorship(text, int, problems);
+  const trustProxy = parseTrustProxy(text("TRUST_PROXY"), problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     host,
@@ -127,6 +159,59 @@ export function loadConfig(env: Env): Config {
     callbacks: { concurrency: int("CALLBACK_CONCURRENCY", 16, 1, 1_000), maxWaitMs: int("CALLBACK_MAX_WAIT_MS", 3_000, 10, 60_000) },
     alipay,
     wechat,
+    sponsorship,
+    trustProxy,
+    sponsorName: text("SPONSOR_NAME") ?? "fiat-paymaster",
+    bootstrapApiKey: text("BOOTSTRAP_API_KEY"),
+  };
+}
+
+/**
+ * Which X-Forwarded-For hops to believe. Default none: behind a load balancer set the number of proxies in
+ * front of the server (e.g. 1) or their addresses, or every client can pick its own IP for the rate limits.
+ */
+function parseTrustProxy(raw: string | undefined, problems: string[]): boolean | number | string {
+  if (raw === undefined || raw === "false") return false;
+  if (/^\d{1,2}$/.test(raw)) return Number(raw);
+  if (raw === "true") {
+    problems.push("TRUST_PROXY=true would let any client forge its IP; give the number of proxies in front of the server or their addresses");
+    return false;
+  }
+  if (/^[0-9a-fA-F.:/, ]+$|^(loopback|linklocal|uniquelocal)(,|$)/.test(raw)) return raw;
+  problems.push(`TRUST_PROXY must be false, a number of proxy hops, or a comma-separated list of proxy addresses/subnets: got ${raw}`);
+  return false;
+}
+
+function loadSponsorship(text: Text, int: (name: string, fallback: number, min: number, max: number) => number, problems: string[]): SponsorshipConfig {
+  let chains: ChainConfig[] = [];
+  const raw = text("CHAINS");
+  if (raw !== undefined) {
+    try {
+      chains = parseChains(JSON.parse(raw));
+    } catch (error) {
+      problems.push(`CHAINS (or CHAINS_FILE): ${error instanceof ChainConfigError ? error.message : `not valid JSON (${(error as Error).message})`}`);
+    }
+  }
+  const signerKey = text("SIGNER_PRIVATE_KEY");
+  if (signerKey !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(signerKey)) problems.push("SIGNER_PRIVATE_KEY must be 32 bytes of 0x-prefixed hex");
+  if (chains.length > 0 && signerKey === undefined) problems.push("CHAINS is set but SIGNER_PRIVATE_KEY (or SIGNER_PRIVATE_KEY_FILE) is not: sponsorships cannot be signed");
+  const redisUrl = text("REDIS_URL");
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) problems.push("REDIS_URL must be a redis:// or rediss:// URL");
+  return {
+    chains,
+    signerKey: signerKey as `0x${string}` | undefined,
+    validSeconds: int("SPONSORSHIP_VALID_SECONDS", 600, 30, 86_400),
+    holdGraceSeconds: int("HOLD_GRACE_SECONDS", 120, 0, 86_400),
+    maxHoldsPerSender: int("MAX_HOLDS_PER_SENDER", 8, 1, 1_000),
+    settleIntervalMs: int("SETTLE_INTERVAL_MS", 2_000, 50, 600_000),
+    depositIntervalMs: int("DEPOSIT_CHECK_INTERVAL_MS", 15_000, 50, 3_600_000),
+    rateLimits: {
+      perIp: int("RATE_LIMIT_IP_PER_MINUTE", 600, 0, 10_000_000),
+      perApiKey: int("RATE_LIMIT_API_KEY_PER_MINUTE", 6_000, 0, 10_000_000),
+      perSender: int("RATE_LIMIT_SENDER_PER_MINUTE", 60, 0, 10_000_000),
+    },
+    redisUrl,
+    maxBodyBytes: int("SPONSORSHIP_MAX_BODY_BYTES", 64 * 1024, 1_024, 10 * 1024 * 1024),
   };
 }
 

@@ -25,13 +25,17 @@ export function requestLogging(log: Logger): RequestHandler {
   return (req, res, next) => {
     const incoming = req.header("x-request-id");
     req.id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
-    req.log = log.child({ reqId: req.id });
+    // the child logger is made on first use: on the hot path at level warn most requests never log
+    let child: Logger | undefined;
+    Object.defineProperty(req, "log", { configurable: true, get: () => (child ??= log.child({ reqId: req.id })) });
     res.setHeader("x-request-id", req.id);
-    const start = process.hrtime.bigint();
-    res.on("finish", () => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      req.log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, "request");
-    });
+    if (log.isLevelEnabled("info")) {
+      const start = process.hrtime.bigint();
+      res.on("finish", () => {
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        req.log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, "request");
+      });
+    }
     next();
   };
 }

@@ -7,6 +7,9 @@ import { ZodError } from "zod";
 import { InsufficientBalanceError, LedgerInputError } from "../ledger/ledger";
 import { GatewayUnavailableError, NotFoundError, PaymentConflictError, PaymentInputError } from "../payments/errors";
 import { GatewayError } from "../payments/gateway";
+import { ApiKeyInputError } from "../sponsor/apiKeys";
+import { SponsorError } from "../sponsor/errors";
+import { PolicyConfigError } from "../sponsor/policy";
 import type { Logger } from "./logging";
 
 export class HttpError extends Error {
@@ -27,11 +30,13 @@ export function sendProblem(res: Response, status: number, type: string, detail:
 const titles: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
+  402: "Payment Required",
   403: "Forbidden",
   404: "Not Found",
   409: "Conflict",
   413: "Payload Too Large",
   415: "Unsupported Media Type",
+  429: "Too Many Requests",
   502: "Bad Gateway",
   503: "Service Unavailable",
 };
@@ -44,6 +49,11 @@ export function problemHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     if (res.headersSent) return;
     if (error instanceof HttpError) return sendProblem(res, error.status, error.type, error.message, error.extra);
+    if (error instanceof SponsorError) {
+      if (error.reason === "rate_limited") res.setHeader("retry-after", String(error.data.retryAfterSeconds ?? 60));
+      return sendProblem(res, error.httpStatus, error.reason, error.message, error.data);
+    }
+    if (error instanceof PolicyConfigError || error instanceof ApiKeyInputError) return sendProblem(res, 400, "invalid_request", error.message);
     if (error instanceof ZodError) return sendProblem(res, 400, "invalid_request", describeZod(error));
     if (error instanceof PaymentInputError || error instanceof LedgerInputError) return sendProblem(res, 400, "invalid_request", error.message);
     if (error instanceof NotFoundError) return sendProblem(res, 404, "not_found", error.message);

@@ -244,3 +244,51 @@ export async function checkLedger(db: Queryable): Promise<LedgerCheck> {
   }
   return { accounts: rows.length, entries: Number(entries), mismatches };
 }
+
+/** One entry of a batch; the caller has locked the accounts and checked the balances it moves. */
+export type BatchEntry = { account: string; kind: "hold" | "release" | "charge"; availableDeltaFen: bigint; heldDeltaFen: bigint; reference: string };
+
+/**
+ * Appends many entries in two statements (the hot path of sponsorship group-commits its holds). Entries whose
+ * (kind, reference) exists are skipped, and balances move by exactly the entries written, as in applyEntry.
+ * Returns the references written.
+ */
+export async function applyEntries(tx: Queryable, entries: readonly BatchEntry[]): Promise<Set<string>> {
+  if (entries.length === 0) return new Set();
+  for (const e of entries) {
+    normalizeAccount(e.account);
+    if (!e.reference) throw new LedgerInputError("a ledger entry needs a reference");
+  }
+  const { rows } = await tx.query<{ kind: string; reference: string }>(
+    `WITH entry AS (
+       INSERT INTO ledger_entries (account, kind, available_delta_fen, held_delta_fen, reference)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+       ON CONFLICT ON CONSTRAINT ledger_entry_once DO NOTHING
+       RETURNING account, kind, reference, available_delta_fen, held_delta_fen
+     ), moved AS (
+       UPDATE accounts a
+          SET available_fen = a.available_fen + d.available, held_fen = a.held_fen + d.held, updated_at = now()
+         FROM (SELECT account, SUM(available_delta_fen)::bigint AS available, SUM(held_delta_fen)::bigint AS held
+                 FROM entry GROUP BY account) d
+        WHERE a.address = d.account
+     )
+     SELECT kind, reference FROM entry`,
+    [
+      entries.map((e) => e.account.toLowerCase()),
+      entries.map((e) => e.kind),
+      entries.map((e) => e.availableDeltaFen.toString()),
+      entries.map((e) => e.heldDeltaFen.toString()),
+      entries.map((e) => e.reference),
+    ],
+  );
+  return new Set(rows.map((r) => `${r.kind}:${r.reference}`));
+}
+
+/**
+ * Undoes a charge whose operation a reorg took off the chain: the funds go back to held, under the reference
+ * `unsettle:<settlement id>`, so the charge and its reversal both stay on the ledger.
+ */
+export function reverseCharge(tx: Queryable, p: { account: string; reference: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a charge reversal");
+  return applyEntry(tx, { account: p.account, kind: "charge", availableDeltaFen: 0n, heldDeltaFen: amount, reference: p.reference });
+}

@@ -3,8 +3,9 @@
  * Behind a small interface so a KMS can be plugged in. The local implementation uses the `secp256k1` package's
  * prebuilt native binding (about 12× faster than pure JS) and falls back to viem when the binding is missing.
  */
-import { type Address, type Hex, bytesToHex, concat, hexToBytes, isHex, keccak256, toBytes } from "viem";
+import { type Address, type Hex, hexToBytes, isHex, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { keccak256Buffer } from "./hashing";
 
 export interface PaymasterSigner {
   readonly address: Address;
@@ -46,13 +47,15 @@ export function createLocalSigner(privateKey: Hex, options: { native?: boolean }
     return { address: account.address, implementation: "viem", signHash: (hash) => account.signMessage({ message: { raw: hash } }) };
   }
   const key = hexToBytes(privateKey);
+  const prefix = Buffer.from(PREFIX);
   return {
     address: account.address,
     implementation: "native",
     signHash: async (hash) => {
-      const digest = hexToBytes(keccak256(concat([PREFIX, hexToBytes(hash)])));
+      if (!isHex(hash) || hash.length !== 66) throw new SignerKeyError("signHash takes a 32-byte hex hash");
+      const digest = keccak256Buffer(Buffer.concat([prefix, Buffer.from(hash.slice(2), "hex")]));
       const { signature, recid } = native.ecdsaSign(digest, key);
-      return `${bytesToHex(signature)}${(27 + recid).toString(16)}` as Hex;
+      return `0x${Buffer.from(signature).toString("hex")}${(27 + recid).toString(16)}` as Hex;
     },
   };
 }

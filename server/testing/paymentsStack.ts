@@ -5,7 +5,7 @@
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type App, createApp } from "../app";
-import type { Config } from "../config";
+import { type Config, loadConfig } from "../config";
 import type { Database } from "../db/database";
 import { type DatabaseKind, createTestDatabase } from "../db/testing";
 import type { Provider } from "../payments/gateway";
@@ -48,11 +48,13 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
   const port = await listen(http);
   const url = `http://127.0.0.1:${port}`;
   const config: Config = {
+    // every setting this stack does not choose keeps its default (sponsorship off: no chains)
+    ...loadConfig({}),
     host: "127.0.0.1",
     port,
     publicUrl: url,
     logLevel: "silent",
-    database: { dataDir: "" },
+    database: { dataDir: "", poolSize: 16 },
     adminToken: ADMIN_TOKEN,
     orders: { minFen: 100n, maxFen: 500_000n, ttlSeconds: options.ttlSeconds ?? 900 },
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
@@ -60,7 +62,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     callbacks: { concurrency: 16, maxWaitMs: 3_000 },
     alipay: { ...simulator.serverSandbox.alipay!, notifyUrl: `${url}/v1/payments/alipay/notify`, checkout: options.alipayCheckout ?? "qr", timeoutMs: 5_000 },
     wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, timeoutMs: 5_000 },
-  } as Config;
+  };
   const service = await createApp(config, { db: database.db });
   const requestsByPath = new Map<string, number>();
   http.on("request", (req) => {

@@ -1,0 +1,51 @@
+/**
+ * Prometheus metrics (`GET /metrics`). One registry per app, so tests that build several apps in one process
+ * do not collide. Names follow Prometheus conventions; amounts in fen are counters of integers.
+ */
+import type { RequestHandler } from "express";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "fiat_paymaster_" });
+  const metrics = {
+    registry,
+    httpRequests: new Counter({ name: "fiat_paymaster_http_requests_total", help: "HTTP requests by route and status", labelNames: ["method", "route", "status"], registers: [registry] }),
+    httpDuration: new Histogram({
+      name: "fiat_paymaster_http_request_duration_seconds",
+      help: "HTTP request latency by route",
+      labelNames: ["method", "route"],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    sponsorships: new Counter({ name: "fiat_paymaster_sponsorships_total", help: "Sponsorship answers by method and outcome (signed, stub, or the refusal reason)", labelNames: ["chain", "method", "outcome"], registers: [registry] }),
+    heldFen: new Counter({ name: "fiat_paymaster_held_fen_total", help: "Fen reserved by holds", labelNames: ["chain"], registers: [registry] }),
+    chargedFen: new Counter({ name: "fiat_paymaster_charged_fen_total", help: "Fen charged for settled operations", labelNames: ["chain"], registers: [registry] }),
+    releasedFen: new Counter({ name: "fiat_paymaster_released_fen_total", help: "Fen released from holds (settlement rest and expiry)", labelNames: ["chain", "why"], registers: [registry] }),
+    settlements: new Counter({ name: "fiat_paymaster_settlements_total", help: "UserOperationEvents settled, by result", labelNames: ["chain", "result"], registers: [registry] }),
+    unknownOperations: new Counter({ name: "fiat_paymaster_unknown_operations_total", help: "Operations our paymaster paid for with no hold (alert)", labelNames: ["chain"], registers: [registry] }),
+    reorgs: new Counter({ name: "fiat_paymaster_reorgs_total", help: "Settlements undone by a reorg", labelNames: ["chain"], registers: [registry] }),
+    settlementLagBlocks: new Gauge({ name: "fiat_paymaster_settlement_lag_blocks", help: "Chain head minus the settlement cursor", labelNames: ["chain"], registers: [registry] }),
+    depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain"], registers: [registry] }),
+    outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain"], registers: [registry] }),
+    depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain"], registers: [registry] }),
+    openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain"], registers: [registry] }),
+  };
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Counts and times each request under its route pattern (not the raw path: addresses would explode labels). */
+export function httpMetrics(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const end = metrics.httpDuration.startTimer();
+    res.on("finish", () => {
+      const route = (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? "unmatched" : req.baseUrl || "other");
+      const labels = { method: req.method, route: `${req.baseUrl}${route === req.baseUrl ? "" : route}` };
+      end(labels);
+      metrics.httpRequests.inc({ ...labels, status: String(res.statusCode) });
+    });
+    next();
+  };
+}

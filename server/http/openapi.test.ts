@@ -1,0 +1,401 @@
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { PROVIDERS } from "../payments/gateway";
+import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsor/errors";
+import { policySchema } from "../sponsor/policy";
+import { RPC_ERRORS } from "../sponsor/rpc";
+import { openApiDocument } from "./openapi";
+
+type Json = Record<string, unknown>;
+type Operation = { operationId?: string; tags?: string[]; security?: Record<string, string[]>[]; parameters?: Json[]; responses: Record<string, Json> } & Json;
+type Doc = {
+  openapi: string;
+  info: { title: string; version: string; description: string };
+  servers: { url: string }[];
+  tags: { name: string }[];
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, Json>; securitySchemes: Record<string, Json> } & Json;
+};
+
+const PUBLIC_URL = "https://paymaster.example.com";
+const doc = openApiDocument(PUBLIC_URL) as Doc;
+
+const SERVER_DIR = path.join(__dirname, "..");
+const HTTP_METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const SPONSOR_REASONS = Object.keys(SPONSOR_ERROR_CODES) as SponsorErrorReason[];
+
+/**
+ * Directories under server/ whose routes this service does not serve, each with the reason. Every other source
+ * file under server/ is scanned for route registrations, so a new router file is covered without touching this test.
+ */
+const NOT_SERVED: Record<string, string> = {
+  simulator:
+    "the Alipay / WeChat Pay gateway simulator is a separate express app (scripts/simulator.ts, the local stack, tests) that createApp never mounts: its routes are the gateways' APIs, not ours",
+};
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return path.relative(SERVER_DIR, full) in NOT_SERVED ? [] : sourceFiles(full);
+    return entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts") ? [full] : [];
+  });
+}
+
+type Registration = { method: string; path: string; file: string; guardedByAdmin: boolean };
+
+/**
+ * Every route registration in the served sources, as (METHOD, OpenAPI path). A registration is a call of a method
+ * verb on a variable assigned `express()` or `express.Router()`. Whatever this cannot read exactly — a path that is
+ * not a string literal, a template other than the `${provider}` of the notify loop, express 5 wildcard/optional
+ * syntax, `.all()`/`.route()`, a router mounted under a prefix — is reported as unreadable, so the test fails rather
+ * than silently skipping a route.
+ */
+function registeredRoutes(): { routes: Registration[]; unreadable: string[] } {
+  const routes: Registration[] = [];
+  const unreadable: string[] = [];
+  for (const file of sourceFiles(SERVER_DIR)) {
+    const source = readFileSync(file, "utf8");
+    const where = path.relative(SERVER_DIR, file);
+    const names = [...source.matchAll(/\b(?:const|let)\s+(\w+)\s*=\s*express(?:\.Router)?\(/g)].map((m) => m[1]!);
+    if (names.length === 0) continue;
+    const receiver = `\\b(?:${names.join("|")})`;
+    for (const m of source.matchAll(new RegExp(`${receiver}\\.(all|route)\\(`, "g"))) unreadable.push(`${where}: .${m[1]}() registers routes this test cannot enumerate`);
+    for (const m of source.matchAll(new RegExp(`${receiver}\\.use\\(\\s*["'\`]`, "g"))) unreadable.push(`${where}: a router mounted under a path prefix (${m[0]}…)`);
+    const verbs = new RegExp(`${receiver}\\.(${HTTP_METHODS.join("|")})\\(\\s*(?:(["'\`])((?:(?!\\2).)*)\\2)?([^\\n]*)`, "g");
+    for (const m of source.matchAll(verbs)) {
+      const [call, method, , literal, rest] = m;
+      if (literal === undefined) {
+        unreadable.push(`${where}: ${call.slice(0, 80)} (the path is not a string literal)`);
+        continue;
+      }
+      let paths = [literal];
+      if (literal.includes("${provider}")) {
+        if (!/for \(const provider of PROVIDERS\)/.test(source)) unreadable.push(`${where}: ${literal} outside a loop over PROVIDERS`);
+        paths = PROVIDERS.map((p) => literal.replaceAll("${provider}", p));
+      }
+      for (const p of paths) {
+        if (/\$\{|[*?+(){}]/.test(p)) {
+          unreadable.push(`${where}: ${p} (a template or express 5 pattern syntax this test does not translate)`);
+          continue;
+        }
+        routes.push({ method: method!.toUpperCase(), path: p.replace(/:(\w+)/g, "{$1}"), file: where, guardedByAdmin: /requireAdmin/.test(rest ?? "") });
+      }
+    }
+  }
+  return { routes, unreadable };
+}
+
+function documentedOperations(): Map<string, Operation> {
+  const ops = new Map<string, Operation>();
+  for (const [p, item] of Object.entries(doc.paths)) {
+    for (const method of HTTP_METHODS) if (item[method]) ops.set(`${method.toUpperCase()} ${p}`, item[method]);
+  }
+  return ops;
+}
+
+function resolvePointer(ref: string): unknown {
+  assert.ok(ref.startsWith("#/"), `${ref} is not a reference within the document`);
+  let node: unknown = doc;
+  for (const raw of ref.slice(2).split("/")) {
+    const key = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (typeof node !== "object" || node === null || !(key in node)) return undefined;
+    node = (node as Json)[key];
+  }
+  return node;
+}
+
+/** Visits every object in `root` (depth first), with its JSON pointer-ish location. */
+function walk(root: unknown, visit: (node: Json, at: string) => void, at = "#"): void {
+  if (Array.isArray(root)) root.forEach((item, i) => walk(item, visit, `${at}/${i}`));
+  else if (typeof root === "object" && root !== null) {
+    visit(root as Json, at);
+    for (const [key, value] of Object.entries(root)) walk(value, visit, `${at}/${key}`);
+  }
+}
+
+/** Follows `$ref`s until a schema without one. */
+function deref(node: Json): Json {
+  let current = node;
+  for (let i = 0; typeof current.$ref === "string"; i++) {
+    assert.ok(i < 20, "a $ref cycle");
+    current = resolvePointer(current.$ref as string) as Json;
+  }
+  return current;
+}
+
+/** The problem `type`s a response documents (its application/problem+json schema's type enum). */
+function problemTypes(response: Json): string[] {
+  const content = (response.content ?? {}) as Record<string, { schema: { allOf?: Json[] } }>;
+  const problem = content["application/problem+json"]?.schema;
+  if (!problem) return [];
+  const narrowed = problem.allOf?.[1] as { properties?: { type?: { enum?: string[] } } } | undefined;
+  return narrowed?.properties?.type?.enum ?? [];
+}
+
+describe("the OpenAPI document (GET /openapi.json)", () => {
+  describe("is a structurally valid OpenAPI 3.1 document", () => {
+    it("declares OpenAPI 3.1.x, the package's name and version, and the public URL as its server", () => {
+      const pkg = JSON.parse(readFileSync(path.join(SERVER_DIR, "..", "package.json"), "utf8")) as { name: string; version: string };
+      assert.match(doc.openapi, /^3\.1\.\d+$/);
+      assert.equal(doc.info.title, pkg.name);
+      assert.equal(doc.info.version, pkg.version);
+      assert.deepEqual(doc.servers, [{ url: PUBLIC_URL }]);
+      assert.deepEqual((openApiDocument("http://127.0.0.1:8080") as Doc).servers, [{ url: "http://127.0.0.1:8080" }]);
+    });
+
+    it("is plain JSON: it survives JSON.stringify unchanged (no bigint, undefined or functions)", () => {
+      assert.deepEqual(JSON.parse(JSON.stringify(doc)), doc);
+    });
+
+    it("is a fresh object on every call, so a caller that mutates one cannot change the next", () => {
+      const first = openApiDocument(PUBLIC_URL) as Doc;
+      first.paths["/healthz"]!.get!.summary = "changed";
+      assert.notEqual((openApiDocument(PUBLIC_URL) as Doc).paths["/healthz"]!.get!.summary, "changed");
+    });
+
+    it("gives every path at least one operation, and every operation responses with a status code and a description", () => {
+      const pathItemKeys = new Set([...HTTP_METHODS, "summary", "description", "servers", "parameters", "$ref"]);
+      for (const [p, item] of Object.entries(doc.paths)) {
+        assert.match(p, /^\//, `${p} starts with /`);
+        for (const key of Object.keys(item)) assert.ok(pathItemKeys.has(key), `${p} has an unknown field ${key}`);
+        const methods = HTTP_METHODS.filter((m) => item[m]);
+        assert.ok(methods.length > 0, `${p} has no operation`);
+        for (const m of methods) {
+          const responses = Object.entries(item[m]!.responses ?? {});
+          assert.ok(responses.length > 0, `${m} ${p} has no responses`);
+          for (const [status, response] of responses) {
+            assert.match(status, /^([1-5]\d\d|[1-5]XX|default)$/, `${m} ${p}: ${status} is not a status code`);
+            assert.equal(typeof deref(response).description, "string", `${m} ${p} ${status} has no description`);
+          }
+        }
+      }
+    });
+
+    it("gives every operation a unique operationId and only declared tags", () => {
+      const declared = new Set(doc.tags.map((t) => t.name));
+      const ids = [...documentedOperations().values()].map((op) => op.operationId);
+      assert.equal(new Set(ids).size, ids.length, `duplicate operationIds: ${ids.join(", ")}`);
+      for (const [key, op] of documentedOperations()) {
+        assert.equal(typeof op.operationId, "string", `${key} has no operationId`);
+        for (const tag of op.tags ?? []) assert.ok(declared.has(tag), `${key}: tag ${tag} is not declared`);
+      }
+    });
+
+    it("declares each {param} of a path template as a required path parameter, and no other", () => {
+      for (const [key, op] of documentedOperations()) {
+        const template = [...key.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+        const declared = (op.parameters ?? []).map(deref).filter((p) => p.in === "path");
+        assert.deepEqual(declared.map((p) => p.name).sort(), template, key);
+        for (const p of declared) assert.equal(p.required, true, `${key}: path parameter ${String(p.name)} must be required`);
+      }
+    });
+
+    it("resolves every $ref within the document", () => {
+      const refs: { ref: string; at: string }[] = [];
+      walk(doc, (node, at) => {
+        if (typeof node.$ref === "string") refs.push({ ref: node.$ref, at });
+      });
+      assert.ok(refs.length > 50, "the document uses references");
+      for (const { ref, at } of refs) assert.notEqual(resolvePointer(ref), undefined, `${ref} (at ${at}) does not resolve`);
+    });
+
+    it("uses only declared security schemes: apiKey (x-api-key header; apikey query as apiKeyQuery) and adminToken (HTTP bearer)", () => {
+      const schemes = doc.components.securitySchemes;
+      assert.deepEqual(schemes.apiKey, { ...schemes.apiKey, type: "apiKey", in: "header", name: "x-api-key" });
+      assert.deepEqual(schemes.apiKeyQuery, { ...schemes.apiKeyQuery, type: "apiKey", in: "query", name: "apikey" });
+      assert.deepEqual(schemes.adminToken, { ...schemes.adminToken, type: "http", scheme: "bearer" });
+      for (const [key, op] of documentedOperations()) {
+        for (const requirement of op.security ?? []) {
+          for (const [name, scopes] of Object.entries(requirement)) {
+            assert.ok(name in schemes, `${key}: security scheme ${name} is not declared`);
+            assert.deepEqual(scopes, [], `${key}: ${name} takes no scopes`);
+          }
+        }
+      }
+    });
+  });
+
+  describe("lists exactly the routes the code registers", () => {
+    const { routes, unreadable } = registeredRoutes();
+
+    it("can read every route registration in the served sources", () => {
+      assert.deepEqual(unreadable, []);
+      // the scan works: routes of each router file the app mounts are found
+      const files = new Set(routes.map((r) => r.file));
+      for (const file of ["app.ts", "payments/routes.ts", "sponsor/routes.ts", "sponsor/rpc.ts"]) assert.ok(files.has(file), `no route found in ${file}`);
+    });
+
+    it("does not mount the routers of the directories it skips (the simulator is a separate app)", () => {
+      const app = readFileSync(path.join(SERVER_DIR, "app.ts"), "utf8");
+      for (const dir of Object.keys(NOT_SERVED)) assert.doesNotMatch(app, new RegExp(`from "\\./${dir}/`), `app.ts imports ${dir}/: ${NOT_SERVED[dir]}`);
+    });
+
+    it("documents every registered (method, path), :param written {param}", () => {
+      const documented = documentedOperations();
+      const missing = [...new Set(routes.map((r) => `${r.method} ${r.path}`))].filter((key) => !documented.has(key));
+      assert.deepEqual(missing, [], "routes registered in the code but missing from the OpenAPI document");
+    });
+
+    it("documents no route the code does not register", () => {
+      const registered = new Set(routes.map((r) => `${r.method} ${r.path}`));
+      const stale = [...documentedOperations().keys()].filter((key) => !registered.has(key));
+      assert.deepEqual(stale, [], "operations in the OpenAPI document that no code registers");
+    });
+
+    it("documents a callback route for each payment provider", () => {
+      for (const provider of PROVIDERS) assert.ok(doc.paths[`/v1/payments/${provider}/notify`]?.post, provider);
+    });
+  });
+
+  describe("documents authentication as the routes enforce it", () => {
+    const { routes } = registeredRoutes();
+
+    it("requires the admin token exactly on the routes guarded by requireAdmin", () => {
+      for (const route of routes) {
+        const op = doc.paths[route.path]?.[route.method.toLowerCase()];
+        if (!op) continue; // reported by "documents every registered (method, path)"
+        const admin = (op.security ?? []).some((r) => "adminToken" in r);
+        assert.equal(admin, route.guardedByAdmin, `${route.method} ${route.path}`);
+        if (admin) {
+          const statuses = Object.keys(op.responses);
+          assert.ok(statuses.includes("401") && statuses.includes("403"), `${route.method} ${route.path} documents 401 unauthorized and 403 admin_disabled`);
+        }
+      }
+      for (const p of Object.keys(doc.paths).filter((p) => p.startsWith("/admin/"))) {
+        for (const [method, op] of Object.entries(doc.paths[p]!)) assert.deepEqual(op.security, [{ adminToken: [] }], `${method} ${p}`);
+      }
+    });
+
+    it("requires an API key (header or query) on sponsorship, and on nothing else", () => {
+      const withKey = [...documentedOperations()].filter(([, op]) => (op.security ?? []).some((r) => "apiKey" in r)).map(([key]) => key);
+      assert.deepEqual(withKey.sort(), ["POST /rpc", "POST /v1/sponsorships"]);
+      for (const key of withKey) assert.deepEqual(documentedOperations().get(key)!.security, [{ apiKey: [] }, { apiKeyQuery: [] }]);
+    });
+  });
+
+  describe("documents errors as the code answers them", () => {
+    const problemSchema = doc.components.schemas.Problem as { required: string[]; properties: { type: { enum: string[] } } };
+    const problemTypeEnum = new Set(problemSchema.properties.type.enum);
+
+    it("describes problems as application/problem+json with type, title, status and detail", () => {
+      assert.deepEqual([...problemSchema.required].sort(), ["detail", "status", "title", "type"]);
+    });
+
+    it("lists every problem type the code sends (sendProblem / HttpError with a literal type) in the Problem type enum", () => {
+      const sent = new Set<string>();
+      for (const file of sourceFiles(SERVER_DIR)) {
+        const source = readFileSync(file, "utf8");
+        for (const m of source.matchAll(/(?:sendProblem\(\s*\w+,\s*\d{3}|new HttpError\(\s*\d{3}),\s*"(\w+)"/g)) sent.add(m[1]!);
+      }
+      assert.ok(sent.has("invalid_json") && sent.has("admin_disabled"), "the scan finds problem types");
+      for (const type of sent) assert.ok(problemTypeEnum.has(type), `problem type ${type} is not documented`);
+    });
+
+    it("lists every SponsorError reason as a problem type and in the description, with its HTTP status and JSON-RPC code", () => {
+      for (const reason of SPONSOR_REASONS) {
+        assert.ok(problemTypeEnum.has(reason), reason);
+        const status = new SponsorError(reason, "").httpStatus;
+        assert.match(doc.info.description, new RegExp(`\\| \`${reason}\` \\| ${status} \\| ${SPONSOR_ERROR_CODES[reason]} \\|`), reason);
+      }
+    });
+
+    it("documents each SponsorError reason on POST /v1/sponsorships under the reason's HTTP status", () => {
+      const responses = doc.paths["/v1/sponsorships"]!.post!.responses;
+      for (const reason of SPONSOR_REASONS) {
+        const status = String(new SponsorError(reason, "").httpStatus);
+        assert.ok(problemTypes(responses[status] ?? {}).includes(reason), `${reason} under ${status}`);
+      }
+      assert.ok("retry-after" in (responses["429"]!.headers as Json), "a 429 carries Retry-After");
+    });
+
+    it("gives each problem response a status const equal to its status code and only documented types", () => {
+      for (const [key, op] of documentedOperations()) {
+        for (const [status, response] of Object.entries(op.responses)) {
+          const types = problemTypes(response);
+          if (types.length === 0) continue;
+          for (const type of types) assert.ok(problemTypeEnum.has(type), `${key} ${status}: ${type}`);
+          const schema = (response.content as Record<string, { schema: { allOf: { properties: { status: { const: number } } }[] } }>)["application/problem+json"]!.schema;
+          assert.equal(schema.allOf[1]!.properties.status.const, Number(status), `${key} ${status}`);
+        }
+      }
+    });
+
+    it("documents 500 internal on every operation (problemHandler answers any unexpected error)", () => {
+      for (const [key, op] of documentedOperations()) assert.ok(problemTypes(op.responses["500"] ?? {}).includes("internal"), key);
+    });
+  });
+
+  describe("documents the ERC-7677 JSON-RPC endpoint as one operation", () => {
+    const rpc = doc.paths["/rpc"]!.post!;
+
+    it("accepts a request or a batch, and lists exactly the methods rpc.ts serves", () => {
+      const source = readFileSync(path.join(SERVER_DIR, "sponsor", "rpc.ts"), "utf8");
+      const served = [...new Set([...source.matchAll(/(?<!typeof )\bmethod (?:!==|===) "(\w+)"/g)].map((m) => m[1]!))].sort();
+      assert.deepEqual(served, ["pm_getPaymasterData", "pm_getPaymasterStubData"]);
+      const request = doc.components.schemas.PaymasterRpcRequest as { properties: { method: { enum: string[] } } };
+      assert.deepEqual([...request.properties.method.enum].sort(), served);
+      assert.deepEqual((rpc["x-json-rpc-methods"] as { name: string }[]).map((m) => m.name).sort(), served);
+      for (const method of served) assert.match(String(rpc.description), new RegExp(method));
+      const body = (rpc.requestBody as { content: { "application/json": { schema: { oneOf: Json[] } } } }).content["application/json"].schema;
+      assert.equal(body.oneOf.length, 2, "one request, or a batch of them");
+    });
+
+    it("answers JSON-RPC responses, with every JSON-RPC code rpc.ts and SponsorError use in the error code enum", () => {
+      const error = doc.components.schemas.JsonRpcError as { properties: { error: { properties: { code: { enum: number[] } } } } };
+      const codes = new Set(error.properties.error.properties.code.enum);
+      for (const code of [...Object.values(RPC_ERRORS), ...Object.values(SPONSOR_ERROR_CODES)]) assert.ok(codes.has(code), String(code));
+      assert.ok(rpc.responses["200"], "errors are answered with HTTP 200");
+      for (const status of ["400", "413", "503"]) assert.ok(rpc.responses[status], `the HTTP ${status} JSON-RPC error is documented`);
+    });
+  });
+
+  describe("documents inputs and money as the code reads and writes them", () => {
+    it("documents exactly the policy fields policySchema accepts", () => {
+      const input = doc.components.schemas.PolicyInput as { properties: Json; additionalProperties: boolean };
+      assert.deepEqual(Object.keys(input.properties).sort(), Object.keys(policySchema.shape).sort());
+      assert.equal(input.additionalProperties, false, "an unknown policy field is refused");
+    });
+
+    it("writes every fen and wei amount in an answer as a decimal string", () => {
+      const checked: string[] = [];
+      const seen = new Set<unknown>();
+      const visit = (node: unknown, at: string): void => {
+        if (typeof node !== "object" || node === null || seen.has(node)) return;
+        seen.add(node);
+        if (Array.isArray(node)) return node.forEach((n, i) => visit(n, `${at}/${i}`));
+        const schema = node as Json;
+        if (typeof schema.$ref === "string") return visit(resolvePointer(schema.$ref), schema.$ref);
+        for (const [name, property] of Object.entries((schema.properties ?? {}) as Record<string, Json>)) {
+          if (!/(Fen|Wei|gasPrice)$/.test(name)) continue;
+          checked.push(`${at}.${name}`);
+          const resolved = deref(property);
+          assert.equal(resolved.type, "string", `${at}.${name} is a string`);
+          assert.ok(resolved.pattern === "^\\d+$" || resolved.pattern === "^-?\\d+$", `${at}.${name} is decimal digits (signed, for a change)`);
+        }
+        for (const [key, value] of Object.entries(schema)) visit(value, `${at}/${key}`);
+      };
+      for (const [key, op] of documentedOperations()) visit(op.responses, key);
+      assert.ok(checked.length >= 15, `fen/wei members found in answers: ${checked.length}`);
+      assert.ok(checked.some((c) => c.includes("availableFen")) && checked.some((c) => c.includes("costWei")));
+    });
+
+    it("says in the description that fen and wei are decimal strings and userOp quantities are hex", () => {
+      assert.match(doc.info.description, /fen/);
+      assert.match(doc.info.description, /decimal\s+string/);
+      assert.match(doc.info.description, /wei/);
+      assert.match(doc.info.description, /hex quantities/);
+    });
+
+    it("describes the v0.7 userOp with hex quantities, and requires every gas field for a final sponsorship", () => {
+      const userOp = doc.components.schemas.UserOperation as { required: string[]; properties: Record<string, Json> };
+      assert.deepEqual(userOp.required, ["sender", "nonce", "callData"]);
+      for (const field of ["nonce", "callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas", "maxPriorityFeePerGas"]) {
+        assert.equal(deref(userOp.properties[field]!).pattern, "^0x[0-9a-fA-F]{1,64}$", field);
+      }
+      const final = doc.components.schemas.UserOperationFinal as { allOf: Json[] };
+      assert.deepEqual((final.allOf[1] as { required: string[] }).required, ["callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas", "maxPriorityFeePerGas"]);
+    });
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * The hashes of the sponsorship hot path, computed on byte buffers with a native keccak-256 (the `keccak`
+ * package's prebuilt binding, ~6× @noble/hashes here). A signed sponsorship needs about eight keccaks — the
+ * paymaster hash, the EIP-191 digest, the userOpHash — and through viem's generic ABI encoder they were the
+ * largest cost of a request. `getPaymasterHash` (paymasterData.ts) and viem's `getUserOperationHash` stay the
+ * readable references; the tests check these against them on random operations.
+ */
+import { type Address, type Hex, keccak256 as viemKeccak256 } from "viem";
+import type { SponsoredUserOperation } from "./paymasterData";
+
+type NativeKeccak = (algorithm: "keccak256") => { update(data: Buffer): { digest(): Buffer } };
+
+function loadNativeKeccak(): NativeKeccak | undefined {
+  try {
+    return require("keccak/bindings") as NativeKeccak;
+  } catch {
+    return undefined;
+  }
+}
+const native = loadNativeKeccak();
+
+export const keccakImplementation: "native" | "js" = native ? "native" : "js";
+
+export function keccak256Buffer(data: Buffer): Buffer {
+  if (native) return native("keccak256").update(data).digest();
+  return Buffer.from(viemKeccak256(data, "bytes"));
+}
+
+const hexBuffer = (hex: string): Buffer => Buffer.from(hex.length % 2 === 0 ? hex.slice(2) : `0${hex.slice(2)}`, "hex");
+
+/** Writes `value` big-endian into the 32-byte word at `offset` (right-aligned to `bytes`). */
+function writeUint(target: Buffer, offset: number, value: bigint, bytes = 32): void {
+  let v = value;
+  for (let i = offset + 31; i >= offset + 32 - bytes; i--) {
+    target[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+}
+
+function writeAddress(target: Buffer, offset: number, address: string): void {
+  target.write(address.slice(2).toLowerCase(), offset + 12, 20, "hex");
+}
+
+function writeUint128Pair(target: Buffer, offset: number, high: bigint, low: bigint): void {
+  writeUint(target, offset - 16, high, 16);
+  writeUint(target, offset, low, 16);
+}
+
+function initCode(op: SponsoredUserOperation): Buffer {
+  return op.factory ? Buffer.concat([hexBuffer(op.factory), hexBuffer(op.factoryData ?? "0x")]) : Buffer.alloc(0);
+}
+
+/** FiatPaymaster.getHash, as getPaymasterHash computes it (13 words, abi.encode). */
+export function paymasterHashBuffer(p: { userOperation: SponsoredUserOperation; chainId: number; paymaster: Address; entryPoint: Address; validUntil: number; validAfter: number }): Buffer {
+  const op = p.userOperation;
+  const words = Buffer.alloc(13 * 32);
+  writeUint(words, 0, BigInt(p.chainId));
+  writeAddress(words, 32, p.paymaster);
+  writeAddress(words, 64, p.entryPoint);
+  writeAddress(words, 96, op.sender);
+  writeUint(words, 128, op.nonce);
+  keccak256Buffer(initCode(op)).copy(words, 160);
+  keccak256Buffer(hexBuffer(op.callData)).copy(words, 192);
+  writeUint128Pair(words, 224, op.verificationGasLimit, op.callGasLimit);
+  writeUint128Pair(words, 256, op.paymasterVerificationGasLimit, op.paymasterPostOpGasLimit);
+  writeUint(words, 288, op.preVerificationGas);
+  writeUint128Pair(words, 320, op.maxPriorityFeePerGas, op.maxFeePerGas);
+  writeUint(words, 352, BigInt(p.validUntil));
+  writeUint(words, 384, BigInt(p.validAfter));
+  return keccak256Buffer(words);
+}
+
+/** The EntryPoint v0.7 userOpHash: keccak(abi.encode(keccak(pack(op)), entryPoint, chainId)). */
+export function userOperationHashV07(p: { userOperation: SponsoredUserOperation; paymaster: Address; paymasterData: Hex; chainId: number; entryPoint: Address }): Hex {
+  const op = p.userOperation;
+  const paymasterAndData = Buffer.alloc(52 + (p.paymasterData.length - 2) / 2);
+  paymasterAndData.write(p.paymaster.slice(2), 0, 20, "hex");
+  writeUint(paymasterAndData, 20 - 16, op.paymasterVerificationGasLimit, 16);
+  writeUint(paymasterAndData, 36 - 16, op.paymasterPostOpGasLimit, 16);
+  paymasterAndData.write(p.paymasterData.slice(2), 52, "hex");
+  const packed = Buffer.alloc(8 * 32);
+  writeAddress(packed, 0, op.sender);
+  writeUint(packed, 32, op.nonce);
+  keccak256Buffer(initCode(op)).copy(packed, 64);
+  keccak256Buffer(hexBuffer(op.callData)).copy(packed, 96);
+  writeUint128Pair(packed, 128, op.verificationGasLimit, op.callGasLimit);
+  writeUint(packed, 160, op.preVerificationGas);
+  writeUint128Pair(packed, 192, op.maxPriorityFeePerGas, op.maxFeePerGas);
+  keccak256Buffer(paymasterAndData).copy(packed, 224);
+  const outer = Buffer.alloc(3 * 32);
+  keccak256Buffer(packed).copy(outer, 0);
+  writeAddress(outer, 32, p.entryPoint);
+  writeUint(outer, 64, BigInt(p.chainId));
+  return `0x${keccak256Buffer(outer).toString("hex")}`;
+}

@@ -1,0 +1,236 @@
+/**
+ * Holds: the worst-case charge of a UserOperation, reserved from the account's available quota before its
+ * paymasterData leaves the server. Rules (SPEC §5.2):
+ *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
+ *     larger amount — only one operation with that nonce can ever execute;
+ *   - at most `maxHolds` open holds per sender;
+ *   - the hold and the operation's locked quote commit before the signature is returned.
+ * Reservations are group-committed (server/db/groupCommit.ts): one transaction locks every account of the
+ * batch in address order (no deadlocks between batches), decides each request in memory against the locked
+ * balances, and writes all holds and ledger entries with a few array statements.
+ */
+import { randomUUID } from "node:crypto";
+import type { Hex } from "viem";
+import type { Database, Queryable } from "../db/database";
+import { GroupCommitter } from "../db/groupCommit";
+import { type BatchEntry, applyEntries, release } from "../ledger/ledger";
+import { SponsorError } from "./errors";
+import type { Quote } from "./pricing";
+
+export type HoldRequest = {
+  chainId: number;
+  /** The sender, lower-cased: the account whose quota pays. */
+  account: string;
+  nonce: bigint;
+  amountFen: bigint;
+  maxCostWei: bigint;
+  validUntil: Date;
+  apiKeyId: string | null;
+  userOpHash: Hex;
+  quote: Quote;
+  maxHolds: number;
+};
+
+export type HoldResult = {
+  holdId: string;
+  /** What the hold reserves now (the larger of the old and new amounts when it replaced one). */
+  heldFen: bigint;
+  replaced: boolean;
+  /** What this request added to the hold (0 when it replaced a larger one). */
+  addedFen: bigint;
+  availableFen: bigint;
+};
+
+type OpenHold = { id: string; chainId: number; nonce: string; amountFen: bigint; revision: number; isNew: boolean; maxCostWei: bigint; validUntil: Date };
+
+/** Decides and writes one batch of hold requests in the transaction `tx`. */
+export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest[]): Promise<Array<HoldResult | SponsorError>> {
+  const accounts = [...new Set(requests.map((r) => r.account))].sort();
+  const balances = new Map<string, bigint>();
+  const { rows: locked } = await tx.query<{ address: string; available_fen: bigint }>(
+    "SELECT address, available_fen FROM accounts WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE",
+    [accounts],
+  );
+  for (const row of locked) balances.set(row.address, row.available_fen);
+
+  const open = new Map<string, OpenHold[]>();
+  const { rows: existing } = await tx.query<{ id: string; chain_id: bigint; account: string; nonce: string; amount_fen: bigint; revision: number; max_cost_wei: string; valid_until: Date }>(
+    `SELECT id, chain_id, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until
+       FROM holds WHERE status = 'open' AND account = ANY($1::text[])`,
+    [accounts],
+  );
+  for (const h of existing) {
+    const list = open.get(h.account) ?? [];
+    list.push({ id: h.id, chainId: Number(h.chain_id), nonce: h.nonce, amountFen: h.amount_fen, revision: h.revision, isNew: false, maxCostWei: BigInt(h.max_cost_wei), validUntil: h.valid_until });
+    open.set(h.account, list);
+  }
+
+  const results: Array<HoldResult | SponsorError> = [];
+  const entries: BatchEntry[] = [];
+  const touched = new Map<string, { hold: OpenHold; request: HoldRequest }>();
+  const operations: Array<{ request: HoldRequest; holdId: string }> = [];
+
+  for (const request of requests) {
+    const available = balances.get(request.account) ?? 0n;
+    const holds = open.get(request.account) ?? [];
+    const nonce = request.nonce.toString();
+    const same = holds.find((h) => h.chainId === request.chainId && h.nonce === nonce);
+    const increase = same ? (request.amountFen > same.amountFen ? request.amountFen - same.amountFen : 0n) : request.amountFen;
+    if (!same && holds.length >= request.maxHolds) {
+      results.push(new SponsorError("too_many_holds", `sender ${request.account} already has ${holds.length} operations awaiting settlement (at most ${request.maxHolds}); wait for them to land or expire`, { openHolds: holds.length, maxHolds: request.maxHolds }));
+      continue;
+    }
+    if (increase > available) {
+      results.push(
+        new SponsorError(
+          "insufficient_quota",
+          `account ${request.account} has ${available} fen available; this operation needs a hold of ${increase} fen (its worst-case cost)`,
+          { availableFen: available.toString(), requiredFen: increase.toString() },
+        ),
+      );
+      continue;
+    }
+    const hold: OpenHold = same ?? { id: `h_${randomUUID()}`, chainId: request.chainId, nonce, amountFen: 0n, revision: 0, isNew: true, maxCostWei: 0n, validUntil: request.validUntil };
+    if (!same) {
+      holds.push(hold);
+      open.set(request.account, holds);
+    }
+    if (increase > 0n) {
+      hold.revision++;
+      hold.amountFen += increase;
+      entries.push({ account: request.account, kind: "hold", availableDeltaFen: -increase, heldDeltaFen: increase, reference: `hold:${hold.id}:${hold.revision}` });
+      balances.set(request.account, available - increase);
+    }
+    if (request.maxCostWei > hold.maxCostWei) hold.maxCostWei = request.maxCostWei;
+    if (request.validUntil > hold.validUntil) hold.validUntil = request.validUntil;
+    touched.set(hold.id, { hold, request });
+    operations.push({ request, holdId: hold.id });
+    results.push({ holdId: hold.id, heldFen: hold.amountFen, replaced: !!same, addedFen: increase, availableFen: available - increase });
+  }
+
+  const created = [...touched.values()].filter((t) => t.hold.isNew);
+  const updated = [...touched.values()].filter((t) => !t.hold.isNew);
+  if (created.length > 0) {
+    await tx.query(
+      `INSERT INTO holds (id, chain_id, account, nonce, api_key_id, status, amount_fen, max_cost_wei, revision, valid_until)
+       SELECT id, chain_id, account, nonce, api_key_id, 'open', amount_fen, max_cost_wei, revision, valid_until
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[])
+           AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until)`,
+      [
+        created.map((t) => t.hold.id),
+        created.map((t) => t.request.chainId),
+        created.map((t) => t.request.account),
+        created.map((t) => t.hold.nonce),
+        created.map((t) => t.request.apiKeyId),
+        created.map((t) => t.hold.amountFen.toString()),
+        created.map((t) => t.hold.maxCostWei.toString()),
+        created.map((t) => t.hold.revision),
+        created.map((t) => t.hold.validUntil.toISOString()),
+      ],
+    );
+  }
+  if (updated.length > 0) {
+    await tx.query(
+      `UPDATE holds h SET amount_fen = t.amount_fen, max_cost_wei = t.max_cost_wei, revision = t.revision, valid_until = t.valid_until, updated_at = now()
+         FROM unnest($1::text[], $2::bigint[], $3::numeric[], $4::int[], $5::timestamptz[]) AS t(id, amount_fen, max_cost_wei, revision, valid_until)
+        WHERE h.id = t.id`,
+      [
+        updated.map((t) => t.hold.id),
+        updated.map((t) => t.hold.amountFen.toString()),
+        updated.map((t) => t.hold.maxCostWei.toString()),
+        updated.map((t) => t.hold.revision),
+        updated.map((t) => t.hold.validUntil.toISOString()),
+      ],
+    );
+  }
+  await applyEntries(tx, entries);
+  if (operations.length > 0) {
+    await tx.query(
+      `INSERT INTO sponsored_operations (user_op_hash, hold_id, fen_per_native, markup_bps, max_charge_fen, valid_until)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bigint[], $6::timestamptz[])
+       ON CONFLICT (user_op_hash) DO NOTHING`,
+      [
+        operations.map((o) => o.request.userOpHash.toLowerCase()),
+        operations.map((o) => o.holdId),
+        operations.map((o) => o.request.quote.fenPerNative.toString()),
+        operations.map((o) => o.request.quote.markupBps),
+        operations.map((o) => o.request.amountFen.toString()),
+        operations.map((o) => o.request.validUntil.toISOString()),
+      ],
+    );
+  }
+  return results;
+}
+
+/** Group-commits hold requests on `db`. */
+export function createHoldReserver(db: Database, options: { maxBatch?: number; maxConcurrent?: number } = {}) {
+  const committer = new GroupCommitter<HoldRequest, HoldResult>((batch) => db.transaction((tx) => reserveHolds(tx, batch)), {
+    maxBatch: options.maxBatch ?? 256,
+    maxConcurrent: options.maxConcurrent ?? (db.kind === "pglite" ? 1 : Number(process.env.HOLD_CC ?? 4)),
+  });
+  return { reserve: (request: HoldRequest) => committer.submit(request), stats: () => committer.stats() };
+}
+export type HoldReserver = ReturnType<typeof createHoldReserver>;
+
+/**
+ * Releases open holds whose validUntil is more than `graceSeconds` past: their operations can no longer pass
+ * validation, so the reserved quota goes back to available. Returns how many were released.
+ */
+export async function releaseExpiredHolds(db: Database, options: { now?: Date; graceSeconds: number; limit?: number }): Promise<number> {
+  const cutoff = new Date((options.now ?? new Date()).getTime() - options.graceSeconds * 1000);
+  const { rows } = await db.query<{ id: string }>(
+    "SELECT id FROM holds WHERE status = 'open' AND valid_until < $1 ORDER BY valid_until LIMIT $2",
+    [cutoff.toISOString(), options.limit ?? 500],
+  );
+  let released = 0;
+  for (const { id } of rows) {
+    const done = await db.transaction(async (tx) => {
+      const { rows: held } = await tx.query<{ account: string; amount_fen: bigint }>(
+        "UPDATE holds SET status = 'released', updated_at = now() WHERE id = $1 AND status = 'open' AND valid_until < $2 RETURNING account, amount_fen",
+        [id, cutoff.toISOString()],
+      );
+      const hold = held[0];
+      if (!hold) return false;
+      await release(tx, { account: hold.account, reservationId: `expire:${id}`, amountFen: hold.amount_fen });
+      return true;
+    });
+    if (done) released++;
+  }
+  return released;
+}
+
+export type HoldView = {
+  id: string;
+  chainId: number;
+  nonce: string;
+  status: "open" | "settled" | "released";
+  amountFen: bigint;
+  chargedFen: bigint | null;
+  validUntil: Date;
+  createdAt: Date;
+};
+
+export async function listHolds(db: Queryable, account: string, options: { status?: "open"; limit?: number } = {}): Promise<HoldView[]> {
+  const { rows } = await db.query<{ id: string; chain_id: bigint; nonce: string; status: HoldView["status"]; amount_fen: bigint; charged_fen: bigint | null; valid_until: Date; created_at: Date }>(
+    `SELECT id, chain_id, nonce, status, amount_fen, charged_fen, valid_until, created_at FROM holds
+      WHERE account = $1 ${options.status ? "AND status = 'open'" : ""} ORDER BY created_at DESC LIMIT $2`,
+    [account.toLowerCase(), options.limit ?? 20],
+  );
+  return rows.map((r) => ({ id: r.id, chainId: Number(r.chain_id), nonce: r.nonce, status: r.status, amountFen: r.amount_fen, chargedFen: r.charged_fen, validUntil: r.valid_until, createdAt: r.created_at }));
+}
+
+/** Sum of the worst-case cost of open holds on a chain, in wei: what the paymaster's deposit must cover. */
+export async function outstandingHoldsWei(db: Queryable, chainId: number): Promise<bigint> {
+  const { rows } = await db.query<{ total: string }>("SELECT COALESCE(SUM(max_cost_wei), 0)::text AS total FROM holds WHERE status = 'open' AND chain_id = $1", [chainId]);
+  return BigInt(rows[0]!.total);
+}
+
+/** What a sender (or, without one, an API key) spent or reserved since `since`: for policy spend limits. */
+export async function spentSince(db: Queryable, p: { apiKeyId: string; account?: string; since: Date }): Promise<bigint> {
+  const { rows } = await db.query<{ total: bigint }>(
+    `SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN charged_fen WHEN status = 'open' THEN amount_fen ELSE 0 END), 0)::bigint AS total
+       FROM holds WHERE api_key_id = $1 AND created_at >= $2 ${p.account ? "AND account = $3" : ""}`,
+    p.account ? [p.apiKeyId, p.since.toISOString(), p.account.toLowerCase()] : [p.apiKeyId, p.since.toISOString()],
+  );
+  return rows[0]!.total;
+}

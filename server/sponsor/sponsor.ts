@@ -1,0 +1,287 @@
+/**
+ * Sponsorship: the checks a UserOperation must pass, the hold, and the signature, in that order (SPEC §5.2).
+ * Both front doors — ERC-7677 JSON-RPC (`rpc.ts`) and REST (`routes.ts`) — call this one service, so they
+ * accept and refuse exactly the same operations.
+ *
+ *   stub:  chain, entry point, userOp shape, rate limits, the policy's static rules → stub paymasterData
+ *   final: all of the above, gas caps, fee sanity, deposit health, the policy with spend, the approval webhook,
+ *          then sign, commit the hold (group-committed), and only then return the signature
+ */
+import type { Address, Hex } from "viem";
+import type { ChainRuntime } from "../chain/chainRuntime";
+import type { Database } from "../db/database";
+import type { Metrics } from "../http/metrics";
+import type { RateLimiter } from "../http/rateLimit";
+import type { ApiKey } from "./apiKeys";
+import { askApproval } from "./approval";
+import { SponsorError, invalidParams } from "./errors";
+import { type HoldReserver, spentSince } from "./holds";
+import { paymasterHashBuffer, userOperationHashV07 } from "./hashing";
+import { encodePaymasterData, encodeStubPaymasterData } from "./paymasterData";
+import { evaluatePolicy, spendPeriodStart } from "./policy";
+import { type Quote, holdFen, maxGasCostWei } from "./pricing";
+import type { PaymasterSigner } from "./signer";
+import { type UserOperationInput, parseChainId, parseEntryPoint, parseUserOperation } from "./userOperation";
+
+export type SponsorshipParams = {
+  userOp: unknown;
+  entryPoint: unknown;
+  chainId: unknown;
+  context?: unknown;
+};
+
+export type Caller = { apiKey: ApiKey; ip?: string };
+
+/** ERC-7677's result for EntryPoint v0.7. */
+export type PaymasterFields = {
+  paymaster: Address;
+  paymasterData: Hex;
+  paymasterVerificationGasLimit: bigint;
+  paymasterPostOpGasLimit: bigint;
+  sponsor: { name: string };
+  isFinal: false;
+};
+
+export type Sponsorship = PaymasterFields & {
+  chainId: number;
+  userOpHash: Hex;
+  holdId: string;
+  validUntil: number;
+  validAfter: number;
+  quote: Quote & { maxChargeFen: bigint; heldFen: bigint; availableFen: bigint };
+};
+
+export type SponsorServiceOptions = {
+  db: Database;
+  chains: ReadonlyMap<number, ChainRuntime>;
+  signer: PaymasterSigner;
+  holds: HoldReserver;
+  rateLimiter?: RateLimiter;
+  metrics?: Metrics;
+  sponsorName: string;
+  validSeconds: number;
+  maxHoldsPerSender: number;
+  /** Replaceable clock, for tests of validity windows. */
+  now?: () => Date;
+};
+
+/** Paymaster gas limits beyond this many times the configured ones are refused: they only inflate the hold. */
+const PAYMASTER_GAS_FACTOR = 4n;
+
+export function createSponsorService(options: SponsorServiceOptions) {
+  const now = options.now ?? (() => new Date());
+
+  function chainFor(params: SponsorshipParams): ChainRuntime {
+    const chainId = parseChainId(params.chainId);
+    const chain = options.chains.get(chainId);
+    if (!chain) {
+      throw new SponsorError("unsupported_chain", `chain ${chainId} is not sponsored here; supported: ${[...options.chains.keys()].join(", ") || "none"}`, {
+        supportedChainIds: [...options.chains.keys()],
+      });
+    }
+    const entryPoint = parseEntryPoint(params.entryPoint);
+    if (entryPoint !== chain.config.entryPoint) {
+      throw new SponsorError("unsupported_entry_point", `entry point ${entryPoint} is not supported on chain ${chainId}; use ${chain.config.entryPoint} (v0.7)`, {
+        supportedEntryPoints: [chain.config.entryPoint],
+      });
+    }
+    return chain;
+  }
+
+  /** The paymaster gas limits we sign: the wallet's (from our stub, or its estimate) when sane, else ours. */
+  function paymasterGas(chain: ChainRuntime, raw: unknown): { verification: bigint; postOp: bigint } {
+    const op = raw as Record<string, unknown>;
+    const configured = chain.config.paymasterVerificationGasLimit;
+    let verification = configured;
+    const sent = op.paymasterVerificationGasLimit;
+    if (typeof sent === "string" && /^0x[0-9a-fA-F]{1,32}$/.test(sent) && BigInt(sent) > 0n) {
+      verification = BigInt(sent);
+      const cap = configured * PAYMASTER_GAS_FACTOR;
+      if (verification > cap) {
+        throw new SponsorError("gas_cap_exceeded", `userOp.paymasterVerificationGasLimit ${verification} is above the cap of ${cap}`, { field: "paymasterVerificationGasLimit", cap: cap.toString() });
+      }
+    }
+    return { verification, postOp: chain.config.paymasterPostOpGasLimit };
+  }
+
+  async function checkRateLimits(caller: Caller, sender: Address): Promise<void> {
+    const refusal = await options.rateLimiter?.consume({ ip: caller.ip, apiKey: caller.apiKey.id, sender: sender.toLowerCase() });
+    if (refusal) {
+      throw new SponsorError("rate_limited", `too many requests for this ${refusal.scope === "apiKey" ? "API key" : refusal.scope} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
+        scope: refusal.scope,
+        retryAfterSeconds: refusal.retryAfterSeconds,
+      });
+    }
+  }
+
+  function policyCheck(caller: Caller, chain: ChainRuntime, op: UserOperationInput, maxChargeFen: bigint, spent: { sender: bigint; global: bigint }): void {
+    const decision = evaluatePolicy(caller.apiKey.policy, {
+      chainId: chain.config.chainId,
+      sender: op.sender,
+      callData: op.callData,
+      maxChargeFen,
+      now: now(),
+      senderSpentFen: spent.sender,
+      globalSpentFen: spent.global,
+    });
+    if (!decision.allowed) throw new SponsorError("policy_rejected", decision.message, { rule: decision.rule });
+  }
+
+  function checkGas(chain: ChainRuntime, op: UserOperationInput): void {
+    const caps = chain.config.gasCaps;
+    for (const field of ["callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas"] as const) {
+      if (op[field] > caps[field]) {
+        throw new SponsorError("gas_cap_exceeded", `userOp.${field} ${op[field]} is above this chain's cap of ${caps[field]}`, { field, cap: caps[field].toString() });
+      }
+    }
+    if (op.maxPriorityFeePerGas > op.maxFeePerGas) throw invalidParams("userOp.maxPriorityFeePerGas is above userOp.maxFeePerGas", { field: "maxPriorityFeePerGas" });
+  }
+
+  async function checkFee(chain: ChainRuntime, op: UserOperationInput): Promise<void> {
+    let current: bigint;
+    try {
+      current = await chain.gasPrice();
+    } catch {
+      throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot check the fee`);
+    }
+    const ceiling = (current * BigInt(chain.config.maxFeePercent)) / 100n;
+    if (op.maxFeePerGas > ceiling) {
+      throw new SponsorError(
+        "fee_too_high",
+        `userOp.maxFeePerGas ${op.maxFeePerGas} wei is above ${chain.config.maxFeePercent}% of the chain's current gas price (${current} wei)`,
+        { maxFeePerGas: op.maxFeePerGas.toString(), currentGasPrice: current.toString(), ceiling: ceiling.toString() },
+      );
+    }
+  }
+
+  async function spendSoFar(caller: Caller, op: UserOperationInput): Promise<{ sender: bigint; global: bigint }> {
+    const policy = caller.apiKey.policy;
+    const at = now();
+    const [sender, global] = await Promise.all([
+      policy.senderSpendLimit
+        ? spentSince(options.db, { apiKeyId: caller.apiKey.id, account: op.sender, since: spendPeriodStart(at, policy.senderSpendLimit.periodSeconds) })
+        : 0n,
+      policy.globalSpendLimit ? spentSince(options.db, { apiKeyId: caller.apiKey.id, since: spendPeriodStart(at, policy.globalSpendLimit.periodSeconds) }) : 0n,
+    ]);
+    return { sender, global };
+  }
+
+  function fields(chain: ChainRuntime, paymasterData: Hex, gas: { verification: bigint; postOp: bigint }): PaymasterFields {
+    return {
+      paymaster: chain.config.paymaster,
+      paymasterData,
+      paymasterVerificationGasLimit: gas.verification,
+      paymasterPostOpGasLimit: gas.postOp,
+      sponsor: { name: options.sponsorName },
+      isFinal: false,
+    };
+  }
+
+  function count(chain: number | undefined, method: string, outcome: string): void {
+    // only configured chains become label values: a caller must not be able to mint metric series
+    const label = chain !== undefined && options.chains.has(chain) ? String(chain) : "unsupported";
+    options.metrics?.sponsorships.inc({ chain: label, method, outcome });
+  }
+
+  async function measured<T>(method: string, params: SponsorshipParams, run: () => Promise<T & { chainId?: number }>): Promise<T> {
+    try {
+      const result = await run();
+      count(result.chainId, method, method === "stub" ? "stub" : "signed");
+      return result;
+    } catch (error) {
+      const chain = (() => {
+        try {
+          return parseChainId(params.chainId);
+        } catch {
+          return undefined;
+        }
+      })();
+      count(chain, method, error instanceof SponsorError ? error.reason : "error");
+      throw error;
+    }
+  }
+
+  return {
+    /** ERC-7677 pm_getPaymasterStubData: data of the final length for gas estimation; reserves nothing. */
+    getStubData(params: SponsorshipParams, caller: Caller): Promise<PaymasterFields> {
+      return measured("stub", params, async () => {
+        const chain = chainFor(params);
+        const op = parseUserOperation(params.userOp, { requireGas: false });
+        await checkRateLimits(caller, op.sender);
+        policyCheck(caller, chain, op, 0n, { sender: 0n, global: 0n });
+        const validUntil = Math.floor(now().getTime() / 1000) + options.validSeconds;
+        return { ...fields(chain, encodeStubPaymasterData({ validUntil, validAfter: 0 }), paymasterGas(chain, params.userOp)), chainId: chain.config.chainId };
+      });
+    },
+
+    /** ERC-7677 pm_getPaymasterData and POST /v1/sponsorships: checks, holds the worst case, signs. */
+    sponsor(params: SponsorshipParams, caller: Caller): Promise<Sponsorship> {
+      return measured("final", params, async () => {
+        const chain = chainFor(params);
+        const parsed = parseUserOperation(params.userOp, { requireGas: true });
+        const gas = paymasterGas(chain, params.userOp);
+        const op: UserOperationInput = { ...parsed, paymasterVerificationGasLimit: gas.verification, paymasterPostOpGasLimit: gas.postOp };
+        await checkRateLimits(caller, op.sender);
+        checkGas(chain, op);
+        await checkFee(chain, op);
+        if (!chain.deposit.healthy) {
+          throw new SponsorError("deposit_low", `sponsorship on chain ${chain.config.chainId} is paused: ${chain.deposit.reason ?? "the paymaster's deposit is too low"}`, {
+            depositWei: chain.deposit.depositWei?.toString(),
+            outstandingWei: chain.deposit.outstandingWei?.toString(),
+          });
+        }
+        const quote = await chain.quote();
+        const maxCostWei = maxGasCostWei(op);
+        // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
+        const maxChargeFen = holdFen(op, quote) || 1n;
+        policyCheck(caller, chain, op, maxChargeFen, await spendSoFar(caller, op));
+        const webhook = caller.apiKey.policy.approvalWebhook;
+        if (webhook) {
+          const answer = await askApproval(webhook, {
+            chainId: chain.config.chainId,
+            sender: op.sender,
+            nonce: op.nonce,
+            callData: op.callData,
+            maxChargeFen,
+            apiKeyId: caller.apiKey.id,
+          });
+          if (!answer.approved) throw new SponsorError("policy_rejected", answer.reason ?? "the approval webhook refused the operation", { rule: "approval_webhook" });
+        }
+
+        const validAfter = 0;
+        const validUntilDate = new Date(now().getTime() + options.validSeconds * 1000);
+        const validUntil = Math.floor(validUntilDate.getTime() / 1000);
+        const { chainId, paymaster, entryPoint } = chain.config;
+        const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter });
+        const signature = await options.signer.signHash(`0x${hash.toString("hex")}`);
+        const paymasterData = encodePaymasterData({ validUntil, validAfter, signature });
+        const userOpHash = userOperationHashV07({ userOperation: op, paymaster, paymasterData, chainId, entryPoint });
+        // the hold commits before the signature leaves: a crash after this line can only over-reserve
+        const hold = await options.holds.reserve({
+          chainId,
+          account: op.sender.toLowerCase(),
+          nonce: op.nonce,
+          amountFen: maxChargeFen,
+          maxCostWei,
+          validUntil: validUntilDate,
+          apiKeyId: caller.apiKey.id,
+          userOpHash,
+          quote,
+          maxHolds: options.maxHoldsPerSender,
+        });
+        if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId) }, Number(hold.addedFen));
+        return {
+          ...fields(chain, paymasterData, gas),
+          chainId,
+          userOpHash,
+          holdId: hold.holdId,
+          validUntil,
+          validAfter,
+          quote: { ...quote, maxChargeFen, heldFen: hold.heldFen, availableFen: hold.availableFen },
+        };
+      });
+    },
+  };
+}
+
+export type SponsorService = ReturnType<typeof createSponsorService>;

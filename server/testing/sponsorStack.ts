@@ -1,0 +1,106 @@
+/**
+ * Test support for sponsorship: a real anvil with the canonical EntryPoint, factory and a staked FiatPaymaster,
+ * optionally the alto bundler, and the app (in process) on the given database, configured for that chain. The
+ * account quota is funded through the ledger (top-ups have their own end-to-end tests).
+ */
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { type Hex, parseEther } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Alto, startAlto } from "../../scripts/lib/alto";
+import { DEV_KEYS, type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
+import { type App, type AppOptions, createApp } from "../app";
+import { type Env, loadConfig } from "../config";
+import type { Database } from "../db/database";
+import { createLogger } from "../http/logging";
+import { creditTopUp } from "../ledger/ledger";
+import { generateApiKey } from "../sponsor/apiKeys";
+
+export const UTILITY_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"; // anvil #3
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+
+/** Native token priced at ¥20,000: 2,000,000 fen per 1e18 wei, plus 5% markup. */
+export const TEST_PRICE = { fenPerNative: 2_000_000n, markupBps: 500 };
+
+export type SponsorStack = {
+  chain: LocalChain;
+  alto?: Alto;
+  app: App;
+  url: string;
+  apiKey: string;
+  fund: (account: string, fen: bigint) => Promise<void>;
+  stop: () => Promise<void>;
+};
+
+export type SponsorStackOptions = {
+  db: Database;
+  alto?: boolean;
+  env?: Env;
+  chainOverrides?: Record<string, unknown>;
+  app?: Omit<AppOptions, "db">;
+};
+
+export async function startSponsorStack(options: SponsorStackOptions): Promise<SponsorStack> {
+  const chain = await startLocalChain({ deposit: parseEther("10") });
+  let alto: Alto | undefined;
+  let server: Server | undefined;
+  let app: App | undefined;
+  try {
+    if (options.alto) alto = await startAlto({ rpcUrl: chain.anvil.rpcUrl, executorKeys: [DEV_KEYS.bundler], utilityKey: UTILITY_KEY });
+    const { key: apiKey } = generateApiKey();
+    const config = loadConfig({
+      CHAINS: JSON.stringify([
+        {
+          chainId: chain.anvil.chainId,
+          name: "anvil",
+          rpcUrl: chain.anvil.rpcUrl,
+          bundlerUrl: alto?.url,
+          paymaster: chain.paymaster,
+          fenPerNative: TEST_PRICE.fenPerNative.toString(),
+          markupBps: TEST_PRICE.markupBps,
+          confirmations: 0,
+          ...options.chainOverrides,
+        },
+      ]),
+      SIGNER_PRIVATE_KEY: DEV_KEYS.signer,
+      BOOTSTRAP_API_KEY: apiKey,
+      ADMIN_TOKEN,
+      RECONCILE: "off",
+      SETTLE_INTERVAL_MS: "200",
+      DEPOSIT_CHECK_INTERVAL_MS: "500",
+      LOG_LEVEL: "silent",
+      ...options.env,
+    });
+    app = await createApp(config, { db: options.db, log: createLogger(config.logLevel), ...options.app });
+    const listening = app.app.listen(0, "127.0.0.1");
+    server = listening;
+    await new Promise<void>((resolve) => listening.once("listening", () => resolve()));
+    const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+    const started = app;
+    return {
+      chain,
+      alto,
+      app: started,
+      url,
+      apiKey,
+      fund: async (account, fen) => {
+        await options.db.transaction((tx) => creditTopUp(tx, { account, orderId: `test-${account}-${Date.now()}-${Math.random()}`, amountFen: fen }));
+      },
+      stop: async () => {
+        listening.closeAllConnections();
+        await new Promise<void>((resolve) => listening.close(() => resolve()));
+        await started.close();
+        await alto?.stop();
+        await chain.stop();
+      },
+    };
+  } catch (error) {
+    server?.close();
+    await app?.close();
+    await alto?.stop();
+    await chain.stop();
+    throw error;
+  }
+}
+
+export const signerAddress = () => privateKeyToAccount(DEV_KEYS.signer).address;
