@@ -36,21 +36,25 @@ describe("npm start: the local stack", () => {
   let child: ChildProcess;
   let port: number;
   let serverPort: number;
+  let bundlerPort: number;
   let output: string;
   const deploymentsDir = mkdtempSync(path.join(tmpdir(), "fiat-paymaster-start-"));
 
   before(async () => {
     port = await freePort();
     serverPort = await freePort();
+    bundlerPort = await freePort();
     child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
       cwd: ROOT,
       env: {
         ...process.env,
         ANVIL_PORT: String(port),
         PORT: String(serverPort),
+        BUNDLER_PORT: String(bundlerPort),
         SIMULATOR_PORT: "0",
         DEPLOYMENTS_DIR: deploymentsDir,
         DATA_DIR: path.join(deploymentsDir, "pglite"),
+        LOCAL_STACK_FILE: path.join(deploymentsDir, "local-stack.json"),
         DATABASE_URL: "", // the local stack runs on PGlite, whatever the tests run with
         SANDBOX_DIR: path.join(deploymentsDir, "sandbox"),
       },
@@ -84,9 +88,30 @@ describe("npm start: the local stack", () => {
     }
   });
 
+  it("runs the alto bundler on the chain: the printed bundler URL serves the canonical EntryPoint", async () => {
+    const bundlerUrl = /bundler \(alto\)\s+(http:\/\/\S+)/.exec(output)?.[1];
+    assert.equal(bundlerUrl, `http://127.0.0.1:${bundlerPort}`);
+    const res = await fetch(bundlerUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_supportedEntryPoints", params: [] }),
+    });
+    assert.deepEqual(((await res.json()) as { result: unknown }).result, [ENTRY_POINT_V07]);
+  });
+
   it("runs the server on PGlite against the gateway simulator: a top-up order gets a QR code from the simulator", async () => {
-    const ready = await fetch(`http://127.0.0.1:${serverPort}/readyz`).then((r) => r.json());
-    assert.deepEqual(ready, { status: "ready", database: "pglite", providers: ["alipay", "wechat"] });
+    const ready = (await fetch(`http://127.0.0.1:${serverPort}/readyz`).then((r) => r.json())) as {
+      status: string;
+      database: string;
+      providers: string[];
+      sponsorship: string;
+      chains: { chainId: number; rpc: string; depositHealthy: boolean }[];
+    };
+    assert.equal(ready.status, "ready");
+    assert.equal(ready.database, "pglite");
+    assert.deepEqual(ready.providers, ["alipay", "wechat"]);
+    assert.equal(ready.sponsorship, "on");
+    assert.deepEqual(ready.chains.map((c) => [c.chainId, c.rpc, c.depositHealthy]), [[31337, "ok", true]]);
     const simulatorUrl = /gateway simulator\s+(http:\/\/\S+)/.exec(output)?.[1];
     assert.ok(simulatorUrl, "the simulator URL is printed");
     const res = await fetch(`http://127.0.0.1:${serverPort}/v1/orders`, {
@@ -99,11 +124,33 @@ describe("npm start: the local stack", () => {
     assert.ok(order.qrCode.startsWith(`${simulatorUrl}/payer/wechat/`), order.qrCode);
   });
 
-  it("Ctrl-C stops anvil, the simulator and the server, and exits cleanly", async () => {
+  it("npm run demo: a zero-ETH account tops up ¥10, its sponsored operation lands through alto and is charged what it cost", async () => {
+    const demo = spawn(process.execPath, ["--import", "tsx", "scripts/demo.ts"], {
+      cwd: ROOT,
+      env: { ...process.env, LOCAL_STACK_FILE: path.join(deploymentsDir, "local-stack.json") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    demo.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    demo.stderr?.on("data", (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((resolve) => demo.once("exit", resolve));
+    assert.equal(code, 0, out);
+    assert.match(out, /a new SimpleAccount 0x[0-9a-fA-F]{40}: 0 ETH/);
+    assert.match(out, /credited the quota: available ¥10\.00/);
+    assert.match(out, /landed in block \d+: success true, gas used \d+/);
+    const charged = /charged ¥(\d+\.\d\d) for \d+ gas/.exec(out);
+    const balances = /balance before ¥10\.00 → after ¥(\d+\.\d\d)/.exec(out);
+    assert.ok(charged && balances, out);
+    assert.ok(Number(charged[1]) > 0);
+    assert.equal((10 - Number(charged[1])).toFixed(2), balances[1]);
+  });
+
+  it("Ctrl-C stops anvil, the bundler, the simulator and the server, and exits cleanly", async () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.kill("SIGINT");
     assert.equal(await exited, 0);
     await assert.rejects(fetch(`http://127.0.0.1:${port}`, { method: "POST", body: "{}" }), "anvil no longer listens");
+    await assert.rejects(fetch(`http://127.0.0.1:${bundlerPort}`, { method: "POST", body: "{}" }), "the bundler no longer listens");
     await assert.rejects(fetch(`http://127.0.0.1:${serverPort}/healthz`), "the server no longer listens");
     assert.ok(existsSync(path.join(deploymentsDir, "31337.json")));
   });

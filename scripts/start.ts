@@ -1,18 +1,21 @@
 /**
  * The local stack: `npm start`. anvil with EntryPoint v0.7, SimpleAccountFactory and FiatPaymaster (signer
- * added, deposited, staked); the gateway simulator (sandbox Alipay and WeChat Pay); the server on PGlite,
- * configured for the simulator. Ctrl-C stops everything.
+ * added, deposited, staked); the alto bundler on that chain; the gateway simulator (sandbox Alipay and WeChat
+ * Pay); the server on PGlite, configured for the simulator and the bundler. Ctrl-C stops everything.
  *
- *   ANVIL_PORT (8545), SIMULATOR_PORT (4010), PORT (3000), DATA_DIR (.data/pglite), SANDBOX_DIR (.data/sandbox),
- *   DEPLOYMENTS_DIR (deployments)
+ *   ANVIL_PORT (8545), BUNDLER_PORT (4337), SIMULATOR_PORT (4010), PORT (3000), DATA_DIR (.data/pglite),
+ *   SANDBOX_DIR (.data/sandbox), DEPLOYMENTS_DIR (deployments)
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
 import { SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
 import { startSimulator, writeSandboxDir } from "../server/simulator/server";
+import { generateApiKey } from "../server/sponsor/apiKeys";
+import { LOCAL_STACK_FILE, type LocalStackInfo } from "./lib/localStack";
+import { LOCAL_UTILITY_KEY, startAlto } from "./lib/alto";
 import { runMain } from "./lib/cli";
 import { DEV_KEYS, startLocalChain } from "./lib/localChain";
 
@@ -31,9 +34,11 @@ async function waitForReady(url: string, child: ChildProcess, timeoutMs: number)
 async function main(): Promise<void> {
   const env = process.env;
   const anvilPort = Number(env.ANVIL_PORT ?? 8545);
+  const bundlerPort = Number(env.BUNDLER_PORT ?? 4337);
   const serverPort = Number(env.PORT ?? 3000);
   const sandboxDir = path.resolve(env.SANDBOX_DIR ?? path.join(ROOT, ".data/sandbox"));
   const dataDir = path.resolve(env.DATA_DIR ?? path.join(ROOT, ".data/pglite"));
+  const stackFile = path.resolve(env.LOCAL_STACK_FILE ?? LOCAL_STACK_FILE);
 
   console.log(`starting anvil on 127.0.0.1:${anvilPort} …`);
   const chain = await startLocalChain({
@@ -42,14 +47,47 @@ async function main(): Promise<void> {
     log: (line) => console.log(`  ${line}`),
   });
 
+  console.log(`starting the alto bundler on 127.0.0.1:${bundlerPort} …`);
+  const bundler = await startAlto({
+    rpcUrl: chain.anvil.rpcUrl,
+    port: bundlerPort,
+    executorKeys: [DEV_KEYS.bundler],
+    utilityKey: LOCAL_UTILITY_KEY,
+    onLine: (line) => console.error(`  alto: ${line}`), // warnings and errors only
+  }).catch(async (error: unknown) => {
+    await chain.stop();
+    throw error;
+  });
+
   console.log("starting the gateway simulator …");
   const keysFile = path.join(sandboxDir, "simulator-keys.json");
   const simulator = await startSimulator({
     port: Number(env.SIMULATOR_PORT ?? 4010),
     timeScale: 0.01,
     sandbox: existsSync(keysFile) ? JSON.parse(readFileSync(keysFile, "utf8")) : undefined,
+  }).catch(async (error: unknown) => {
+    await bundler.stop();
+    await chain.stop();
+    throw error;
   });
   writeSandboxDir(sandboxDir, simulator);
+
+  // the demo API key survives restarts (the server installs it if missing), so a DApp's config keeps working
+  const previous = existsSync(stackFile) ? (JSON.parse(readFileSync(stackFile, "utf8")) as { apiKey?: string }) : {};
+  const apiKey = env.DEMO_API_KEY ?? previous.apiKey ?? generateApiKey().key;
+  const chains = [
+    {
+      chainId: chain.anvil.chainId,
+      name: "anvil",
+      rpcUrl: chain.anvil.rpcUrl,
+      bundlerUrl: bundler.url,
+      paymaster: chain.paymaster,
+      // test ETH priced at ¥2,000 so that a ¥10 top-up pays for a few operations at anvil's ~1–2 gwei
+      fenPerNative: "200000",
+      markupBps: 500,
+      confirmations: 0,
+    },
+  ];
 
   console.log("starting the server (PGlite) …");
   const adminToken = env.ADMIN_TOKEN ?? randomBytes(16).toString("hex");
@@ -64,6 +102,11 @@ async function main(): Promise<void> {
       SANDBOX_DIR: sandboxDir,
       DATA_DIR: dataDir,
       ADMIN_TOKEN: adminToken,
+      CHAINS: JSON.stringify(chains),
+      SIGNER_PRIVATE_KEY: DEV_KEYS.signer,
+      BOOTSTRAP_API_KEY: apiKey,
+      SETTLE_INTERVAL_MS: "500",
+      DEPOSIT_CHECK_INTERVAL_MS: "5000",
       RECONCILE_AFTER_SECONDS: "30",
       RECONCILE_INTERVAL_SECONDS: "10",
       LOG_LEVEL: env.LOG_LEVEL ?? "warn",
@@ -78,6 +121,7 @@ async function main(): Promise<void> {
       await exited;
     }
     await simulator.close();
+    await bundler.stop(); // after the server, which uses it; before the chain, which it polls
     await chain.stop();
   };
   try {
@@ -86,6 +130,9 @@ async function main(): Promise<void> {
     await stopAll();
     throw error;
   }
+  const info: LocalStackInfo = { serverUrl, bundlerUrl: bundler.url, rpcUrl: chain.anvil.rpcUrl, chainId: chain.anvil.chainId, simulatorUrl: simulator.url, apiKey, paymaster: chain.paymaster };
+  mkdirSync(path.dirname(stackFile), { recursive: true });
+  writeFileSync(stackFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
 
   console.log(`
 fiat-paymaster local stack is up
@@ -95,9 +142,15 @@ fiat-paymaster local stack is up
   FiatPaymaster          ${chain.paymaster}
   owner                  ${chain.owner.account.address} (anvil key #0)
   sponsorship signer     ${privateKeyToAccount(DEV_KEYS.signer).address} (anvil key #1)
+  bundler (alto)         ${bundler.url} (executor ${privateKeyToAccount(DEV_KEYS.bundler).address}, anvil key #2)
   gateway simulator      ${simulator.url} (sandbox Alipay and WeChat Pay)
   server                 ${serverUrl} (PGlite in ${path.relative(ROOT, dataDir) || dataDir})
   admin token            ${adminToken}
+  demo API key           ${apiKey}
+  ERC-7677 paymaster     ${serverUrl}/rpc?apikey=${apiKey}
+  OpenAPI                ${serverUrl}/openapi.json     metrics ${serverUrl}/metrics
+
+  try: npm run demo      (a zero-ETH account tops up ¥10 and sends a sponsored UserOperation through alto)
 
   try: curl -s -X POST ${serverUrl}/v1/orders -H 'content-type: application/json' \\
          -d '{"account":"0x${"11".repeat(20)}","amountFen":1000,"provider":"alipay"}'
@@ -113,7 +166,7 @@ Press Ctrl-C to stop.`);
     };
     process.once("SIGINT", () => shutdown("SIGINT"));
     process.once("SIGTERM", () => shutdown("SIGTERM"));
-    for (const [name, child] of [["anvil", chain.anvil.process], ["server", server]] as const) {
+    for (const [name, child] of [["anvil", chain.anvil.process], ["bundler", bundler.process], ["server", server]] as const) {
       child.once("exit", (code) => {
         if (stopping) return;
         console.error(`${name} exited unexpectedly (code ${code})`);
