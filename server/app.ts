@@ -1,7 +1,9 @@
 /**
  * The composition root: builds the whole service from a typed Config, so the wiring is visible in one place.
  */
+import type { RequestListener } from "node:http";
 import express from "express";
+import proxyAddr from "proxy-addr";
 import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
 import { type Worker, checkDeposit, startDepositMonitor, startSettlementWorker } from "./chain/workers";
 import type { Config } from "./config";
@@ -23,7 +25,7 @@ import { createWechatGateway } from "./payments/wechat";
 import { createApiKey, createApiKeyAuthenticator } from "./sponsor/apiKeys";
 import { SPONSOR_ERROR_CODES } from "./sponsor/errors";
 import { createHoldReserver, listHolds } from "./sponsor/holds";
-import { rpcRouter } from "./sponsor/rpc";
+import { rpcFastPath, rpcRouter } from "./sponsor/rpc";
 import { sponsorRoutes } from "./sponsor/routes";
 import { type PaymasterSigner, createLocalSigner } from "./sponsor/signer";
 import { type SponsorService, createSponsorService } from "./sponsor/sponsor";
@@ -41,6 +43,8 @@ export type AppOptions = {
 
 export type App = {
   app: express.Express;
+  /** What the HTTP server runs: the /rpc fast path in front of the express app. */
+  handler: RequestListener;
   db: Database;
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   reconciler?: Reconciler;
@@ -56,6 +60,14 @@ export type App = {
   /** Stops the workers and closes the database (after the HTTP server has stopped accepting). */
   close: () => Promise<void>;
 };
+
+/** The same rule express applies for "trust proxy", for the /rpc fast path (which runs before express). */
+function compileTrustProxy(setting: boolean | number | string): (address: string, hop: number) => boolean {
+  if (setting === false) return () => false;
+  if (setting === true) return () => true;
+  if (typeof setting === "number") return (_address, hop) => hop < setting;
+  return proxyAddr.compile(setting.split(",").map((s) => s.trim()));
+}
 
 export function createGateways(config: Config, log: Logger): Map<Provider, PaymentGateway> {
   const gateways = new Map<Provider, PaymentGateway>();
@@ -220,6 +232,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       )
     : undefined;
 
+  const fastPath = sponsor
+    ? rpcFastPath({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log, metrics, trustProxy: compileTrustProxy(config.trustProxy) })
+    : undefined;
+  const handler: RequestListener = (req, res) => {
+    if (!fastPath?.(req, res)) app(req, res);
+  };
+
   const workers = options.workers !== false && chains.size > 0;
   const settlement = workers
     ? startSettlementWorker({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.settleIntervalMs, holdGraceSeconds: sp.holdGraceSeconds })
@@ -228,6 +247,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   return {
     app,
+    handler,
     db,
     gateways,
     reconciler,

@@ -1,5 +1,5 @@
 /** The server process: `npm run server`. Configuration from the environment (see README). */
-import type { Server } from "node:http";
+import { type Server, createServer } from "node:http";
 import { createApp } from "./app";
 import { ConfigError, loadConfig } from "./config";
 
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const service = await createApp(config);
-  const server: Server = service.app.listen(config.port, config.host);
+  const server: Server = createServer(service.handler).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => server.once("listening", resolve).once("error", reject));
   service.log.info(
     { url: config.publicUrl, database: service.db.kind, providers: [...service.gateways.keys()], reconcile: config.reconcile.enabled },

@@ -3,6 +3,7 @@
  * (PostgreSQL compiled to WASM, the embedded default when no DATABASE_URL is set). The same SQL runs on both.
  * int8 columns come back as `bigint` from both.
  */
+import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
@@ -69,8 +70,17 @@ export function connectPostgres(options: PostgresOptions): Database {
   });
   // an idle client losing its connection must not crash the process; the pool replaces it
   pool.on("error", () => {});
+  // Parameterised statements are prepared once per connection (named after their text): the hot paths run a few
+  // fixed statements thousands of times a second, and re-parsing and re-planning them is PostgreSQL CPU the
+  // application shares the machine with. Every statement text in the code is a constant, so the set is bounded.
+  const names = new Map<string, string>();
+  const nameOf = (sql: string) => {
+    let name = names.get(sql);
+    if (!name) names.set(sql, (name = `fp_${createHash("sha1").update(sql).digest("hex").slice(0, 16)}`));
+    return name;
+  };
   const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[]) => {
-    const result = await client.query(sql, params as unknown[] | undefined);
+    const result = params && params.length > 0 ? await client.query({ name: nameOf(sql), text: sql, values: params as unknown[] }) : await client.query(sql);
     return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
   };
   return {

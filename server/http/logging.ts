@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { RequestHandler } from "express";
+import express, { type RequestHandler } from "express";
 import pino from "pino";
 
 export type Logger = pino.Logger;
@@ -20,14 +20,27 @@ export function createLogger(level: string): Logger {
   });
 }
 
+const BASE_LOG = Symbol("baseLog");
+const CHILD_LOG = Symbol("childLog");
+type LazyLogRequest = express.Request & { [BASE_LOG]?: Logger; [CHILD_LOG]?: Logger };
+
+Object.defineProperty(express.request, "log", {
+  configurable: true,
+  get(this: LazyLogRequest): Logger {
+    return (this[CHILD_LOG] ??= this[BASE_LOG]!.child({ reqId: this.id }));
+  },
+  set(this: LazyLogRequest, value: Logger) {
+    this[CHILD_LOG] = value;
+  },
+});
+
 /** A request id (the caller's `x-request-id`, or a new one), a child logger, and one log line per request. */
 export function requestLogging(log: Logger): RequestHandler {
   return (req, res, next) => {
     const incoming = req.header("x-request-id");
     req.id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
-    // the child logger is made on first use: on the hot path at level warn most requests never log
-    let child: Logger | undefined;
-    Object.defineProperty(req, "log", { configurable: true, get: () => (child ??= log.child({ reqId: req.id })) });
+    // the child logger is made on first use (see the getter below): at level warn most requests never log
+    (req as LazyLogRequest)[BASE_LOG] = log;
     res.setHeader("x-request-id", req.id);
     if (log.isLevelEnabled("info")) {
       const start = process.hrtime.bigint();

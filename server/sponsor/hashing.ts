@@ -5,25 +5,31 @@
  * largest cost of a request. `getPaymasterHash` (paymasterData.ts) and viem's `getUserOperationHash` stay the
  * readable references; the tests check these against them on random operations.
  */
+import path from "node:path";
 import { type Address, type Hex, keccak256 as viemKeccak256 } from "viem";
 import type { SponsoredUserOperation } from "./paymasterData";
 
-type NativeKeccak = (algorithm: "keccak256") => { update(data: Buffer): { digest(): Buffer } };
+/** The `keccak` package's native sponge. Its public API wraps each hash in a stream object; this skips that. */
+type KeccakState = { initialize(rate: number, capacity: number): void; absorb(data: Buffer): void; squeeze(bytes: number): Buffer };
 
-function loadNativeKeccak(): NativeKeccak | undefined {
+function loadNativeKeccak(): (new () => KeccakState) | undefined {
   try {
-    return require("keccak/bindings") as NativeKeccak;
+    const addon = (require("node-gyp-build") as (dir: string) => unknown)(path.dirname(require.resolve("keccak/package.json")));
+    return typeof addon === "function" ? (addon as new () => KeccakState) : undefined;
   } catch {
     return undefined;
   }
 }
-const native = loadNativeKeccak();
+const NativeKeccak = loadNativeKeccak();
 
-export const keccakImplementation: "native" | "js" = native ? "native" : "js";
+export const keccakImplementation: "native" | "js" = NativeKeccak ? "native" : "js";
 
 export function keccak256Buffer(data: Buffer): Buffer {
-  if (native) return native("keccak256").update(data).digest();
-  return Buffer.from(viemKeccak256(data, "bytes"));
+  if (!NativeKeccak) return Buffer.from(viemKeccak256(data, "bytes"));
+  const state = new NativeKeccak();
+  state.initialize(1088, 512); // keccak-256: rate 1088 bits, capacity 512, the original (pre-SHA-3) padding
+  state.absorb(data);
+  return state.squeeze(32);
 }
 
 const hexBuffer = (hex: string): Buffer => Buffer.from(hex.length % 2 === 0 ? hex.slice(2) : `0${hex.slice(2)}`, "hex");
@@ -31,9 +37,9 @@ const hexBuffer = (hex: string): Buffer => Buffer.from(hex.length % 2 === 0 ? he
 /** Writes `value` big-endian into the 32-byte word at `offset` (right-aligned to `bytes`). */
 function writeUint(target: Buffer, offset: number, value: bigint, bytes = 32): void {
   let v = value;
-  for (let i = offset + 31; i >= offset + 32 - bytes; i--) {
-    target[i] = Number(v & 0xffn);
-    v >>= 8n;
+  for (let end = offset + 32; end > offset + 32 - bytes; end -= 8) {
+    target.writeBigUInt64BE(v & 0xffffffffffffffffn, end - 8);
+    v >>= 64n;
   }
 }
 

@@ -5,9 +5,13 @@
  * charset) with a stable code and a message naming the problem — the body is
  * parsed here rather than by express so that even malformed JSON gets a JSON-RPC answer, never a 500.
  */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type Request, type Response, type Router } from "express";
+import proxyAddr from "proxy-addr";
 import { numberToHex } from "viem";
 import type { Logger } from "../http/logging";
+import type { Metrics } from "../http/metrics";
 import type { ApiKey } from "./apiKeys";
 import { SponsorError } from "./errors";
 import type { PaymasterFields, SponsorService, SponsorshipParams } from "./sponsor";
@@ -49,11 +53,15 @@ export type RpcRouterOptions = {
   log: Logger;
 };
 
-export function rpcRouter(options: RpcRouterOptions): Router {
-  const router = express.Router();
-  const body = express.text({ type: () => true, limit: options.maxBodyBytes });
+/** Who sent a request, for rate limits and logs. */
+type CallContext = { ip: string | undefined; requestId: string; log: () => Logger };
 
-  async function call(request: unknown, apiKey: ApiKey | undefined, req: Request): Promise<JsonRpcResponse> {
+/**
+ * Answers one JSON-RPC body (already read as text): the value to send as JSON. Shared by the express route and
+ * the fast path below, so both answer exactly the same.
+ */
+function rpcAnswerer(options: RpcRouterOptions) {
+  async function call(request: unknown, apiKey: ApiKey | undefined, ctx: CallContext): Promise<JsonRpcResponse> {
     if (typeof request !== "object" || request === null || Array.isArray(request)) return rpcError(null, RPC_ERRORS.invalidRequest, "a JSON-RPC request must be an object");
     const { jsonrpc, id: rawId, method, params } = request as Record<string, unknown>;
     const id: JsonRpcId = typeof rawId === "string" || typeof rawId === "number" ? rawId : null;
@@ -68,18 +76,43 @@ export function rpcRouter(options: RpcRouterOptions): Router {
     }
     const [userOp, entryPoint, chainId, context] = params as unknown[];
     const input: SponsorshipParams = { userOp, entryPoint, chainId, context };
-    const caller = { apiKey, ip: req.ip };
+    const caller = { apiKey, ip: ctx.ip };
     try {
       if (method === "pm_getPaymasterStubData") return { jsonrpc: "2.0", id, result: formatPaymasterFields(await options.sponsor.getStubData(input, caller)) };
       const sponsorship = await options.sponsor.sponsor(input, caller);
-      req.log.info({ chainId: sponsorship.chainId, userOpHash: sponsorship.userOpHash, holdId: sponsorship.holdId, heldFen: sponsorship.quote.maxChargeFen.toString() }, "sponsored");
+      const log = options.log.isLevelEnabled("info") ? ctx.log() : undefined;
+      log?.info({ chainId: sponsorship.chainId, userOpHash: sponsorship.userOpHash, holdId: sponsorship.holdId, heldFen: sponsorship.quote.maxChargeFen.toString() }, "sponsored");
       return { jsonrpc: "2.0", id, result: formatPaymasterFields(sponsorship) };
     } catch (error) {
       if (error instanceof SponsorError) return rpcError(id, error.rpcCode, error.message, { reason: error.reason, ...error.data });
-      req.log.error({ err: error, method }, "sponsorship failed");
-      return rpcError(id, RPC_ERRORS.internal, `internal error; request id ${req.id}`);
+      ctx.log().error({ err: error, method }, "sponsorship failed");
+      return rpcError(id, RPC_ERRORS.internal, `internal error; request id ${ctx.requestId}`);
     }
   }
+
+  return async (body: string, presentedKey: string | undefined, ctx: CallContext): Promise<unknown> => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return rpcError(null, RPC_ERRORS.parse, "the request body is not valid JSON");
+    }
+    const apiKey = await options.authenticate(presentedKey).catch((error: unknown) => {
+      ctx.log().error({ err: error }, "API key lookup failed");
+      return undefined;
+    });
+    if (Array.isArray(parsed)) {
+      if (parsed.length === 0 || parsed.length > MAX_BATCH) return rpcError(null, RPC_ERRORS.invalidRequest, `a batch must hold 1 to ${MAX_BATCH} requests`);
+      return Promise.all(parsed.map((r) => call(r, apiKey, ctx)));
+    }
+    return call(parsed, apiKey, ctx);
+  };
+}
+
+export function rpcRouter(options: RpcRouterOptions): Router {
+  const router = express.Router();
+  const body = express.text({ type: () => true, limit: options.maxBodyBytes });
+  const answer = rpcAnswerer(options);
 
   router.post("/rpc", (req, res, next) => {
     body(req, res, (error?: unknown) => {
@@ -91,22 +124,81 @@ export function rpcRouter(options: RpcRouterOptions): Router {
   });
 
   router.post("/rpc", async (req: Request, res: Response) => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(typeof req.body === "string" ? req.body : "");
-    } catch {
-      return void res.json(rpcError(null, RPC_ERRORS.parse, "the request body is not valid JSON"));
-    }
-    const apiKey = await options.authenticate(apiKeyOf(req)).catch((error: unknown) => {
-      req.log.error({ err: error }, "API key lookup failed");
-      return undefined;
-    });
-    if (Array.isArray(parsed)) {
-      if (parsed.length === 0 || parsed.length > MAX_BATCH) return void res.json(rpcError(null, RPC_ERRORS.invalidRequest, `a batch must hold 1 to ${MAX_BATCH} requests`));
-      return void res.json(await Promise.all(parsed.map((r) => call(r, apiKey, req))));
-    }
-    res.json(await call(parsed, apiKey, req));
+    res.json(await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, requestId: req.id, log: () => req.log }));
   });
 
   return router;
+}
+
+/**
+ * The sponsorship hot path without express: a plain `POST /rpc` with an identity-encoded body is answered
+ * straight from the Node request, which saves express' routing, middleware and body-parser work on every call
+ * (a large share of a sponsorship's CPU). Anything else — another route, a compressed body, an odd method —
+ * returns false and goes to express, where the same answerer runs behind the usual middleware. Request ids,
+ * the client IP (with the same trust-proxy rule), metrics and logs match the express path.
+ */
+export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; trustProxy: (address: string, hop: number) => boolean }) {
+  const answer = rpcAnswerer(options);
+  const send = (res: ServerResponse, status: number, value: unknown, requestId: string) => {
+    const text = JSON.stringify(value);
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "x-request-id": requestId });
+    res.end(text);
+  };
+  return (req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = req.url ?? "";
+    if (!(url === "/rpc" || url.startsWith("/rpc?")) || req.method?.toUpperCase() !== "POST") return false;
+    const encoding = req.headers["content-encoding"];
+    if (encoding !== undefined && encoding.toLowerCase() !== "identity") return false;
+    const charset = /charset=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") return false;
+    const end = options.metrics?.httpDuration.startTimer({ method: "POST", route: "/rpc" });
+    const incoming = req.headers["x-request-id"];
+    const requestId = typeof incoming === "string" && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    let child: Logger | undefined;
+    const ctx: CallContext = { ip: proxyAddr(req, options.trustProxy), requestId, log: () => (child ??= options.log.child({ reqId: requestId })) };
+    const finish = (status: number, value: unknown) => {
+      send(res, status, value, requestId);
+      end?.();
+      options.metrics?.httpRequests.inc({ method: "POST", route: "/rpc", status: String(status) });
+    };
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > options.maxBodyBytes) {
+      finish(413, rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
+      req.resume();
+      return true;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on("data", (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > options.maxBodyBytes) {
+        refused = true;
+        finish(413, rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("error", () => {
+      if (!refused && !res.headersSent) res.destroy();
+      refused = true;
+    });
+    req.on("end", () => {
+      if (refused) return;
+      // as express reads ?apikey=: a repeated parameter counts as none
+      const values = url.indexOf("?") === -1 ? [] : new URLSearchParams(url.slice(url.indexOf("?") + 1)).getAll("apikey");
+      const query = values.length === 1 ? values[0] : undefined;
+      const header = req.headers["x-api-key"];
+      const presented = typeof header === "string" && header ? header.trim() : (query?.trim() ?? undefined);
+      answer(Buffer.concat(chunks).toString("utf8"), presented, ctx).then(
+        (value) => finish(200, value),
+        (error: unknown) => {
+          ctx.log().error({ err: error }, "rpc failed");
+          finish(200, rpcError(null, RPC_ERRORS.internal, `internal error; request id ${requestId}`));
+        },
+      );
+    });
+    return true;
+  };
 }

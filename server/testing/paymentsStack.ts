@@ -69,7 +69,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     const path = (req.url ?? "").split("?")[0]!;
     requestsByPath.set(path, (requestsByPath.get(path) ?? 0) + 1);
   });
-  http.on("request", service.app);
+  http.on("request", service.handler);
 
   const request: Stack["request"] = async (method, path, body, headers = {}) => {
     const response = await fetch(`${url}${path}`, {

@@ -4,7 +4,7 @@
  * account quota is funded through the ledger (top-ups have their own end-to-end tests).
  */
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
+import { type Server, createServer } from "node:http";
 import { type Hex, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Alto, startAlto } from "../../scripts/lib/alto";
@@ -72,7 +72,7 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
       ...options.env,
     });
     app = await createApp(config, { db: options.db, log: createLogger(config.logLevel), ...options.app });
-    const listening = app.app.listen(0, "127.0.0.1");
+    const listening = createServer(app.handler).listen(0, "127.0.0.1");
     server = listening;
     await new Promise<void>((resolve) => listening.once("listening", () => resolve()));
     const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
