@@ -1,0 +1,80 @@
+/** The price a sponsorship locks, from configuration or from Chainlink feeds on the chain itself (anvil). */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Address } from "viem";
+import { type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
+import { loadProjectArtifact } from "./artifacts";
+import { parseChains } from "./chainConfig";
+import { PriceFeedError, createChainRuntime, readFeedPrice } from "./chainRuntime";
+
+describe("chain runtime: gas price and price feeds", () => {
+  let chain: LocalChain;
+  const aggregator = loadProjectArtifact("test/MockAggregator.sol", "MockAggregator");
+  const deploy = async (decimals: number, answer: bigint): Promise<Address> => {
+    const hash = await chain.owner.deployContract({ abi: aggregator.abi, bytecode: aggregator.bytecode, args: [decimals, answer] });
+    return (await chain.client.waitForTransactionReceipt({ hash })).contractAddress!;
+  };
+  const setAnswer = async (feed: Address, answer: bigint, updatedAt: bigint) => {
+    const hash = await chain.owner.writeContract({ address: feed, abi: aggregator.abi, functionName: "setAnswer", args: [answer, updatedAt] });
+    await chain.client.waitForTransactionReceipt({ hash });
+  };
+  const now = async () => (await chain.client.getBlock()).timestamp;
+
+  before(async () => {
+    chain = await startLocalChain();
+  });
+  after(async () => {
+    await chain?.stop();
+  });
+
+  it("derives fen per native token from an ETH/USD and a CNY/USD feed, in integers", async () => {
+    // ETH at $3,000.12345678 (8 decimals), CNY at $0.13800000 (8 decimals): ¥21,740.02… → 2,174,002 fen
+    const nativeUsd = await deploy(8, 300_012_345_678n);
+    const cnyUsd = await deploy(8, 13_800_000n);
+    const fen = await readFeedPrice(chain.client, { nativeUsd, cnyUsd, maxAgeSeconds: 3_600 }, Number(await now()) * 1000);
+    assert.equal(fen, (300_012_345_678n * 100n * 10n ** 8n) / (13_800_000n * 10n ** 8n));
+    assert.equal(fen, 2_174_002n);
+  });
+
+  it("handles feeds with different decimals", async () => {
+    const nativeUsd = await deploy(18, 3_000n * 10n ** 18n);
+    const cnyUsd = await deploy(8, 14_000_000n);
+    assert.equal(await readFeedPrice(chain.client, { nativeUsd, cnyUsd, maxAgeSeconds: 3_600 }, Number(await now()) * 1000), 2_142_857n);
+  });
+
+  it("refuses a stale or non-positive answer", async () => {
+    const nativeUsd = await deploy(8, 300_000_000_000n);
+    const cnyUsd = await deploy(8, 13_800_000n);
+    const t = await now();
+    await setAnswer(nativeUsd, 300_000_000_000n, t - 7_200n);
+    await assert.rejects(readFeedPrice(chain.client, { nativeUsd, cnyUsd, maxAgeSeconds: 3_600 }, Number(t) * 1000), (e: unknown) => e instanceof PriceFeedError && /stale/.test(e.message));
+    await setAnswer(nativeUsd, 0n, t);
+    await assert.rejects(readFeedPrice(chain.client, { nativeUsd, cnyUsd, maxAgeSeconds: 3_600 }, Number(t) * 1000), (e: unknown) => e instanceof PriceFeedError && /answered 0/.test(e.message));
+  });
+
+  it("quotes from the feeds when configured, and falls back to the configured price (reporting why) when they are unusable", async () => {
+    const nativeUsd = await deploy(8, 300_000_000_000n);
+    const cnyUsd = await deploy(8, 15_000_000n);
+    const [config] = parseChains([
+      { chainId: chain.anvil.chainId, rpcUrl: chain.anvil.rpcUrl, paymaster: chain.paymaster, fenPerNative: "1000000", markupBps: 250, priceFeed: { nativeUsd, cnyUsd, maxAgeSeconds: 3_600 } },
+    ]);
+    const fresh = createChainRuntime(config!);
+    assert.deepEqual(await fresh.quote(), { fenPerNative: 2_000_000n, markupBps: 250 });
+    assert.equal(await fresh.gasPrice(), await chain.client.getGasPrice());
+
+    await setAnswer(cnyUsd, 15_000_000n, (await now()) - 86_400n);
+    const errors: Error[] = [];
+    const stale = createChainRuntime(config!, { onFeedError: (e) => errors.push(e) });
+    assert.deepEqual(await stale.quote(), { fenPerNative: 1_000_000n, markupBps: 250 });
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /stale/);
+  });
+
+  it("without a feed, quotes the configured price, and the deposit counts as unchecked until the monitor reads it", async () => {
+    const [config] = parseChains([{ chainId: chain.anvil.chainId, rpcUrl: chain.anvil.rpcUrl, paymaster: chain.paymaster, fenPerNative: 2_500_000, markupBps: 0 }]);
+    const runtime = createChainRuntime(config!);
+    assert.deepEqual(await runtime.quote(), { fenPerNative: 2_500_000n, markupBps: 0 });
+    assert.equal(runtime.deposit.healthy, false);
+    assert.match(runtime.deposit.reason!, /not been checked yet/);
+  });
+});
