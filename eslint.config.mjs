@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "artifacts/", "cache/", "coverage/", "deployments/"] },
+  { ignores: ["node_modules/", "artifacts/", "cache/", "coverage/", "deployments/", "web/dist/", "test-results/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -11,6 +11,12 @@ export default tseslint.config(
       "@typescript-eslint/no-require-imports": "off",
       "@typescript-eslint/no-non-null-assertion": "off",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+    },
+  },
+  {
+    files: ["web/src/**/*.ts"],
+    languageOptions: {
+      globals: { window: "readonly", document: "readonly", location: "readonly", history: "readonly", navigator: "readonly", fetch: "readonly", crypto: "readonly", localStorage: "readonly", console: "readonly", URLSearchParams: "readonly", setTimeout: "readonly", sessionStorage: "readonly", HTMLElement: "readonly" },
     },
   },
 );

@@ -149,6 +149,7 @@ fiat-paymaster local stack is up
   demo API key           ${apiKey}
   ERC-7677 paymaster     ${serverUrl}/rpc?apikey=${apiKey}
   OpenAPI                ${serverUrl}/openapi.json     metrics ${serverUrl}/metrics
+  web pages              ${serverUrl}/dapp   ${serverUrl}/checkout   ${serverUrl}/dashboard (admin token above)
 
   try: npm run demo      (a zero-ETH account tops up ¥10 and sends a sponsored UserOperation through alto)
 

@@ -4,6 +4,7 @@
 import type { RequestListener } from "node:http";
 import express from "express";
 import proxyAddr from "proxy-addr";
+import { adminRouter } from "./admin/routes";
 import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
 import { type Worker, checkDeposit, startDepositMonitor, startSettlementWorker } from "./chain/workers";
 import type { Config } from "./config";
@@ -15,6 +16,7 @@ import { type Metrics, createMetrics, httpMetrics } from "./http/metrics";
 import { openApiDocument } from "./http/openapi";
 import { HttpError, problemHandler, sendProblem } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./http/rateLimit";
+import { webRouter } from "./http/web";
 import { getBalance, recentEntries } from "./ledger/ledger";
 import { createAlipayGateway } from "./payments/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
@@ -179,6 +181,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       maxBodyBytes: sp.maxBodyBytes,
     }),
   );
+  app.use(adminRouter({ db, chains, requireAdmin: requireAdminToken(config.adminToken) }));
 
   app.use(
     paymentsRouter({
@@ -221,6 +224,18 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       })),
     });
   });
+
+  // what the pages need to know: limits, providers, and (sandbox only) the chain and demo key for the demo DApp
+  app.get("/v1/config", (_req, res) => {
+    res.json({
+      orders: { minFen: config.orders.minFen.toString(), maxFen: config.orders.maxFen.toString() },
+      providers: [...gateways.keys()],
+      sandbox: config.sandbox,
+      chains: [...chains.values()].map((c) => ({ chainId: c.config.chainId, name: c.config.name, paymaster: c.config.paymaster, entryPoint: c.config.entryPoint, ...(config.sandbox ? { rpcUrl: c.config.rpcUrl, bundlerUrl: c.config.bundlerUrl } : {}) })),
+      ...(config.sandbox && config.bootstrapApiKey ? { demoApiKey: config.bootstrapApiKey } : {}),
+    });
+  });
+  app.use(webRouter());
 
   app.use((req, _res, next) => next(new HttpError(404, "not_found", `no route ${req.method} ${req.path}`)));
   app.use(problemHandler(log));

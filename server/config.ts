@@ -31,6 +31,11 @@ export type Config = {
   sponsorName: string;
   /** An API key installed at start if missing (the local stack's demo key). */
   bootstrapApiKey?: string;
+  /**
+   * Sandbox mode (SANDBOX_DIR: the gateway simulator): the demo DApp page may learn the chain's RPC and bundler
+   * URLs and the bootstrap API key from /v1/config. Never on in production.
+   */
+  sandbox: boolean;
 };
 
 export type SponsorshipConfig = {
@@ -163,6 +168,7 @@ export function loadConfig(env: Env): Config {
     trustProxy,
     sponsorName: text("SPONSOR_NAME") ?? "fiat-paymaster",
     bootstrapApiKey: text("BOOTSTRAP_API_KEY"),
+    sandbox: sandboxDir !== undefined,
   };
 }
 

@@ -82,6 +82,8 @@ function altoArgs(p: StartAltoParameters, port: number): string[] {
     ...["--executor-private-keys", p.executorKeys.join(",")],
     ...["--utility-private-key", p.utilityKey ?? p.executorKeys[0]!],
     ...["--safe-mode", "false"],
+    // the demo DApp page (served by our server on another port) calls the bundler from the browser
+    ...["--enable-cors", "true"],
     ...["--deploy-simulations-contract", "true"],
     ...["--refilling-wallets", "false"],
     ...["--utility-wallet-monitor", "false"],

@@ -9,6 +9,8 @@
  * codes, the calldata limit — and the tables keyed by a union type (`Record<SponsorErrorReason, …>`,
  * `Record<Provider, …>`, …) stop type-checking when a new member appears, so it gets documented.
  */
+import { DEFAULT_LIMIT, MAX_LIMIT } from "../admin/routes";
+import { DEFAULT_RANGE_BUCKETS, MAX_BUCKETS } from "../admin/stats";
 import { type CallbackRejectionCode, PROVIDERS, type Provider } from "../payments/gateway";
 import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsor/errors";
 import type { PolicyRule } from "../sponsor/policy";
@@ -33,13 +35,14 @@ const GENERIC_PROBLEMS = {
   too_large: "the body is larger than the route accepts",
   not_found: "the resource does not exist, or no route matches the method and path",
   conflict: "the request contradicts the current state (an idempotency key reused with other parameters, a refund larger than what is left)",
-  insufficient_balance: "a ledger debit would make the account's balance negative",
+  insufficient_balance: "a ledger debit would make the account's balance negative (a manual adjustment's refusal names `availableFen` and `requestedFen`)",
   gateway_unavailable: "the payment gateway cannot be reached or is failing (its circuit may be open): retry later",
   gateway_error: "the payment gateway refused the request (`gatewayCode` is its error code)",
   admin_disabled: "the server has no ADMIN_TOKEN, so the admin API is off",
   unauthorized: "no valid credential: the admin token on admin routes, the API key on sponsorship routes",
   sponsorship_off: "sponsorship is not configured on this server (CHAINS and SIGNER_PRIVATE_KEY)",
   not_ready: "the database or a chain's RPC does not answer",
+  web_not_built: "the web pages are not built on this server (`npm run build:web`)",
   internal: "an unexpected error; `requestId` finds it in the logs, and the answer reveals nothing else",
 } as const;
 
@@ -107,6 +110,11 @@ const PROBLEM_EXTRAS: Partial<Record<ProblemType, Json>> = {
     refundableFen: fenString("what of the order is not refunded yet"),
     availableFen: fenString("the account's unspent balance"),
     requestedFen: fenString("the refund asked for"),
+    adjustmentId: hint("the adjustment an idempotency key already belongs to", { type: "string" }),
+  },
+  insufficient_balance: {
+    availableFen: fenString("the account's available balance (a manual adjustment's refusal)"),
+    requestedFen: fenString("the debit asked for (a manual adjustment's refusal)"),
   },
   gateway_error: { gatewayCode: hint("the gateway's error code (ACQ.TRADE_NOT_EXIST, ORDER_NOT_EXIST…), when it answered one", { type: "string" }) },
   not_ready: { chains: hint("each chain's state, when the database answered", { type: "array", items: schema("ChainStatus") }) },
@@ -207,6 +215,12 @@ const DESCRIPTION = [
   "  ADMIN_TOKEN answers them 403 `admin_disabled`.",
   "- Orders, quotes, account balances, health and metrics need nothing; gateway callbacks are authenticated by the",
   "  gateway's signature.",
+  "",
+  "## Admin lists",
+  `The \`/admin/*\` lists answer \`{ items, nextBefore }\`, newest first, ${DEFAULT_LIMIT} items unless \`limit\` says otherwise (1–${MAX_LIMIT}).`,
+  "For the next page, send the same query with `before` = the previous answer's `nextBefore` (null on the last page);",
+  "pages are keyset pages, so rows written meanwhile never shift or repeat what follows. Unknown query parameters are",
+  "refused (400), so a misspelt filter cannot silently answer everything.",
   "",
   "## Errors",
   "REST errors are RFC 9457 `application/problem+json`: `type` (a stable word, below), `title` (the status's reason",
@@ -824,6 +838,29 @@ const PATHS: Record<string, Json> = {
       },
     },
   },
+  ...Object.fromEntries(
+    (
+      [
+        ["/checkout", "checkoutPage", "The checkout page: top up a smart account's gas quota (`?account=0x…&lang=zh|en&order=`)"],
+        ["/dapp", "demoDappPage", "The demo DApp: a browser-held SimpleAccount sending sponsored UserOperations (sandbox mode)"],
+        ["/dashboard", "dashboardPage", "The operations dashboard (asks for the admin token; reads the /admin API)"],
+      ] as const
+    ).map(([route, operationId, summary]) => [
+      route,
+      {
+        get: {
+          tags: ["operations"],
+          operationId,
+          summary,
+          description: "An HTML page built from web/ (`npm run build:web`); its scripts and styles are served under /assets.",
+          responses: {
+            "200": answer("the page", { "text/html": { schema: { type: "string" } } }),
+            ...problems([{ status: 503, type: "web_not_built" }, INTERNAL]),
+          },
+        },
+      },
+    ]),
+  ),
   "/openapi.json": {
     get: {
       tags: ["operations"],
@@ -907,6 +944,42 @@ const PATHS: Record<string, Json> = {
       responses: {
         "200": jsonAnswer("the refund", schema("Refund")),
         ...problems([...ADMIN, { ...NOT_FOUND, when: "no such refund" }, INTERNAL]),
+      },
+    },
+  },
+  "/v1/config": {
+    get: {
+      tags: ["payments"],
+      operationId: "getConfig",
+      summary: "What the web pages need to know",
+      description: "The order limits and enabled gateways, and the sponsored chains; in sandbox mode also each chain's RPC and bundler URLs and the demo API key, for the demo DApp page.",
+      responses: {
+        "200": jsonAnswer("the public configuration", {
+          type: "object",
+          required: ["orders", "providers", "sandbox", "chains"],
+          properties: {
+            orders: { type: "object", required: ["minFen", "maxFen"], properties: { minFen: fenString("the smallest order"), maxFen: fenString("the largest order") } },
+            providers: { type: "array", items: { enum: [...PROVIDERS] }, description: "the enabled payment gateways" },
+            sandbox: { type: "boolean", description: "the server runs against the gateway simulator" },
+            chains: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["chainId", "name", "paymaster", "entryPoint"],
+                properties: {
+                  chainId: { type: "integer" },
+                  name: { type: "string" },
+                  paymaster: schema("Address"),
+                  entryPoint: schema("Address"),
+                  rpcUrl: { type: "string", format: "uri", description: "sandbox only" },
+                  bundlerUrl: { type: "string", format: "uri", description: "sandbox only, when configured" },
+                },
+              },
+            },
+            demoApiKey: { type: "string", description: "sandbox only, when a bootstrap API key is configured: the key the demo DApp page uses" },
+          },
+        }),
+        ...problems([INTERNAL]),
       },
     },
   },
@@ -1056,6 +1129,513 @@ const PATHS: Record<string, Json> = {
   },
 };
 
+// ---- The admin API (server/admin/routes.ts) -----------------------------------------------------------------
+
+const dateTime = (description?: string): Json => ({ type: "string", format: "date-time", ...(description ? { description } : {}) });
+const nullableDateTime = (description?: string): Json => ({ type: ["string", "null"], format: "date-time", ...(description ? { description } : {}) });
+const decimalString = (description: string): Json => ({ type: "string", pattern: "^\\d+$", description });
+const nullableFen = (description: string): Json => ({ type: ["string", "null"], pattern: "^\\d+$", description: `${description}; fen as a decimal string` });
+const nullableWei = (description: string, signed = false): Json => ({ type: ["string", "null"], pattern: signed ? "^-?\\d+$" : "^\\d+$", description: `${description}; wei as a decimal string` });
+const nullableString = (description?: string): Json => ({ type: ["string", "null"], ...(description ? { description } : {}) });
+const serialId = (what: string): Json => decimalString(`the ${what}'s id (a serial number, as a string): a page cursor`);
+
+/** A page of a list: `items`, and the cursor of the next page. */
+const pageOf = (item: string): Json => ({
+  type: "object",
+  required: ["items", "nextBefore"],
+  properties: {
+    items: { type: "array", items: schema(item) },
+    nextBefore: { type: ["string", "null"], description: "send as `before` for the next page; null on the last page" },
+  },
+});
+
+const ADMIN_SCHEMAS: Record<string, Json> = {
+  AdminOrder: {
+    type: "object",
+    description: "An order as the operators see it: the public fields and the gateway's trade number, the idempotency key, and when it closed.",
+    required: ["id", "account", "provider", "amountFen", "status", "refundedFen", "gatewayTradeNo", "idempotencyKey", "qrCode", "payUrl", "expiresAt", "paidAt", "closedAt", "createdAt", "updatedAt"],
+    properties: {
+      id: { type: "string", pattern: "^fp[0-9a-f]{24}$", description: "our out_trade_no at the gateway" },
+      account: schema("LowerAddress"),
+      provider: { enum: [...PROVIDERS] },
+      amountFen: schema("FenString"),
+      status: { enum: ["created", "pending", "paid", "closed"] },
+      refundedFen: fenString("refunded or being refunded"),
+      gatewayTradeNo: nullableString("the gateway's trade number (Alipay trade_no, WeChat Pay transaction_id), once paid"),
+      idempotencyKey: nullableString(),
+      qrCode: nullableString("the QR code payload shown to the payer"),
+      payUrl: nullableString("the payment page, for page checkout"),
+      expiresAt: dateTime(),
+      paidAt: nullableDateTime(),
+      closedAt: nullableDateTime("when it was closed unpaid"),
+      createdAt: dateTime(),
+      updatedAt: dateTime(),
+    },
+  },
+  PaymentCallback: {
+    type: "object",
+    description: "A payment notification as it reached us, valid or not, with what verification made of it. payload, headers and rawBody only with `raw=1`.",
+    required: ["id", "provider", "orderId", "outcome", "verified", "detail", "receivedAt"],
+    properties: {
+      id: serialId("callback"),
+      provider: { enum: [...PROVIDERS] },
+      orderId: nullableString("the order it is about; null when it could not be verified (the order a forged callback names is not trusted)"),
+      outcome: {
+        enum: Object.keys(CALLBACK_OUTCOMES),
+        description: Object.entries(CALLBACK_OUTCOMES)
+          .map(([name, o]) => `\`${name}\`: ${o.when}`)
+          .join("; "),
+      },
+      verified: { type: "boolean", description: "the signature (and, for WeChat Pay, the decryption) checked out" },
+      detail: nullableString("why it was refused, when it was"),
+      receivedAt: dateTime(),
+      payload: { description: "what was decoded from it once verified (null otherwise); `raw=1` only" },
+      headers: { type: "object", additionalProperties: true, description: "its HTTP headers; `raw=1` only" },
+      rawBody: { type: "string", description: "its body as received (what the signature covers); `raw=1` only" },
+    },
+  },
+  AdminOrderDetail: {
+    type: "object",
+    required: ["order", "callbacks", "refunds"],
+    properties: {
+      order: schema("AdminOrder"),
+      callbacks: { type: "array", items: schema("PaymentCallback"), description: "every callback stored for the order, oldest first" },
+      refunds: { type: "array", items: schema("Refund"), description: "its refunds, oldest first" },
+    },
+  },
+  AdminAccount: {
+    type: "object",
+    required: ["account", "availableFen", "heldFen", "createdAt", "updatedAt"],
+    properties: {
+      account: schema("LowerAddress"),
+      availableFen: fenString("what sponsorships can hold"),
+      heldFen: fenString("held by operations awaiting settlement"),
+      createdAt: dateTime(),
+      updatedAt: dateTime("the last balance change"),
+    },
+  },
+  AdminLedgerEntry: {
+    allOf: [schema("LedgerEntry"), { type: "object", required: ["id"], properties: { id: serialId("entry") } }],
+  },
+  AccountLedger: {
+    type: "object",
+    required: ["account", "availableFen", "heldFen", "items", "nextBefore"],
+    properties: {
+      account: schema("LowerAddress"),
+      availableFen: fenString("the account's available balance now (0 for an account never seen)"),
+      heldFen: fenString("its held balance now"),
+      items: { type: "array", items: schema("AdminLedgerEntry"), description: "its ledger entries, newest first" },
+      nextBefore: { type: ["string", "null"], description: "send as `before` for the next page; null on the last page" },
+    },
+  },
+  AdminHold: {
+    type: "object",
+    required: ["id", "chainId", "account", "nonce", "apiKeyId", "status", "amountFen", "maxCostWei", "revision", "validUntil", "chargedFen", "createdAt", "updatedAt"],
+    properties: {
+      id: { type: "string", pattern: "^h_[0-9a-f-]{36}$" },
+      chainId: { type: "integer" },
+      account: { ...schema("LowerAddress"), description: "the sender whose quota is held" },
+      nonce: decimalString("the UserOperation nonce (uint256)"),
+      apiKeyId: nullableString("the API key that asked for the sponsorship"),
+      status: { enum: ["open", "settled", "released"], description: "open (reserved), settled (charged from a UserOperationEvent), released (expired unused)" },
+      amountFen: fenString("held: the worst-case cost at the locked quote"),
+      maxCostWei: schema("WeiString"),
+      revision: { type: "integer", minimum: 1, description: "how many times a repeated request for the same nonce raised it" },
+      validUntil: dateTime("released after this (plus a grace period) if the operation never lands"),
+      chargedFen: nullableFen("what settlement charged; null until settled"),
+      createdAt: dateTime(),
+      updatedAt: dateTime(),
+    },
+  },
+  Settlement: {
+    type: "object",
+    description: "A UserOperationEvent our paymaster paid for, as the settlement worker recorded it.",
+    required: [
+      "id",
+      "chainId",
+      "userOpHash",
+      "holdId",
+      "unknown",
+      "account",
+      "nonce",
+      "success",
+      "actualGasCostWei",
+      "actualGasUsed",
+      "chargedFen",
+      "releasedFen",
+      "blockNumber",
+      "blockHash",
+      "transactionHash",
+      "logIndex",
+      "status",
+      "createdAt",
+      "reorgedAt",
+    ],
+    properties: {
+      id: serialId("settlement"),
+      chainId: { type: "integer" },
+      userOpHash: schema("Bytes32"),
+      holdId: nullableString("the hold it was signed under; null for an operation we never signed"),
+      unknown: { type: "boolean", description: "holdId is null: paid by our paymaster, signed by nobody we know (alerted; charges nobody)" },
+      account: schema("LowerAddress"),
+      nonce: decimalString("the UserOperation nonce"),
+      success: { type: "boolean", description: "the operation's call succeeded (a reverted one is charged too: the paymaster paid for it)" },
+      actualGasCostWei: weiString("what the EntryPoint took from the paymaster's deposit"),
+      actualGasUsed: decimalString("gas units"),
+      chargedFen: fenString("charged to the account"),
+      releasedFen: fenString("the rest of the hold, given back"),
+      blockNumber: decimalString("the block it was read from"),
+      blockHash: schema("Bytes32"),
+      transactionHash: schema("Bytes32"),
+      logIndex: { type: "integer" },
+      status: { enum: ["settled", "reorged"], description: "reorged: its block left the chain and the settlement was undone" },
+      createdAt: dateTime("when the worker recorded it"),
+      reorgedAt: nullableDateTime(),
+    },
+  },
+  ReconciliationRun: {
+    type: "object",
+    description: "One run of the reconciliation worker that found something to do (runs that checked nothing are not recorded).",
+    required: ["id", "startedAt", "finishedAt", "checked", "credited", "closed", "refundsSettled", "errors", "detail"],
+    properties: {
+      id: serialId("run"),
+      startedAt: dateTime(),
+      finishedAt: dateTime(),
+      checked: { type: "integer", description: "open orders queried at their gateway" },
+      credited: { type: "integer", description: "orders found paid and credited" },
+      closed: { type: "integer", description: "expired orders closed" },
+      refundsSettled: { type: "integer", description: "refunds the gateway confirmed or refused" },
+      errors: { type: "integer" },
+      detail: {
+        type: ["object", "null"],
+        description: "`errors`: each error with the orderId or refundId",
+        properties: { errors: { type: "array", items: { type: "object", properties: { orderId: { type: "string" }, refundId: { type: "string" }, message: { type: "string" } } } } },
+      },
+    },
+  },
+  AdminAction: {
+    type: "object",
+    description: "An audit row: what an operator did, and the request that did it (the admin token is shared, so the request id and IP are what identify it).",
+    required: ["id", "action", "detail", "requestId", "ip", "createdAt"],
+    properties: {
+      id: serialId("action"),
+      action: { type: "string", description: "`adjustment`" },
+      detail: {
+        type: "object",
+        additionalProperties: true,
+        description: "for an adjustment: adjustmentId, account, amountFen, reason, availableFenBefore, availableFenAfter (fen as decimal strings), idempotencyKey when given",
+      },
+      requestId: nullableString("the x-request-id of the request (finds it in the logs)"),
+      ip: nullableString("the remote address of the request (as TRUST_PROXY resolves it)"),
+      createdAt: dateTime(),
+    },
+  },
+  AdjustmentRequest: {
+    type: "object",
+    additionalProperties: false,
+    required: ["account", "amountFen", "reason"],
+    properties: {
+      account: schema("AccountAddress"),
+      amountFen: {
+        description: "signed whole fen, not zero: positive credits the available balance, negative debits it (at most what is available)",
+        oneOf: [
+          { type: "integer", minimum: -MAX_SAFE, maximum: MAX_SAFE, not: { const: 0 } },
+          { type: "string", pattern: "^-?\\d{1,15}$" },
+        ],
+      },
+      reason: { type: "string", minLength: 3, maxLength: 200, description: "why (3–200 characters once trimmed): the ledger entry's memo and the audit row keep it" },
+      idempotencyKey: schema("IdempotencyKey"),
+    },
+  },
+  Adjustment: {
+    type: "object",
+    required: ["adjustmentId", "account", "amountFen", "reason", "availableFen", "heldFen", "applied", "auditId", "createdAt"],
+    properties: {
+      adjustmentId: { type: "string", description: "the ledger entry's reference: adj_<uuid>, or adj:<idempotencyKey>" },
+      account: schema("LowerAddress"),
+      amountFen: schema("SignedFenString"),
+      reason: { type: "string", description: "trimmed" },
+      availableFen: fenString("the account's available balance after it"),
+      heldFen: fenString("the account's held balance (adjustments never touch it)"),
+      applied: { type: "boolean", description: "false when an earlier request with the same idempotencyKey applied it (nothing changed now)" },
+      auditId: nullableString("the audit row (GET /admin/audit)"),
+      createdAt: dateTime(),
+    },
+  },
+  ChainAdminStatus: {
+    type: "object",
+    description:
+      "A configured chain: the paymaster's EntryPoint deposit and stake, owner and signers (read from the chain now, within a deadline), the deposit monitor's verdict, the open holds' worst case, and the settlement worker's progress. When the RPC does not answer, the chain reads are null and the deposit is the monitor's last figure.",
+    required: ["chainId", "name", "paymaster", "entryPoint", "minDepositWei", "rpc", "healthy", "reason", "lowDeposit", "deposit", "stake", "owner", "pendingOwner", "signers", "settlement"],
+    properties: {
+      chainId: { type: "integer" },
+      name: { type: "string" },
+      paymaster: schema("Address"),
+      entryPoint: schema("Address"),
+      minDepositWei: weiString("sponsorship pauses while deposit − outstanding holds is below this"),
+      rpc: {
+        type: "object",
+        required: ["ok", "error", "headBlock"],
+        properties: {
+          ok: { type: "boolean", description: "every chain read answered within the deadline" },
+          error: nullableString("why not"),
+          headBlock: { type: ["string", "null"], pattern: "^\\d+$", description: "the latest block number" },
+        },
+      },
+      healthy: { type: "boolean", description: "the deposit monitor's verdict (as of its last check): while false, sponsorship on the chain answers deposit_low" },
+      reason: nullableString("why it is not healthy"),
+      lowDeposit: { type: "boolean", description: "deposit − outstanding < minDepositWei with the freshest figures (false when no deposit figure is known: then healthy is false)" },
+      deposit: {
+        type: "object",
+        required: ["depositWei", "source", "outstandingWei", "openHolds", "spareWei", "monitor"],
+        properties: {
+          depositWei: nullableWei("the paymaster's EntryPoint deposit"),
+          source: { enum: ["chain", "monitor", null], description: "read now, or the deposit monitor's last figure when the RPC does not answer" },
+          outstandingWei: weiString("the worst-case cost of the open holds on this chain, from the database now"),
+          openHolds: { type: "integer" },
+          spareWei: nullableWei("depositWei − outstandingWei, negative when the holds exceed the deposit", true),
+          monitor: {
+            type: "object",
+            required: ["depositWei", "outstandingWei", "checkedAt"],
+            properties: { depositWei: nullableWei("as the monitor last read it"), outstandingWei: nullableWei("as the monitor last read it"), checkedAt: nullableDateTime() },
+          },
+        },
+      },
+      stake: {
+        type: ["object", "null"],
+        required: ["stakeWei", "staked", "unstakeDelaySec", "withdrawTime"],
+        properties: {
+          stakeWei: schema("WeiString"),
+          staked: { type: "boolean", description: "false while unlocking" },
+          unstakeDelaySec: { type: "integer" },
+          withdrawTime: nullableDateTime("when an unlocked stake can be withdrawn; null when not unlocking"),
+        },
+      },
+      owner: { anyOf: [schema("Address"), { type: "null" }] },
+      pendingOwner: { anyOf: [schema("Address"), { type: "null" }], description: "an ownership transfer awaiting acceptance" },
+      signers: { type: ["array", "null"], items: schema("Address"), description: "the keys whose sponsorships the paymaster accepts" },
+      settlement: {
+        type: "object",
+        required: ["cursorBlock", "cursorUpdatedAt", "lagBlocks", "confirmations"],
+        properties: {
+          cursorBlock: { type: ["string", "null"], pattern: "^\\d+$", description: "the last block the settlement worker has read (null before its first pass)" },
+          cursorUpdatedAt: nullableDateTime(),
+          lagBlocks: { type: ["string", "null"], pattern: "^\\d+$", description: "headBlock − cursorBlock (at least `confirmations` in steady state)" },
+          confirmations: { type: "integer" },
+        },
+      },
+    },
+  },
+  StatsTotals: {
+    type: "object",
+    required: ["topUpCount", "topUpFen", "settledCount", "unknownCount", "chargedFen", "gasCostWei"],
+    properties: {
+      topUpCount: { type: "integer", description: "top-ups credited (ledger topup entries)" },
+      topUpFen: fenString("what they credited"),
+      settledCount: { type: "integer", description: "operations our paymaster paid for, settled (reorged ones excluded; unknown ones included)" },
+      unknownCount: { type: "integer", description: "of those, operations we never signed" },
+      chargedFen: fenString("charged for them"),
+      gasCostWei: weiString("what the paymaster's deposit paid for them"),
+    },
+  },
+  StatsPoint: {
+    allOf: [{ type: "object", required: ["start"], properties: { start: dateTime("the bucket's first instant (UTC)") } }, schema("StatsTotals")],
+  },
+  Stats: {
+    type: "object",
+    required: ["bucket", "since", "until", "series", "totals"],
+    properties: {
+      bucket: { enum: ["hour", "day"] },
+      since: dateTime("the first bucket's start"),
+      until: dateTime("exclusive"),
+      series: { type: "array", items: schema("StatsPoint"), description: "every bucket of the range in order, empty ones as zeros" },
+      totals: { ...schema("StatsTotals"), description: "the sums over the range" },
+    },
+  },
+};
+
+const query = (name: string, description: string, s: Json): Json => ({ name, in: "query", required: false, description, schema: s });
+const LIMIT = query("limit", `items per page, ${DEFAULT_LIMIT} by default`, { type: "integer", minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT });
+const before = (what: string, s: Json = { type: "string", pattern: "^\\d{1,19}$" }): Json => query("before", `the previous page's nextBefore (${what})`, s);
+const accountFilter = (what: string): Json => query("account", `only ${what} of this account (lower-case, or EIP-55 checksummed)`, schema("AccountAddress"));
+const FLAG = { enum: ["1", "0", "true", "false"] };
+
+const ADMIN_LIST_PROBLEMS: ProblemCase[] = [
+  ...ADMIN,
+  { status: 400, type: "invalid_request", when: "a query parameter is unknown, repeated or malformed, or `before` names no row (the detail names it)" },
+  INTERNAL,
+];
+
+/** A GET of the admin API: the admin token, 401/403, 400 for bad parameters, 500. */
+function adminGet(operationId: string, summary: string, description: string, parameters: Json[], ok: Json, extra: ProblemCase[] = []): Json {
+  return {
+    get: {
+      tags: ["admin"],
+      operationId,
+      summary: `${summary} (admin)`,
+      description,
+      security: ADMIN_SECURITY,
+      parameters,
+      responses: { "200": ok, ...problems([...ADMIN_LIST_PROBLEMS, ...extra]) },
+    },
+  };
+}
+
+const ORDER_ID_PARAM = pathParam("id", "the order id", { pattern: "^fp[0-9a-f]{24}$" });
+
+const ADMIN_PATHS: Record<string, Json> = {
+  "/admin/orders": adminGet(
+    "adminListOrders",
+    "Orders",
+    "Top-up orders, newest first.",
+    [
+      query("status", "only orders in this state", { enum: ["created", "pending", "paid", "closed"] }),
+      query("provider", "only orders of this gateway", { enum: [...PROVIDERS] }),
+      accountFilter("orders"),
+      LIMIT,
+      before("an order id", { type: "string", pattern: "^fp[0-9a-f]{24}$" }),
+    ],
+    jsonAnswer("a page of orders", pageOf("AdminOrder")),
+  ),
+  "/admin/orders/{id}": adminGet(
+    "adminGetOrder",
+    "An order with its callbacks and refunds",
+    "The order, every payment callback stored for it with its verification outcome (oldest first), and its refunds. A callback whose signature did not verify is attached to no order: see GET /admin/callbacks.",
+    [ORDER_ID_PARAM, query("raw", "1: include each callback's payload, headers and raw body", FLAG)],
+    jsonAnswer("the order", schema("AdminOrderDetail")),
+    [{ ...NOT_FOUND, when: "no such order" }],
+  ),
+  "/admin/callbacks": adminGet(
+    "adminListCallbacks",
+    "Payment callbacks",
+    "Every payment notification that reached the server, valid or not, newest first: forged and unverifiable ones too (they belong to no order).",
+    [
+      query("provider", "only this gateway's", { enum: [...PROVIDERS] }),
+      query("outcome", "only callbacks with this outcome", { enum: Object.keys(CALLBACK_OUTCOMES) }),
+      query("verified", "1: only those whose signature verified; 0: only those whose did not", FLAG),
+      query("orderId", "only callbacks about this order", { type: "string", pattern: "^fp[0-9a-f]{24}$" }),
+      query("raw", "1: include payload, headers and raw body", FLAG),
+      LIMIT,
+      before("a callback id"),
+    ],
+    jsonAnswer("a page of callbacks", pageOf("PaymentCallback")),
+  ),
+  "/admin/accounts": adminGet(
+    "adminListAccounts",
+    "Accounts",
+    "Accounts with their balances, most recently changed first.",
+    [LIMIT, before("an account address", schema("LowerAddress"))],
+    jsonAnswer("a page of accounts", pageOf("AdminAccount")),
+  ),
+  "/admin/accounts/{address}/ledger": adminGet(
+    "adminListLedgerEntries",
+    "An account's ledger",
+    "The account's balance and its ledger entries, newest first. An account never seen has a zero balance and no entries.",
+    [
+      pathParam("address", "the account: lower-case, or with a correct EIP-55 checksum", { pattern: "^0x[0-9a-fA-F]{40}$" }),
+      query("kind", "only entries of this kind", { enum: ["topup", "hold", "release", "charge", "refund", "adjust"] }),
+      LIMIT,
+      before("an entry id"),
+    ],
+    jsonAnswer("the account's balance and a page of its entries", schema("AccountLedger")),
+  ),
+  "/admin/holds": adminGet(
+    "adminListHolds",
+    "Holds",
+    "Sponsorship holds, newest first.",
+    [
+      query("status", "only holds in this state", { enum: ["open", "settled", "released"] }),
+      accountFilter("holds"),
+      query("chainId", "only holds on this chain", { type: "integer", minimum: 1 }),
+      LIMIT,
+      before("a hold id", { type: "string", pattern: "^h_[0-9a-f-]{36}$" }),
+    ],
+    jsonAnswer("a page of holds", pageOf("AdminHold")),
+  ),
+  "/admin/settlements": adminGet(
+    "adminListSettlements",
+    "Settlements",
+    "UserOperationEvents our paymaster paid for, newest first.",
+    [
+      query("chainId", "only this chain's", { type: "integer", minimum: 1 }),
+      query("status", "only settlements in this state", { enum: ["settled", "reorged"] }),
+      query("unknown", "1: only operations we never signed (no hold); 0: only ours", FLAG),
+      accountFilter("operations"),
+      LIMIT,
+      before("a settlement id"),
+    ],
+    jsonAnswer("a page of settlements", pageOf("Settlement")),
+  ),
+  "/admin/refunds": adminGet(
+    "adminListRefunds",
+    "Refunds",
+    "Refunds, newest first. A refund is started with POST /v1/refunds.",
+    [
+      query("status", "only refunds in this state", { enum: ["requested", "succeeded", "failed"] }),
+      accountFilter("refunds"),
+      query("orderId", "only this order's", { type: "string", pattern: "^fp[0-9a-f]{24}$" }),
+      LIMIT,
+      before("a refund id", { type: "string", pattern: "^rf[0-9a-f]{24}$" }),
+    ],
+    jsonAnswer("a page of refunds", pageOf("Refund")),
+  ),
+  "/admin/reconciliation-runs": adminGet(
+    "adminListReconciliationRuns",
+    "Reconciliation runs",
+    "The reconciliation worker's runs that found something to do, newest first.",
+    [LIMIT, before("a run id")],
+    jsonAnswer("a page of runs", pageOf("ReconciliationRun")),
+  ),
+  "/admin/audit": adminGet(
+    "adminListActions",
+    "Audit of admin actions",
+    "What operators did through the admin API (manual adjustments), newest first, with the request id and IP that did it.",
+    [query("action", "only this action", { type: "string", pattern: "^[a-z_]{1,40}$", examples: ["adjustment"] }), LIMIT, before("an action id")],
+    jsonAnswer("a page of admin actions", pageOf("AdminAction")),
+  ),
+  "/admin/adjustments": {
+    post: {
+      tags: ["admin"],
+      operationId: "adminCreateAdjustment",
+      summary: "Adjust an account's available quota (admin)",
+      description:
+        "Credits (positive) or debits (negative) the account's available balance with a reason, in one transaction with its `adjust` ledger entry (memo = the reason) and an audit row (GET /admin/audit) naming the request id and IP. A debit beyond the available balance is refused; held fen cannot be adjusted. The same idempotencyKey applies an adjustment once: a repeat answers 200 with `applied: false`.",
+      security: ADMIN_SECURITY,
+      requestBody: jsonRequest("AdjustmentRequest"),
+      responses: {
+        "201": jsonAnswer("applied", schema("Adjustment")),
+        "200": jsonAnswer("already applied by an earlier request with the same idempotencyKey; nothing changed", schema("Adjustment")),
+        ...problems([
+          ...ADMIN,
+          { status: 400, type: "invalid_request", when: "the body does not match the schema: no reason, a reason outside 3–200 characters, amountFen zero or not a whole number, a malformed account, an unknown field" },
+          ...jsonBody("16 KiB"),
+          { status: 409, type: "insufficient_balance", when: "a debit larger than the available balance (`availableFen`, `requestedFen`)" },
+          { status: 409, type: "conflict", when: "the idempotencyKey was used for another adjustment (`adjustmentId`)" },
+          INTERNAL,
+        ]),
+      },
+    },
+  },
+  "/admin/chains": adminGet(
+    "adminListChains",
+    "Chains: deposit, stake, signers, settlement lag",
+    "Each configured chain's paymaster status. Chain reads have a deadline of a few seconds; a chain whose RPC does not answer is reported with `rpc.ok: false` and what the database and the deposit monitor know.",
+    [],
+    jsonAnswer("the chains, in configuration order", { type: "object", required: ["chains"], properties: { chains: { type: "array", items: schema("ChainAdminStatus") } } }),
+  ),
+  "/admin/stats": adminGet(
+    "adminStats",
+    "Time series for charts",
+    `Top-ups and settled operations per UTC hour or day. By default the last ${DEFAULT_RANGE_BUCKETS.hour} hours or ${DEFAULT_RANGE_BUCKETS.day} days up to the end of the current bucket; at most ${MAX_BUCKETS} buckets. Settlement lag is a present-tense figure: see GET /admin/chains.`,
+    [
+      query("bucket", "the bucket size", { enum: ["hour", "day"], default: "hour" }),
+      query("since", "the range's start (the bucket holding it is the first), ISO 8601 with a time zone", { type: "string", format: "date-time" }),
+      query("until", "the range's end, exclusive (default: the end of the current bucket)", { type: "string", format: "date-time" }),
+    ],
+    jsonAnswer("the series", schema("Stats")),
+  ),
+};
+
 /** The OpenAPI 3.1 document of this service's HTTP API, with `publicUrl` as its server. */
 export function openApiDocument(publicUrl: string): object {
   // a fresh copy each time: callers may mutate what they get
@@ -1073,12 +1653,12 @@ export function openApiDocument(publicUrl: string): object {
     tags: [
       { name: "payments", description: "Top-up orders, account quotas, and the gateways' payment notifications" },
       { name: "sponsorship", description: "Sponsorship of UserOperations: ERC-7677 JSON-RPC, REST, quotes" },
-      { name: "admin", description: "API keys and refunds (admin token)" },
+      { name: "admin", description: "API keys, refunds, and the operations dashboard's API: orders, callbacks, accounts, ledger, holds, settlements, chains, statistics, manual adjustments, audit (admin token)" },
       { name: "operations", description: "Health, readiness, metrics, this document" },
     ],
-    paths: PATHS,
+    paths: { ...PATHS, ...ADMIN_PATHS },
     components: {
-      schemas: SCHEMAS,
+      schemas: { ...SCHEMAS, ...ADMIN_SCHEMAS },
       headers: {
         RequestId: {
           description: "the request's id: the caller's x-request-id when it sent a valid one (1–64 of letters, digits, _ . -), else a new UUID",

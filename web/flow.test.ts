@@ -1,0 +1,158 @@
+/**
+ * The whole product in a browser, on the real local stack (`npm start`: anvil, EntryPoint, FiatPaymaster, alto,
+ * the gateway simulator, the server on PGlite): the demo DApp shows a new zero-ETH account → its "Top up" link
+ * opens checkout → ¥10 with Alipay → the simulator's payer page → credited → back in the DApp a sponsored
+ * UserOperation lands through alto and is settled, showing the fen charged → the ops dashboard shows the
+ * order with its verified callback, the settled hold and the settlement.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Browser, BrowserContext } from "playwright-core";
+import { freePort } from "../scripts/lib/anvil";
+import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
+
+const ROOT = path.resolve(__dirname, "..");
+
+function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
+  let output = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}:\n${output}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (pattern.test(output)) {
+        clearTimeout(timer);
+        resolve(output);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the stack exited with ${code}:\n${output}`));
+    });
+  });
+}
+
+describe("the local stack in a browser: DApp → checkout → payer page → sponsored operation, settled", () => {
+  let stack: ChildProcess;
+  let serverUrl: string;
+  let adminToken: string;
+  let browser: Browser;
+  let context: BrowserContext;
+
+  before(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fiat-paymaster-flow-"));
+    const [anvil, bundler, server, simulator] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    serverUrl = `http://127.0.0.1:${server}`;
+    stack = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ANVIL_PORT: String(anvil),
+        BUNDLER_PORT: String(bundler),
+        PORT: String(server),
+        SIMULATOR_PORT: String(simulator),
+        DEPLOYMENTS_DIR: dir,
+        DATA_DIR: path.join(dir, "pglite"),
+        SANDBOX_DIR: path.join(dir, "sandbox"),
+        LOCAL_STACK_FILE: path.join(dir, "local-stack.json"),
+        DATABASE_URL: "",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const banner = await waitForOutput(stack, /Press Ctrl-C to stop/, 90_000);
+    adminToken = /admin token\s+(\S+)/.exec(banner)![1]!;
+    browser = await launchBrowser();
+    context = await browser.newContext({ locale: "en-US", viewport: { width: 900, height: 900 } });
+  });
+  after(async () => {
+    await context?.close();
+    await browser?.close();
+    if (stack && stack.exitCode === null) {
+      const exited = new Promise((resolve) => stack.once("exit", resolve));
+      stack.kill("SIGINT");
+      await exited;
+    }
+  });
+
+  it("a zero-ETH account tops up ¥10 at checkout and sends a sponsored UserOperation from the demo DApp", async () => {
+    const dapp = await context.newPage();
+    const errors = watchErrors(dapp);
+    await dapp.goto(`${serverUrl}/dapp`);
+    const address = (await dapp.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent())!;
+    await dapp.locator("#eth").filter({ hasText: "0 ETH" }).waitFor();
+    await dapp.locator("#quota").filter({ hasText: "¥0.00 available" }).waitFor();
+    assert.ok(await dapp.getByRole("button", { name: "Send a sponsored UserOperation" }).isDisabled(), "nothing to spend yet");
+    await screenshot(dapp, "dapp-1-new-account");
+
+    // top up through checkout, opened from the DApp's link
+    await dapp.getByRole("link", { name: "Top up" }).click();
+    await dapp.waitForURL(/\/checkout\?account=/);
+    assert.equal((await dapp.getByLabel("Smart account address").inputValue()).toLowerCase(), address.toLowerCase());
+    await dapp.getByRole("button", { name: "¥10", exact: true }).click();
+    await dapp.getByRole("radio", { name: "Alipay" }).click();
+    await dapp.getByRole("button", { name: "Pay", exact: true }).click();
+    const payerUrl = (await dapp.getByRole("link", { name: "Open the payment page on this device" }).getAttribute("href"))!;
+    const payer = await context.newPage();
+    await payer.goto(payerUrl);
+    await screenshot(payer, "simulator-payer-page");
+    await payer.getByRole("button", { name: /pay/i }).first().click();
+    await payer.close();
+    await dapp.getByText("Available quota: ¥10.00").waitFor({ timeout: 20_000 });
+    await screenshot(dapp, "checkout-credited");
+
+    // back to the DApp: the quota is there, send a sponsored operation
+    await dapp.goto(`${serverUrl}/dapp`);
+    await dapp.locator("#quota").filter({ hasText: "¥10.00 available" }).waitFor();
+    assert.equal(await dapp.locator("#address").textContent(), address, "the key in browser storage restores the same account");
+    await dapp.getByRole("button", { name: "Send a sponsored UserOperation" }).click();
+    await dapp.getByRole("status").filter({ hasText: "Settled: charged what the chain actually spent." }).waitFor({ timeout: 60_000 });
+    const charged = (await dapp.locator("#charged").textContent())!;
+    const match = /^¥(\d+\.\d\d)$/.exec(charged);
+    assert.ok(match && Number(match[1]) > 0, charged);
+    assert.match((await dapp.locator("#tx-hash").textContent())!, /^0x[0-9a-f]{64}$/);
+    assert.match((await dapp.locator("#gas-used").textContent())!, /^\d+ gas/);
+    await dapp.locator("#quota").filter({ hasText: `¥${(10 - Number(match![1])).toFixed(2)} available, ¥0.00 held` }).waitFor();
+    await dapp.locator("#eth").filter({ hasText: "0 ETH" }).waitFor();
+    await screenshot(dapp, "dapp-2-settled");
+    assert.deepEqual(errors, []);
+    assert.deepEqual(await accessibilityProblems(dapp), []);
+
+    // the operator's view of the same story
+    const dashboard = await context.newPage();
+    const dashboardErrors = watchErrors(dashboard);
+    await dashboard.goto(`${serverUrl}/dashboard`);
+    await dashboard.getByLabel("Admin token").fill("wrong-token-wrong-token");
+    await dashboard.getByRole("button", { name: "Sign in" }).click();
+    await dashboard.getByText("The admin token was refused.").waitFor();
+    await dashboard.getByLabel("Admin token").fill(adminToken);
+    await dashboard.getByRole("button", { name: "Sign in" }).click();
+    await dashboard.getByRole("heading", { name: "anvil (31337)" }).waitFor();
+    await dashboard.getByText(/^Deposit \d+\.\d{6} ETH; open holds 0/).waitFor();
+    await dashboard.getByText(/^Stake 1\.000000 ETH, staked/).waitFor();
+    assert.equal(await dashboard.locator(".warn").count(), 0, "no low-deposit warning");
+    await screenshot(dashboard, "dashboard-1-overview");
+
+    await dashboard.getByRole("button", { name: "Orders" }).click();
+    const orderRow = dashboard.locator("tr", { hasText: address.slice(0, 10).toLowerCase() });
+    await orderRow.filter({ hasText: "paid" }).filter({ hasText: "¥10.00" }).waitFor();
+    await orderRow.first().click();
+    await dashboard.getByRole("cell", { name: "credited" }).waitFor();
+    await screenshot(dashboard, "dashboard-2-order");
+
+    await dashboard.getByRole("button", { name: "Holds" }).click();
+    await dashboard.getByLabel("Status").selectOption("settled");
+    await dashboard.getByRole("button", { name: "Apply" }).click();
+    await dashboard.locator("tr", { hasText: "settled" }).filter({ hasText: charged }).first().waitFor();
+
+    await dashboard.getByRole("button", { name: "Settlements" }).click();
+    await dashboard.locator("tr", { hasText: address.slice(0, 10).toLowerCase() }).filter({ hasText: charged }).first().waitFor();
+    await screenshot(dashboard, "dashboard-3-settlements");
+    assert.deepEqual(dashboardErrors.filter((e) => !/status of 401/.test(e)), [], "only the refused sign-in's 401");
+    assert.deepEqual(await accessibilityProblems(dashboard), []);
+  });
+});

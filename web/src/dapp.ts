@@ -1,0 +1,114 @@
+/**
+ * The demo DApp: a SimpleAccount whose owner key lives in this browser (localStorage), sending UserOperations
+ * through the bundler with permissionless, sponsored by our ERC-7677 endpoint — exactly what a DApp would do.
+ * It reads the chain, bundler and demo API key from /v1/config, which offers them only in sandbox mode.
+ */
+import { createSmartAccountClient } from "permissionless";
+import { toSimpleSmartAccount } from "permissionless/accounts";
+import { type Hex, createPublicClient, defineChain, formatEther, http } from "viem";
+import { createPaymasterClient, entryPoint07Address } from "viem/account-abstraction";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { yuan } from "./api";
+
+type DemoConfig = {
+  sandbox: boolean;
+  demoApiKey?: string;
+  chains: { chainId: number; name: string; rpcUrl?: string; bundlerUrl?: string; paymaster: string }[];
+};
+type AccountView = { availableFen: string; heldFen: string; entries: { kind: string; heldDeltaFen: string; reference: string }[] };
+
+const KEY_STORAGE = "fiat-paymaster-demo-owner-key";
+const FACTORY = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+function ownerKey(fresh = false): Hex {
+  const stored = localStorage.getItem(KEY_STORAGE);
+  if (stored && !fresh && /^0x[0-9a-f]{64}$/.test(stored)) return stored as Hex;
+  const key = generatePrivateKey();
+  localStorage.setItem(KEY_STORAGE, key);
+  return key;
+}
+
+function fail(message: string): void {
+  const el = $<HTMLParagraphElement>("error");
+  el.textContent = message;
+  el.hidden = false;
+}
+
+async function accountView(address: string): Promise<AccountView> {
+  const response = await fetch(`/v1/accounts/${address}`);
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+  return (await response.json()) as AccountView;
+}
+
+async function main(): Promise<void> {
+  const config = (await (await fetch("/v1/config")).json()) as DemoConfig;
+  const chainConfig = config.chains[0];
+  if (!config.sandbox || !chainConfig?.rpcUrl || !chainConfig.bundlerUrl || !config.demoApiKey) {
+    return fail("The demo DApp needs the local stack (npm start): this server does not offer a demo chain, bundler and API key.");
+  }
+  const chain = defineChain({ id: chainConfig.chainId, name: chainConfig.name, nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 }, rpcUrls: { default: { http: [chainConfig.rpcUrl] } } });
+  const client = createPublicClient({ chain, transport: http(chainConfig.rpcUrl), pollingInterval: 250 });
+  const account = await toSimpleSmartAccount({ client, owner: privateKeyToAccount(ownerKey()), entryPoint: { address: entryPoint07Address, version: "0.7" }, factoryAddress: FACTORY });
+  $("address").textContent = account.address;
+  $<HTMLAnchorElement>("checkout-link").href = `/checkout?account=${account.address}`;
+
+  const refresh = async () => {
+    const [eth, view] = await Promise.all([client.getBalance({ address: account.address }), accountView(account.address)]);
+    $("eth").textContent = `${formatEther(eth)} ETH`;
+    $("quota").textContent = `¥${yuan(view.availableFen)} available, ¥${yuan(view.heldFen)} held`;
+    $<HTMLButtonElement>("send").disabled = BigInt(view.availableFen) === 0n;
+    return view;
+  };
+  await refresh();
+  const timer = window.setInterval(() => void refresh().catch(() => {}), 3_000);
+
+  const smartAccountClient = createSmartAccountClient({
+    account,
+    client,
+    bundlerTransport: http(chainConfig.bundlerUrl),
+    paymaster: createPaymasterClient({ transport: http(`${location.origin}/rpc`, { fetchOptions: { headers: { "x-api-key": config.demoApiKey } } }) }),
+    pollingInterval: 250,
+  });
+
+  $<HTMLButtonElement>("send").addEventListener("click", async () => {
+    const button = $<HTMLButtonElement>("send");
+    button.disabled = true;
+    $<HTMLParagraphElement>("error").hidden = true;
+    const status = $("status");
+    try {
+      status.textContent = "Asking the paymaster and sending through the bundler…";
+      const hash = await smartAccountClient.sendUserOperation({ calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }] });
+      $("result").hidden = false;
+      $("user-op-hash").textContent = hash;
+      $("charged").textContent = "waiting for settlement…";
+      status.textContent = "Sent; waiting for it to land…";
+      const receipt = await smartAccountClient.waitForUserOperationReceipt({ hash, timeout: 60_000 });
+      $("tx-hash").textContent = receipt.receipt.transactionHash;
+      $("gas-used").textContent = `${receipt.actualGasUsed} gas (${formatEther(receipt.actualGasCost)} ETH, paid by the paymaster)`;
+      status.textContent = receipt.success ? "Landed. Waiting for the server to settle it…" : "Landed, but the call reverted (it is still charged).";
+      for (let i = 0; i < 120; i++) {
+        const view = await refresh();
+        const settled = view.entries.find((e) => e.kind === "charge" && e.reference.startsWith("settle:"));
+        if (settled && BigInt(view.heldFen) === 0n) {
+          $("charged").textContent = `¥${yuan(-BigInt(settled.heldDeltaFen))}`;
+          status.textContent = "Settled: charged what the chain actually spent.";
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } catch (error) {
+      fail((error as { shortMessage?: string }).shortMessage ?? (error as Error).message);
+      status.textContent = "";
+    } finally {
+      await refresh().catch(() => {});
+    }
+  });
+  $<HTMLButtonElement>("new-account").addEventListener("click", () => {
+    window.clearInterval(timer);
+    ownerKey(true);
+    location.reload();
+  });
+}
+
+main().catch((error: unknown) => fail((error as Error).message));
