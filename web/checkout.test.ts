@@ -9,6 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext } from "playwright-core";
 import { getBalance } from "../server/ledger/ledger";
+import { reconcileOnce } from "../server/payments/reconcile";
 import { type Stack, startPaymentsStack } from "../server/testing/paymentsStack";
 import { accessibilityProblems, contrastRatio, launchBrowser, screenshot, watchErrors } from "./browser";
 
@@ -94,6 +95,24 @@ describe("checkout page in a browser", () => {
     } finally {
       await zh.close();
     }
+  });
+
+  it("an order that expires unpaid turns to 'expired' with a way to start again", async () => {
+    const page = await context.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${stack.url}/checkout?account=${ACCOUNT}&lang=en`);
+    await page.getByRole("button", { name: "¥100", exact: true }).click();
+    await page.getByRole("button", { name: "Pay", exact: true }).click();
+    await page.getByRole("status").filter({ hasText: "Waiting for payment" }).waitFor();
+    // nobody pays; past its expiry the reconciler closes it at the gateway and here
+    const later = new Date(Date.now() + 3_600_000);
+    const report = await reconcileOnce({ db: stack.db, gateways: stack.service.gateways }, { afterMs: 0, now: () => later });
+    assert.ok(report.closed >= 1, JSON.stringify(report));
+    await page.getByRole("status").filter({ hasText: "The order expired or was cancelled" }).waitFor({ timeout: 10_000 });
+    await screenshot(page, "checkout-expired");
+    await page.getByRole("button", { name: "Start again" }).click();
+    await page.getByRole("button", { name: "Pay", exact: true }).waitFor();
+    assert.deepEqual(errors, []);
   });
 
   it("fits a phone screen, with readable contrast", async () => {
