@@ -136,6 +136,9 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
     await dashboard.getByText(/^Stake 1\.000000 ETH, staked/).waitFor();
     assert.equal(await dashboard.locator(".warn").count(), 0, "no low-deposit warning");
     await screenshot(dashboard, "dashboard-1-overview");
+    await dashboard.getByRole("button", { name: "Per day (30 days)" }).click();
+    await dashboard.getByRole("heading", { name: "Last 30 days" }).waitFor();
+    await dashboard.getByText("total ¥10.00; highest bucket ¥10.00").waitFor();
 
     await dashboard.getByRole("button", { name: "Orders" }).click();
     const orderRow = dashboard.locator("tr", { hasText: address.slice(0, 10).toLowerCase() });

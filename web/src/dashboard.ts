@@ -92,8 +92,8 @@ function barChart(title: string, points: { label: string; value: number }[], for
   return el("div", { className: "tile" }, el("h3", {}, title), svg as unknown as HTMLElement, el("p", { className: "muted" }, `total ${format(total)}; highest bucket ${format(max)}`));
 }
 
-async function overview(): Promise<void> {
-  const [{ chains }, stats] = await Promise.all([admin<{ chains: Row[] }>("/admin/chains"), admin<{ series: Row[] }>("/admin/stats?bucket=hour")]);
+async function overview(bucket: "hour" | "day" = "hour"): Promise<void> {
+  const [{ chains }, stats] = await Promise.all([admin<{ chains: Row[] }>("/admin/chains"), admin<{ series: Row[] }>(`/admin/stats?bucket=${bucket}`)]);
   const tiles = chains.map((c) => {
     const deposit = c.deposit as Row;
     const stake = c.stake as Row | null;
@@ -114,15 +114,23 @@ async function overview(): Promise<void> {
   view.replaceChildren(
     el("h2", {}, "Overview"),
     el("div", { className: "tiles" }, ...tiles),
-    el("h2", {}, "Last 48 hours"),
+    el("h2", {}, bucket === "hour" ? "Last 48 hours" : "Last 30 days"),
+    rangeSwitch(bucket),
     el(
       "div",
       { className: "tiles" },
-      barChart("Top-ups per hour", series.map((p) => ({ label: p.label, value: Number(p.topUpFen) })), (v) => fen(v)),
-      barChart("Sponsored gas charged per hour", series.map((p) => ({ label: p.label, value: Number(p.chargedFen) })), (v) => fen(v)),
-      barChart("Operations settled per hour", series.map((p) => ({ label: p.label, value: Number(p.settledCount) })), (v) => String(v)),
+      barChart(`Top-ups per ${bucket}`, series.map((p) => ({ label: p.label, value: Number(p.topUpFen) })), (v) => fen(v)),
+      barChart(`Sponsored gas charged per ${bucket}`, series.map((p) => ({ label: p.label, value: Number(p.chargedFen) })), (v) => fen(v)),
+      barChart(`Operations settled per ${bucket}`, series.map((p) => ({ label: p.label, value: Number(p.settledCount) })), (v) => String(v)),
     ),
   );
+}
+
+function rangeSwitch(current: "hour" | "day"): HTMLElement {
+  const other = current === "hour" ? "day" : "hour";
+  const button = el("button", { type: "button", className: "small" }, other === "day" ? "Per day (30 days)" : "Per hour (48 hours)");
+  button.addEventListener("click", () => void show(() => overview(other)));
+  return el("p", {}, button);
 }
 
 function filters(fields: [name: string, label: string, options?: string[]][], onApply: (values: Record<string, string>) => void): HTMLElement {
@@ -250,7 +258,7 @@ async function simpleList(title: string, path: string, caption: string, columns:
 }
 
 const SECTIONS: [string, () => Promise<void>][] = [
-  ["Overview", overview],
+  ["Overview", () => overview()],
   ["Orders", () => orders()],
   ["Accounts", accounts],
   ["Holds", () => holds()],
