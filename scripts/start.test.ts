@@ -8,29 +8,10 @@ import { createPublicClient, http } from "viem";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
 import { freePort } from "./lib/anvil";
 import { readPaymasterStatus } from "./lib/operator";
+import { waitForOutput } from "../server/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
 
-/** Collects a child's output and resolves when a line matches. */
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; output so far:\n${output}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (pattern.test(output)) {
-        clearTimeout(timer);
-        resolve(output);
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      if (!pattern.test(output)) reject(new Error(`exited with ${code} before ${pattern}:\n${output}`));
-    });
-  });
-}
 
 describe("npm start: the local stack", () => {
   let child: ChildProcess;

@@ -14,28 +14,10 @@ import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext } from "playwright-core";
 import { freePort } from "../scripts/lib/anvil";
 import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
+import { waitForOutput } from "../server/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
 
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}:\n${output}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (pattern.test(output)) {
-        clearTimeout(timer);
-        resolve(output);
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the stack exited with ${code}:\n${output}`));
-    });
-  });
-}
 
 describe("the local stack in a browser: DApp → checkout → payer page → sponsored operation, settled", () => {
   let stack: ChildProcess;

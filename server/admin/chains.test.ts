@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { type Server, type Socket, createServer as createTcpServer } from "node:net";
 import { after, before, it } from "node:test";
-import { type Hex, getAddress, parseEther } from "viem";
+import { getAddress, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly, type UserOp } from "../../contracts/test/userOperations";
+import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly } from "../../contracts/test/userOperations";
 import { DEV_KEYS, localClients } from "../../scripts/lib/localChain";
 import { depositToPaymaster, readPaymasterStatus, unlockPaymasterStake, withdrawFromPaymaster } from "../../scripts/lib/operator";
 import { ENTRY_POINT_V07 } from "../chain/addresses";
@@ -20,7 +20,7 @@ import { checkDeposit } from "../chain/workers";
 import { describeWithDatabases } from "../db/testing";
 import { checkLedger } from "../ledger/ledger";
 import { chargeFen } from "../sponsor/pricing";
-import { ADMIN_TOKEN, type SponsorStack, TEST_PRICE, signerAddress, startSponsorStack } from "../testing/sponsorStack";
+import { ADMIN_TOKEN, type SponsorStack, TEST_PRICE, signerAddress, sponsoredOperation, startSponsorStack } from "../testing/sponsorStack";
 import { readChainStatus } from "./chainStatus";
 import { type AdminClient, adminClient } from "./testClient";
 
@@ -46,39 +46,6 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
     return res.body.chains[0];
   }
 
-  /** A signed, sponsored operation from a new funded account, via POST /v1/sponsorships. */
-  async function sponsoredOperation(fundFen: bigint): Promise<{ op: UserOp; account: string; userOpHash: Hex; holdId: string; maxChargeFen: bigint }> {
-    const account = await newSimpleAccount(stack.chain.client);
-    await stack.fund(account.address, fundFen);
-    const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
-    const hex = (v: bigint) => `0x${v.toString(16)}`;
-    const response = await fetch(`${stack.url}/v1/sponsorships`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
-      body: JSON.stringify({
-        chainId: stack.chain.anvil.chainId,
-        entryPoint: ENTRY_POINT_V07,
-        userOp: {
-          sender: op.sender,
-          nonce: hex(op.nonce),
-          factory: op.factory,
-          factoryData: op.factoryData,
-          callData: op.callData,
-          callGasLimit: hex(op.callGasLimit),
-          verificationGasLimit: hex(op.verificationGasLimit),
-          preVerificationGas: hex(op.preVerificationGas),
-          maxFeePerGas: hex(op.maxFeePerGas),
-          maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
-          paymasterVerificationGasLimit: hex(op.paymasterVerificationGasLimit!),
-          signature: "0x",
-        },
-      }),
-    });
-    assert.equal(response.status, 201, await response.clone().text());
-    const body = (await response.json()) as { paymasterData: Hex; userOpHash: Hex; holdId: string; quote: { maxChargeFen: string } };
-    const signed = await signAsAccount(account, { ...op, paymasterData: body.paymasterData }, stack.chain.anvil.chainId);
-    return { op: signed, account: account.address.toLowerCase(), userOpHash: body.userOpHash, holdId: body.holdId, maxChargeFen: BigInt(body.quote.maxChargeFen) };
-  }
 
   it("GET /admin/chains shows the local paymaster: deposit, stake, owner and signers as read from the chain, healthy, nothing outstanding", async () => {
     const onChain = await readPaymasterStatus(stack.chain.client, stack.chain.paymaster);
@@ -133,7 +100,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
     const range = `since=${new Date(now - 3_600_000).toISOString()}&until=${new Date(now + 3_600_000).toISOString()}`;
     const statsBefore = (await admin.get(`/admin/stats?${range}`)).body.totals;
 
-    const { op, account, holdId, maxChargeFen } = await sponsoredOperation(100_000n);
+    const { op, account, holdId, maxChargeFen } = await sponsoredOperation(stack, 100_000n);
     const open = await admin.get(`/admin/holds?account=${account}&status=open`);
     assert.equal(open.body.items.length, 1);
     const [hold] = open.body.items;

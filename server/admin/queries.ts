@@ -8,6 +8,7 @@
  */
 import type { Queryable } from "../db/database";
 import { HttpError } from "../http/problem";
+import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
 
 export type Page<T> = { items: T[]; nextBefore: string | null };
 
@@ -50,43 +51,22 @@ const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
 // ---- Orders, callbacks, refunds ----------------------------------------------------------------------------
 
-type OrderRow = {
-  id: string;
-  account: string;
-  provider: string;
-  amount_fen: bigint;
-  status: string;
-  idempotency_key: string | null;
-  qr_code: string | null;
-  pay_url: string | null;
-  gateway_trade_no: string | null;
-  expires_at: Date;
-  paid_at: Date | null;
-  closed_at: Date | null;
-  refunded_fen: bigint;
-  created_at: Date;
-  updated_at: Date;
-};
-
-const ORDER_COLUMNS =
-  "id, account, provider, amount_fen, status, idempotency_key, qr_code, pay_url, gateway_trade_no, expires_at, paid_at, closed_at, refunded_fen, created_at, updated_at";
-
-const orderView = (r: OrderRow) => ({
-  id: r.id,
-  account: r.account,
-  provider: r.provider,
-  amountFen: r.amount_fen.toString(),
-  status: r.status,
-  refundedFen: r.refunded_fen.toString(),
-  gatewayTradeNo: r.gateway_trade_no,
-  idempotencyKey: r.idempotency_key,
-  qrCode: r.qr_code,
-  payUrl: r.pay_url,
-  expiresAt: r.expires_at.toISOString(),
-  paidAt: iso(r.paid_at),
-  closedAt: iso(r.closed_at),
-  createdAt: r.created_at.toISOString(),
-  updatedAt: r.updated_at.toISOString(),
+const orderView = (o: Order) => ({
+  id: o.id,
+  account: o.account,
+  provider: o.provider,
+  amountFen: o.amountFen.toString(),
+  status: o.status,
+  refundedFen: o.refundedFen.toString(),
+  gatewayTradeNo: o.gatewayTradeNo,
+  idempotencyKey: o.idempotencyKey,
+  qrCode: o.qrCode,
+  payUrl: o.payUrl,
+  expiresAt: o.expiresAt.toISOString(),
+  paidAt: iso(o.paidAt),
+  closedAt: iso(o.closedAt),
+  createdAt: o.createdAt.toISOString(),
+  updatedAt: o.updatedAt.toISOString(),
 });
 export type AdminOrder = ReturnType<typeof orderView>;
 
@@ -98,12 +78,12 @@ export async function listOrders(db: Queryable, f: PageRequest & { status?: stri
     .when(f.account, (p) => `account = ${p}`)
     .when(f.before, (p) => `(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ${p})`);
   const { rows } = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders ${q.where} ORDER BY created_at DESC, id DESC LIMIT ${q.param(f.limit + 1)}`, q.params);
-  return toPage(rows, f.limit, orderView, (r) => r.id);
+  return toPage(rows, f.limit, (r) => orderView(toOrder(r)), (r) => r.id);
 }
 
 export async function findOrder(db: Queryable, id: string): Promise<AdminOrder | undefined> {
   const { rows } = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1`, [id]);
-  return rows[0] && orderView(rows[0]);
+  return rows[0] && orderView(toOrder(rows[0]));
 }
 
 type CallbackRow = {

@@ -5,14 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
-import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly, type UserOp } from "../../contracts/test/userOperations";
+import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly } from "../../contracts/test/userOperations";
 import { DEV_KEYS, localClients } from "../../scripts/lib/localChain";
 import { describeWithDatabases } from "../db/testing";
 import { checkLedger, getBalance } from "../ledger/ledger";
 import { chargeFen } from "../sponsor/pricing";
-import { type SponsorStack, TEST_PRICE, startSponsorStack } from "../testing/sponsorStack";
+import { type SponsorStack, TEST_PRICE, sponsoredOperation, startSponsorStack } from "../testing/sponsorStack";
 import type { ChainRuntime } from "./chainRuntime";
 import { settleChain } from "./settlement";
 
@@ -31,42 +30,9 @@ describeWithDatabases("settlement of UserOperationEvents", (db) => {
 
   const rpc = (method: string, params: unknown[] = []) => stack.chain.client.request({ method, params } as never) as Promise<unknown>;
 
-  /** A signed, sponsored operation from a new funded account, via POST /v1/sponsorships. */
-  async function sponsoredOperation(fundFen: bigint): Promise<{ op: UserOp; account: string; userOpHash: Hex; maxChargeFen: bigint }> {
-    const account = await newSimpleAccount(stack.chain.client);
-    await stack.fund(account.address, fundFen);
-    const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
-    const hex = (v: bigint) => `0x${v.toString(16)}`;
-    const response = await fetch(`${stack.url}/v1/sponsorships`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
-      body: JSON.stringify({
-        chainId: stack.chain.anvil.chainId,
-        entryPoint: "0x0000000071727De22E5E9d8BAf0edAc6f37da032",
-        userOp: {
-          sender: op.sender,
-          nonce: hex(op.nonce),
-          factory: op.factory,
-          factoryData: op.factoryData,
-          callData: op.callData,
-          callGasLimit: hex(op.callGasLimit),
-          verificationGasLimit: hex(op.verificationGasLimit),
-          preVerificationGas: hex(op.preVerificationGas),
-          maxFeePerGas: hex(op.maxFeePerGas),
-          maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
-          paymasterVerificationGasLimit: hex(op.paymasterVerificationGasLimit!),
-          signature: "0x",
-        },
-      }),
-    });
-    assert.equal(response.status, 201, await response.clone().text());
-    const body = (await response.json()) as { paymasterData: Hex; userOpHash: Hex; quote: { maxChargeFen: string } };
-    const signed = await signAsAccount(account, { ...op, paymasterData: body.paymasterData }, stack.chain.anvil.chainId);
-    return { op: signed, account: account.address.toLowerCase(), userOpHash: body.userOpHash, maxChargeFen: BigInt(body.quote.maxChargeFen) };
-  }
 
   it("an operation that lands is charged ceil(actualGasCost × locked price) and the rest of its hold is released", async () => {
-    const { op, account, userOpHash, maxChargeFen } = await sponsoredOperation(100_000n);
+    const { op, account, userOpHash, maxChargeFen } = await sponsoredOperation(stack, 100_000n);
     assert.deepEqual(await getBalance(db(), account), { account, availableFen: 100_000n - maxChargeFen, heldFen: maxChargeFen });
     const receipt = await handleOps(stack.chain.client, bundler, [op]);
     const result = await settleChain(db(), chain);
@@ -83,7 +49,7 @@ describeWithDatabases("settlement of UserOperationEvents", (db) => {
   });
 
   it("a reorg that drops a settled operation undoes the settlement; when the operation lands again it is charged once", async () => {
-    const { op, account } = await sponsoredOperation(100_000n);
+    const { op, account } = await sponsoredOperation(stack, 100_000n);
     const snapshot = await rpc("evm_snapshot");
     await handleOps(stack.chain.client, bundler, [op]);
     assert.equal((await settleChain(db(), chain)).settled, 1);

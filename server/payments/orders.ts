@@ -19,7 +19,9 @@ export type Order = {
   paidAt: Date | null;
   closedAt: Date | null;
   refundedFen: bigint;
+  idempotencyKey: string | null;
   createdAt: Date;
+  updatedAt: Date;
 };
 
 export type OrderLimits = { minFen: bigint; maxFen: bigint; ttlSeconds: number };
@@ -34,7 +36,7 @@ export type OrdersDeps = {
 
 export type CreateOrderInput = { account: string; amountFen: bigint; provider: Provider; idempotencyKey?: string };
 
-type OrderRow = {
+export type OrderRow = {
   id: string;
   account: string;
   provider: Provider;
@@ -49,12 +51,13 @@ type OrderRow = {
   closed_at: Date | null;
   refunded_fen: bigint;
   created_at: Date;
+  updated_at: Date;
 };
 
-const ORDER_COLUMNS =
-  "id, account, provider, amount_fen, status, idempotency_key, qr_code, pay_url, gateway_trade_no, expires_at, paid_at, closed_at, refunded_fen, created_at";
+export const ORDER_COLUMNS =
+  "id, account, provider, amount_fen, status, idempotency_key, qr_code, pay_url, gateway_trade_no, expires_at, paid_at, closed_at, refunded_fen, created_at, updated_at";
 
-function toOrder(r: OrderRow): Order {
+export function toOrder(r: OrderRow): Order {
   return {
     id: r.id,
     account: r.account,
@@ -68,7 +71,9 @@ function toOrder(r: OrderRow): Order {
     paidAt: r.paid_at,
     closedAt: r.closed_at,
     refundedFen: r.refunded_fen,
+    idempotencyKey: r.idempotency_key,
     createdAt: r.created_at,
+    updatedAt: r.updated_at,
   };
 }
 

@@ -175,9 +175,11 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
     const large = { ...small, callGasLimit: 400_000n };
     assert.ok(expectedHold(large) > expectedHold(small));
 
+    const signed = new Set<string>();
     for (const gas of [small, large, small]) {
       const response = await rpc(stack, "pm_getPaymasterData", userOp(account, gas, 7n));
       assert.ok(response.result, JSON.stringify(response.error));
+      signed.add((response.result as { paymasterData: string }).paymasterData);
     }
     const holds = await listHolds(db(), account, { status: "open" });
     assert.equal(holds.length, 1);
@@ -189,7 +191,10 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
       "SELECT count(*)::bigint AS n, count(DISTINCT hold_id)::bigint AS holds FROM sponsored_operations so JOIN holds h ON h.id = so.hold_id WHERE h.account = $1",
       [account.toLowerCase()],
     );
-    assert.deepEqual(rows[0], { n: 2n, holds: 1n }, "the third request is identical to the first: same userOpHash");
+    // the third request equals the first, so it is the same operation (same userOpHash) unless a new second
+    // began in between and gave it another validUntil: one record per distinct paymasterData signed
+    assert.ok(signed.size === 2 || signed.size === 3);
+    assert.deepEqual(rows[0], { n: BigInt(signed.size), holds: 1n });
     assert.deepEqual((await checkLedger(db())).mismatches, []);
   });
 

@@ -7,9 +7,11 @@ import type { AddressInfo } from "node:net";
 import { type Server, createServer } from "node:http";
 import { type Hex, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { type UserOp, buildUserOperation, newSimpleAccount, signAsAccount } from "../../contracts/test/userOperations";
 import { type Alto, startAlto } from "../../scripts/lib/alto";
 import { DEV_KEYS, type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
 import { type App, type AppOptions, createApp } from "../app";
+import { ENTRY_POINT_V07 } from "../chain/addresses";
 import { type Env, loadConfig } from "../config";
 import type { Database } from "../db/database";
 import { createLogger } from "../http/logging";
@@ -104,3 +106,44 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
 }
 
 export const signerAddress = () => privateKeyToAccount(DEV_KEYS.signer).address;
+
+/**
+ * A signed, sponsored operation from a new account funded with `fundFen`: built like a wallet would, sponsored
+ * through POST /v1/sponsorships (the server signs and holds), then signed by the account's owner. Ready for
+ * `handleOps`.
+ */
+export async function sponsoredOperation(
+  stack: SponsorStack,
+  fundFen: bigint,
+): Promise<{ op: UserOp; account: string; userOpHash: Hex; holdId: string; maxChargeFen: bigint }> {
+  const account = await newSimpleAccount(stack.chain.client);
+  await stack.fund(account.address, fundFen);
+  const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const response = await fetch(`${stack.url}/v1/sponsorships`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
+    body: JSON.stringify({
+      chainId: stack.chain.anvil.chainId,
+      entryPoint: ENTRY_POINT_V07,
+      userOp: {
+        sender: op.sender,
+        nonce: hex(op.nonce),
+        factory: op.factory,
+        factoryData: op.factoryData,
+        callData: op.callData,
+        callGasLimit: hex(op.callGasLimit),
+        verificationGasLimit: hex(op.verificationGasLimit),
+        preVerificationGas: hex(op.preVerificationGas),
+        maxFeePerGas: hex(op.maxFeePerGas),
+        maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
+        paymasterVerificationGasLimit: hex(op.paymasterVerificationGasLimit!),
+        signature: "0x",
+      },
+    }),
+  });
+  if (response.status !== 201) throw new Error(`POST /v1/sponsorships answered ${response.status}: ${await response.text()}`);
+  const body = (await response.json()) as { paymasterData: Hex; userOpHash: Hex; holdId: string; quote: { maxChargeFen: string } };
+  const signed = await signAsAccount(account, { ...op, paymasterData: body.paymasterData }, stack.chain.anvil.chainId);
+  return { op: signed, account: account.address.toLowerCase(), userOpHash: body.userOpHash, holdId: body.holdId, maxChargeFen: BigInt(body.quote.maxChargeFen) };
+}
