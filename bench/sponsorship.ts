@@ -140,6 +140,8 @@ async function main(): Promise<void> {
       RECONCILE: "off",
       // holds pile up (nothing lands on chain in this run): allow them, and take rate limits out of the measurement
       MAX_HOLDS_PER_SENDER: "1000",
+      MAX_HOLDS_PER_SENDER_PER_API_KEY: "1000",
+      MAX_HOLDS_PER_SENDER_PER_IP: "1000",
       RATE_LIMIT_IP_PER_MINUTE: "0",
       RATE_LIMIT_API_KEY_PER_MINUTE: "0",
       RATE_LIMIT_SENDER_PER_MINUTE: "0",
@@ -175,7 +177,8 @@ async function main(): Promise<void> {
         params: [
           {
             sender,
-            nonce: toHex(nonce),
+            // sequence 0 of its own nonce key: the sender's next nonce for that key, as the server requires
+            nonce: toHex(BigInt(nonce) << 64n),
             callData: "0xb61d27f6" + "00".repeat(128),
             callGasLimit: "0x186a0",
             verificationGasLimit: "0x7a120",
@@ -297,7 +300,7 @@ async function measureInProcess(config: Config, senders: string[], gasPrice: big
     const params = (sender: string, nonce: number) => ({
       userOp: {
         sender,
-        nonce: toHex(1_000_000 + nonce),
+        nonce: toHex(BigInt(1_000_000 + nonce) << 64n),
         callData: "0xb61d27f6" + "00".repeat(128),
         callGasLimit: "0x186a0",
         verificationGasLimit: "0x7a120",

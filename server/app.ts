@@ -6,18 +6,21 @@ import express from "express";
 import proxyAddr from "proxy-addr";
 import { adminRouter } from "./admin/routes";
 import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
-import { type Worker, checkDeposit, startDepositMonitor, startSettlementWorker } from "./chain/workers";
+import { type DepositMonitor, type Worker, checkDeposit, every, startDepositMonitor, startSettlementWorker } from "./chain/workers";
 import type { Config } from "./config";
 import { type Database, openDatabase } from "./db/database";
 import { migrate } from "./db/migrate";
 import { requireAdminToken } from "./http/admin";
+import { requireJsonBody } from "./http/contentType";
 import { type Logger, createLogger, requestLogging } from "./http/logging";
 import { type Metrics, createMetrics, httpMetrics } from "./http/metrics";
 import { openApiDocument } from "./http/openapi";
 import { HttpError, problemHandler, sendProblem } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./http/rateLimit";
+import { type Readiness, createReadiness } from "./http/readiness";
 import { webRouter } from "./http/web";
 import { getBalance, recentEntries } from "./ledger/ledger";
+import { purgeUnverifiedCallbacks } from "./payments/callbacks";
 import { createAlipayGateway } from "./payments/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
 import { type Reconciler, startReconciler } from "./payments/reconcile";
@@ -57,11 +60,21 @@ export type App = {
   metrics: Metrics;
   rateLimiter: RateLimiter;
   settlement?: Worker;
-  depositMonitor?: Worker;
+  depositMonitor?: DepositMonitor;
+  readiness: Readiness;
   log: Logger;
+  /**
+   * The first step of a graceful shutdown: readiness fails from now on and every answer carries
+   * `Connection: close`, so keep-alive clients reconnect elsewhere while in-flight requests finish.
+   */
+  beginShutdown: () => void;
   /** Stops the workers and closes the database (after the HTTP server has stopped accepting). */
   close: () => Promise<void>;
 };
+
+/** Advisory lock of the unverified-callback purge ("fpcbpurg"), and how often it runs. */
+const CALLBACK_PURGE_LOCK = 0x6670636270757267n;
+const CALLBACK_PURGE_INTERVAL_MS = 3_600_000;
 
 /** The same rule express applies for "trust proxy", for the /rpc fast path (which runs before express). */
 function compileTrustProxy(setting: boolean | number | string): (address: string, hop: number) => boolean {
@@ -84,7 +97,15 @@ export function createGateways(config: Config, log: Logger): Map<Provider, Payme
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
-  const db = options.db ?? (await openDatabase({ databaseUrl: config.database.url, dataDir: config.database.dataDir, poolSize: config.database.poolSize }));
+  const db =
+    options.db ??
+    (await openDatabase({
+      databaseUrl: config.database.url,
+      dataDir: config.database.dataDir,
+      poolSize: config.database.poolSize,
+      connectTimeoutMs: config.database.connectTimeoutMs,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+    }));
   const applied = await migrate(db);
   if (applied.length) log.info({ applied }, "database migrated");
   const gateways = createGateways(config, log);
@@ -92,9 +113,27 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const sp = config.sponsorship;
 
   const chains = new Map<number, ChainRuntime>(
-    sp.chains.map((c) => [c.chainId, createChainRuntime(c, { onFeedError: (error) => log.warn({ chainId: c.chainId, err: error.message }, "price feed unusable; using the configured price") })]),
+    sp.chains.map((c) => [
+      c.chainId,
+      createChainRuntime(c, {
+        rpcRequestTimeoutMs: sp.rpcRequestTimeoutMs,
+        onFeedError: (error) => log.warn({ chainId: c.chainId, err: error.message }, "price feed unusable; using the configured price"),
+      }),
+    ]),
   );
-  const rateLimiter = createRateLimiter({ ...sp.rateLimits, redisUrl: sp.redisUrl });
+  // one limiter (one Redis connection) for every scope: sponsorship, top-up orders, unverifiable callbacks
+  const rateLimiter = createRateLimiter({
+    limits: {
+      ip: sp.rateLimits.perIp,
+      apiKey: sp.rateLimits.perApiKey,
+      sender: sp.rateLimits.perSender,
+      orderIp: config.orderRateLimits.perIp,
+      orderAccount: config.orderRateLimits.perAccount,
+      notifyIp: config.callbacks.unverifiedPerIpPerMinute,
+    },
+    redisUrl: sp.redisUrl,
+    commandTimeoutMs: sp.redisCommandTimeoutMs,
+  });
   const authenticate = createApiKeyAuthenticator(db);
   if (config.bootstrapApiKey) {
     const { apiKey } = await createApiKey(db, { name: "bootstrap", key: config.bootstrapApiKey });
@@ -102,6 +141,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
   const signer = options.signer ?? (sp.signerKey ? createLocalSigner(sp.signerKey) : undefined);
   const holds = createHoldReserver(db);
+  const workers = options.workers !== false && chains.size > 0;
+  const depositMonitor = workers ? startDepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs }) : undefined;
   const sponsor =
     signer && chains.size > 0
       ? createSponsorService({
@@ -114,11 +155,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           sponsorName: config.sponsorName,
           validSeconds: sp.validSeconds,
           maxHoldsPerSender: sp.maxHoldsPerSender,
+          maxHoldsPerSenderPerApiKey: sp.maxHoldsPerSenderPerApiKey,
+          maxHoldsPerSenderPerIp: sp.maxHoldsPerSenderPerIp,
+          recheckDeposit: (chain) => (depositMonitor ? depositMonitor.recheck(chain) : checkDeposit(db, chain, { log, metrics }).catch(() => {})),
+          recheckTimeoutMs: sp.rpcRequestTimeoutMs,
           now: options.now,
         })
       : undefined;
   if (signer) log.info({ signer: signer.address, chains: [...chains.keys()] }, "sponsorship signer ready");
-  await Promise.all([...chains.values()].map((chain) => checkDeposit(db, chain, { log, metrics })));
+  await Promise.all([...chains.values()].map((chain) => (depositMonitor ? depositMonitor.recheck(chain) : checkDeposit(db, chain, { log, metrics }))));
+  const readiness = createReadiness({ db, chains: [...chains.values()] });
 
   const app = express();
   app.disable("x-powered-by");
@@ -128,6 +174,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.set("trust proxy", config.trustProxy);
   app.use(requestLogging(log));
   app.use(httpMetrics(metrics));
+  // money endpoints take JSON only (a cross-origin "simple" POST must not create orders or holds)
+  app.use(["/v1/orders", "/v1/refunds", "/v1/sponsorships", "/admin"], requireJsonBody());
 
   app.get("/metrics", async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -140,24 +188,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     res.json({ status: "ok" });
   });
   app.get("/readyz", async (_req, res) => {
-    try {
-      await db.query("SELECT 1");
-    } catch {
-      return sendProblem(res, 503, "not_ready", "the database does not answer");
-    }
-    const chainStatus = await Promise.all(
-      [...chains.values()].map(async (chain) => {
-        try {
-          const block = await chain.client.getBlockNumber({ cacheTime: 0 });
-          return { chainId: chain.config.chainId, rpc: "ok", block: block.toString(), depositHealthy: chain.deposit.healthy };
-        } catch {
-          return { chainId: chain.config.chainId, rpc: "unreachable", depositHealthy: chain.deposit.healthy };
-        }
-      }),
-    );
-    const down = chainStatus.filter((c) => c.rpc !== "ok").map((c) => c.chainId);
-    if (down.length > 0) return sendProblem(res, 503, "not_ready", `the RPC of chain ${down.join(", ")} does not answer`, { chains: chainStatus });
-    res.json({ status: "ready", database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off", chains: chainStatus });
+    const report = await readiness.check();
+    res.setHeader("cache-control", "no-store");
+    if (!report.ready) return sendProblem(res, 503, "not_ready", report.reason, { chains: report.chains });
+    res.json({ status: "ready", database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off", chains: report.chains });
   });
 
   if (sponsor) app.use(rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }));
@@ -190,6 +224,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       limits: config.orders,
       requireAdmin: requireAdminToken(config.adminToken),
       callbackAdmission: config.callbacks,
+      rateLimiter,
       onCallback: (provider, result, req) =>
         req.log[result.outcome === "credited" || result.outcome === "already_credited" ? "info" : "warn"](
           { provider, outcome: result.outcome, orderId: result.orderId },
@@ -198,6 +233,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }),
   );
 
+  // public (anyone may look up an address): amounts, kinds, times and order ids only — never an operator's memo
+  // (an adjustment's reason may name a person) or internal references
   app.get("/v1/accounts/:address", async (req, res) => {
     const address = accountSchema.parse(req.params.address).toLowerCase();
     const balance = await getBalance(db, address);
@@ -218,8 +255,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         kind: e.kind,
         availableDeltaFen: e.availableDeltaFen.toString(),
         heldDeltaFen: e.heldDeltaFen.toString(),
-        reference: e.reference,
-        memo: e.memo,
+        ...(e.kind === "topup" ? { orderId: e.reference } : {}),
         createdAt: e.createdAt.toISOString(),
       })),
     });
@@ -251,14 +287,31 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ? rpcFastPath({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log, metrics, trustProxy: compileTrustProxy(config.trustProxy) })
     : undefined;
   const handler: RequestListener = (req, res) => {
+    // once shutdown has begun, every answer — also to a request that arrived before — closes its connection, so
+    // keep-alive clients reconnect to another instance
+    const writeHead = res.writeHead;
+    res.writeHead = ((...args: Parameters<typeof res.writeHead>) => {
+      if (readiness.shuttingDown) res.setHeader("connection", "close");
+      return writeHead.apply(res, args);
+    }) as typeof res.writeHead;
     if (!fastPath?.(req, res)) app(req, res);
   };
 
-  const workers = options.workers !== false && chains.size > 0;
   const settlement = workers
     ? startSettlementWorker({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.settleIntervalMs, holdGraceSeconds: sp.holdGraceSeconds })
     : undefined;
-  const depositMonitor = workers ? startDepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs }) : undefined;
+  // forged or broken callbacks are kept for the retention period only (one instance at a time does the purge)
+  const callbackRetention =
+    options.workers !== false
+      ? every(CALLBACK_PURGE_INTERVAL_MS, async () => {
+          try {
+            const run = await db.withAdvisoryLock(CALLBACK_PURGE_LOCK, () => purgeUnverifiedCallbacks(db, { retentionHours: config.callbacks.unverifiedRetentionHours }));
+            if (run.acquired && run.result > 0) log.info({ deleted: run.result }, "unverified callbacks past their retention deleted");
+          } catch (error) {
+            log.warn({ err: (error as Error).message }, "purging unverified callbacks failed; retrying later");
+          }
+        })
+      : undefined;
 
   return {
     app,
@@ -273,9 +326,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     rateLimiter,
     settlement,
     depositMonitor,
+    readiness,
     log,
+    beginShutdown: () => readiness.shutDown(),
     close: async () => {
-      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor?.stop()]);
+      readiness.shutDown();
+      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor?.stop(), callbackRetention?.stop()]);
+      // the hold reserver's last batch commits before the pool goes
+      await holds.drain();
       await rateLimiter.close();
       if (!options.db) await db.close();
     },

@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { type ChainConfig, ChainConfigError, parseChains } from "./chain/chainConfig";
+import { POSTGRES_DEFAULTS } from "./db/database";
 import type { AlipayGatewayConfig } from "./payments/alipay";
 import type { WechatGatewayConfig } from "./payments/wechat";
 
@@ -15,13 +16,19 @@ export type Config = {
   /** How gateways reach us: notify URLs are built from it. */
   publicUrl: string;
   logLevel: string;
-  database: { url?: string; dataDir: string; poolSize: number };
+  database: { url?: string; dataDir: string; poolSize: number; connectTimeoutMs: number; statementTimeoutMs: number };
   adminToken?: string;
   orders: { minFen: bigint; maxFen: bigint; ttlSeconds: number };
+  /** Orders a client IP and an account may create per minute (0: no limit): each one is a real gateway trade. */
+  orderRateLimits: { perIp: number; perAccount: number };
   reconcile: { enabled: boolean; afterSeconds: number; intervalSeconds: number };
   gatewayTimeoutMs: number;
-  /** Callbacks processed at once, and the longest one waits before it is refused with 503 (gateways retry). */
-  callbacks: { concurrency: number; maxWaitMs: number };
+  /**
+   * Callbacks processed at once, and the longest one waits before it is refused with 503 (gateways retry); how
+   * many callbacks that fail verification one client IP may send a minute before its notifications are refused
+   * unread; how long those unverified callbacks are kept.
+   */
+  callbacks: { concurrency: number; maxWaitMs: number; unverifiedPerIpPerMinute: number; unverifiedRetentionHours: number };
   alipay?: AlipayGatewayConfig;
   wechat?: WechatGatewayConfig;
   sponsorship: SponsorshipConfig;
@@ -31,6 +38,13 @@ export type Config = {
   sponsorName: string;
   /** An API key installed at start if missing (the local stack's demo key). */
   bootstrapApiKey?: string;
+  /**
+   * On SIGTERM: how long the server keeps accepting with readiness failing (so a load balancer takes it out of
+   * rotation before connections are refused), then how long in-flight requests get to finish before their
+   * connections are closed.
+   */
+  shutdownDelayMs: number;
+  shutdownDrainMs: number;
   /**
    * Sandbox mode (SANDBOX_DIR: the gateway simulator): the demo DApp page may learn the chain's RPC and bundler
    * URLs and the bootstrap API key from /v1/config. Never on in production.
@@ -48,6 +62,14 @@ export type SponsorshipConfig = {
   holdGraceSeconds: number;
   /** Most open holds one sender may have. */
   maxHoldsPerSender: number;
+  /** Most open holds one API key may take on one sender. */
+  maxHoldsPerSenderPerApiKey: number;
+  /** Most open holds one client IP may take on one sender. */
+  maxHoldsPerSenderPerIp: number;
+  /** Timeout of an RPC call on the request path (fees, nonce, proof checks): then `unavailable`. */
+  rpcRequestTimeoutMs: number;
+  /** Timeout of one Redis command (rate limits): then the in-memory limiter answers. */
+  redisCommandTimeoutMs: number;
   /** Settlement worker's polling interval. */
   settleIntervalMs: number;
   /** Deposit monitor's polling interval. */
@@ -123,6 +145,7 @@ export function loadConfig(env: Env): Config {
   const publicUrl = url("PUBLIC_URL") ?? `http://127.0.0.1:${port}`;
   const gatewayTimeoutMs = int("GATEWAY_TIMEOUT_MS", 10_000, 100, 120_000);
   const orders = { minFen: fen("ORDER_MIN_FEN", 100n), maxFen: fen("ORDER_MAX_FEN", 500_000n), ttlSeconds: int("ORDER_TTL_SECONDS", 900, 60, 86_400) };
+  const orderRateLimits = { perIp: int("RATE_LIMIT_ORDERS_IP_PER_MINUTE", 30, 0, 10_000_000), perAccount: int("RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE", 10, 0, 10_000_000) };
   if (orders.minFen > orders.maxFen) problems.push(`ORDER_MIN_FEN (${orders.minFen}) is above ORDER_MAX_FEN (${orders.maxFen})`);
   const adminToken = text("ADMIN_TOKEN");
   if (adminToken !== undefined && adminToken.length < 16) problems.push("ADMIN_TOKEN must be at least 16 characters");
@@ -152,22 +175,36 @@ export function loadConfig(env: Env): Config {
     port,
     publicUrl,
     logLevel: text("LOG_LEVEL") ?? "info",
-    database: { url: text("DATABASE_URL"), dataDir: text("DATA_DIR") ?? path.resolve(".data/pglite"), poolSize: int("DATABASE_POOL_SIZE", 16, 1, 500) },
+    database: {
+      url: text("DATABASE_URL"),
+      dataDir: text("DATA_DIR") ?? path.resolve(".data/pglite"),
+      poolSize: int("DATABASE_POOL_SIZE", 16, 1, 500),
+      connectTimeoutMs: int("DATABASE_CONNECT_TIMEOUT_MS", POSTGRES_DEFAULTS.connectTimeoutMs, 100, 120_000),
+      statementTimeoutMs: int("DATABASE_STATEMENT_TIMEOUT_MS", POSTGRES_DEFAULTS.statementTimeoutMs, 100, 600_000),
+    },
     adminToken,
     orders,
+    orderRateLimits,
     reconcile: {
       enabled: reconcileFlag === "on",
       afterSeconds: int("RECONCILE_AFTER_SECONDS", 120, 0, 86_400),
       intervalSeconds: int("RECONCILE_INTERVAL_SECONDS", 30, 1, 3_600),
     },
     gatewayTimeoutMs,
-    callbacks: { concurrency: int("CALLBACK_CONCURRENCY", 16, 1, 1_000), maxWaitMs: int("CALLBACK_MAX_WAIT_MS", 3_000, 10, 60_000) },
+    callbacks: {
+      concurrency: int("CALLBACK_CONCURRENCY", 16, 1, 1_000),
+      maxWaitMs: int("CALLBACK_MAX_WAIT_MS", 3_000, 10, 60_000),
+      unverifiedPerIpPerMinute: int("RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE", 30, 0, 10_000_000),
+      unverifiedRetentionHours: int("UNVERIFIED_CALLBACK_RETENTION_HOURS", 168, 1, 100_000),
+    },
     alipay,
     wechat,
     sponsorship,
     trustProxy,
     sponsorName: text("SPONSOR_NAME") ?? "fiat-paymaster",
     bootstrapApiKey: text("BOOTSTRAP_API_KEY"),
+    shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, 600_000),
+    shutdownDrainMs: int("SHUTDOWN_DRAIN_MS", 10_000, 0, 600_000),
     sandbox: sandboxDir !== undefined,
   };
 }
@@ -209,6 +246,10 @@ function loadSponsorship(text: Text, int: (name: string, fallback: number, min: 
     validSeconds: int("SPONSORSHIP_VALID_SECONDS", 600, 30, 86_400),
     holdGraceSeconds: int("HOLD_GRACE_SECONDS", 120, 0, 86_400),
     maxHoldsPerSender: int("MAX_HOLDS_PER_SENDER", 8, 1, 1_000),
+    maxHoldsPerSenderPerApiKey: int("MAX_HOLDS_PER_SENDER_PER_API_KEY", 4, 1, 1_000),
+    maxHoldsPerSenderPerIp: int("MAX_HOLDS_PER_SENDER_PER_IP", 2, 1, 1_000),
+    rpcRequestTimeoutMs: int("RPC_REQUEST_TIMEOUT_MS", 2_000, 100, 60_000),
+    redisCommandTimeoutMs: int("REDIS_COMMAND_TIMEOUT_MS", 500, 10, 60_000),
     settleIntervalMs: int("SETTLE_INTERVAL_MS", 2_000, 50, 600_000),
     depositIntervalMs: int("DEPOSIT_CHECK_INTERVAL_MS", 15_000, 50, 3_600_000),
     rateLimits: {

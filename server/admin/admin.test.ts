@@ -303,7 +303,7 @@ describeWithDatabases("the admin API", (db) => {
     const toSettle = await signedHold(db(), { account, chainId: 7001, amountFen: 300n });
     const expired = await signedHold(db(), { account, chainId: 7001, amountFen: 400n, validForSeconds: -3_600 });
     assert.equal((await settle(db(), 7001, { account, userOpHash: toSettle.userOpHash, nonce: toSettle.nonce, gasCostWei: 10n ** 14n })).result, "settled");
-    assert.ok((await releaseExpiredHolds(db(), { graceSeconds: 0 })) >= 1);
+    assert.ok((await releaseExpiredHolds(db(), { chainId: 7001, chainTime: new Date(), graceSeconds: 0 })) >= 1);
 
     const ids = async (query: string) => (await client.get(`/admin/holds?${query}`)).body.items.map((h: { id: string }) => h.id);
     assert.deepEqual(await ids(`account=${account}`), [expired.holdId, toSettle.holdId, open2.holdId, open.holdId]);

@@ -48,7 +48,16 @@ export type ChainStatus = {
   owner: Address | null;
   pendingOwner: Address | null;
   signers: Address[] | null;
-  settlement: { cursorBlock: string | null; cursorUpdatedAt: string | null; lagBlocks: string | null; confirmations: number };
+  settlement: {
+    cursorBlock: string | null;
+    cursorUpdatedAt: string | null;
+    /** The cursor block's own timestamp: holds expire by it (chain time). */
+    cursorBlockTime: string | null;
+    lagBlocks: string | null;
+    confirmations: number;
+    /** Events or undos recorded in settlement_failures and not yet resolved (each is alerted). */
+    openFailures: number;
+  };
 };
 
 function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -73,10 +82,11 @@ async function readChain(chain: ChainRuntime) {
 
 export async function readChainStatus(db: Queryable, chain: ChainRuntime, options: { timeoutMs: number }): Promise<ChainStatus> {
   const { config } = chain;
-  const [outstanding, open, cursor, onChain] = await Promise.all([
+  const [outstanding, open, cursor, failures, onChain] = await Promise.all([
     outstandingHoldsWei(db, config.chainId),
     db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open' AND chain_id = $1", [config.chainId]),
-    db.query<{ block_number: bigint; updated_at: Date }>("SELECT block_number, updated_at FROM chain_cursors WHERE chain_id = $1", [config.chainId]),
+    db.query<{ block_number: bigint; updated_at: Date; block_timestamp: Date | null }>("SELECT block_number, updated_at, block_timestamp FROM chain_cursors WHERE chain_id = $1", [config.chainId]),
+    db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM settlement_failures WHERE chain_id = $1 AND resolved_at IS NULL", [config.chainId]),
     withDeadline(readChain(chain), options.timeoutMs, `chain ${config.chainId}'s RPC`).then(
       (read) => ({ ok: true as const, read }),
       (error: Error) => ({ ok: false as const, error: error.message.split("\n")[0]! }),
@@ -123,8 +133,10 @@ export async function readChainStatus(db: Queryable, chain: ChainRuntime, option
     settlement: {
       cursorBlock: cursorBlock?.toString() ?? null,
       cursorUpdatedAt: cursor.rows[0]?.updated_at.toISOString() ?? null,
+      cursorBlockTime: cursor.rows[0]?.block_timestamp?.toISOString() ?? null,
       lagBlocks: read && cursorBlock !== undefined ? (read.headBlock - cursorBlock).toString() : null,
       confirmations: config.confirmations,
+      openFailures: Number(failures.rows[0]!.n),
     },
   };
 }

@@ -92,7 +92,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       monitor: { depositWei: onChain.deposit.toString(), outstandingWei: "0", checkedAt: chain.deposit.checkedAt!.toISOString() },
     });
     assert.equal(status.rpc.headBlock, (await stack.chain.client.getBlockNumber({ cacheTime: 0 })).toString());
-    assert.deepEqual(status.settlement, { cursorBlock: null, cursorUpdatedAt: null, lagBlocks: null, confirmations: 0 });
+    assert.deepEqual(status.settlement, { cursorBlock: null, cursorUpdatedAt: null, cursorBlockTime: null, lagBlocks: null, confirmations: 0, openFailures: 0 });
   });
 
   it("a sponsored operation is an open hold counted in outstanding wei; once it lands and settles, a settled hold, a settlement, a point of the series, and the settlement cursor", async () => {

@@ -293,6 +293,7 @@ type SettlementRow = {
   actual_gas_used: string;
   charged_fen: bigint;
   released_fen: bigint;
+  shortfall_fen: bigint;
   block_number: bigint;
   block_hash: string;
   transaction_hash: string;
@@ -315,6 +316,7 @@ const settlementView = (r: SettlementRow) => ({
   actualGasUsed: r.actual_gas_used,
   chargedFen: r.charged_fen.toString(),
   releasedFen: r.released_fen.toString(),
+  shortfallFen: r.shortfall_fen.toString(),
   blockNumber: r.block_number.toString(),
   blockHash: r.block_hash,
   transactionHash: r.transaction_hash,
@@ -337,7 +339,7 @@ export async function listSettlements(
   if (f.unknown !== undefined) q.conditions.push(f.unknown ? "hold_id IS NULL" : "hold_id IS NOT NULL");
   const { rows } = await db.query<SettlementRow>(
     `SELECT id, chain_id, user_op_hash, hold_id, account, nonce, success, actual_gas_cost_wei::text AS actual_gas_cost_wei,
-            actual_gas_used::text AS actual_gas_used, charged_fen, released_fen, block_number, block_hash, transaction_hash,
+            actual_gas_used::text AS actual_gas_used, charged_fen, released_fen, shortfall_fen, block_number, block_hash, transaction_hash,
             log_index, status, created_at, reorged_at
        FROM settlements ${q.where} ORDER BY id DESC LIMIT ${q.param(f.limit + 1)}`,
     q.params,

@@ -85,7 +85,7 @@ const ledgerQuery = z.strictObject({
   before: serialCursor.optional(),
 });
 const holdsQuery = z.strictObject({
-  status: z.enum(["open", "settled", "released"]).optional(),
+  status: z.enum(["open", "settled", "released", "merged"]).optional(),
   account: account.optional(),
   chainId: chainId.optional(),
   limit,

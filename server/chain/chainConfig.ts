@@ -31,6 +31,20 @@ export type ChainConfig = {
   confirmations: number;
   /** maxFeePerGas may be at most this percentage of the chain's current gas price. */
   maxFeePercent: number;
+  /**
+   * maxPriorityFeePerGas may be at most this percentage of the chain's current priority fee
+   * (eth_maxPriorityFeePerGas), and never less than `priorityFeeFloorWei`: a tip above what the chain needs only
+   * pays a self-bundling sender out of the paymaster's deposit.
+   */
+  maxPriorityFeePercent: number;
+  priorityFeeFloorWei: bigint;
+  /**
+   * preVerificationGas may be at most this percentage of what the operation needs (server/sponsor/
+   * preVerificationGas.ts) plus `preVerificationGasAllowance` gas (set it on L2s, whose preVerificationGas also
+   * pays the L1 data fee).
+   */
+  preVerificationGasPercent: number;
+  preVerificationGasAllowance: bigint;
   gasCaps: GasCaps;
   paymasterVerificationGasLimit: bigint;
   paymasterPostOpGasLimit: bigint;
@@ -61,6 +75,10 @@ const chainSchema = z
       .optional(),
     confirmations: z.number().int().min(0).max(1_000).default(2),
     maxFeePercent: z.number().int().min(100).max(100_000).default(1_000),
+    maxPriorityFeePercent: z.number().int().min(100).max(100_000).default(300),
+    priorityFeeFloorWei: wholeNumber("priorityFeeFloorWei").default(100_000_000n),
+    preVerificationGasPercent: z.number().int().min(100).max(100_000).default(200),
+    preVerificationGasAllowance: wholeNumber("preVerificationGasAllowance").default(0n),
     gasCaps: z
       .object({
         callGasLimit: wholeNumber("callGasLimit").default(5_000_000n),

@@ -1,8 +1,13 @@
 /**
  * What the sponsorship path needs to know about a chain, cached so a request never waits on an RPC call it
- * does not have to: the current gas price (refreshed when older than `maxAgeMs`, one request shared by every
- * caller), the price of the native token in fen (config, or Chainlink feeds when configured), and the deposit
- * health the deposit monitor last saw.
+ * does not have to: the current gas price and priority fee (refreshed when older than `maxAgeMs`, one request
+ * shared by every caller; while a refresh fails, the last value serves for up to a minute), the price of the
+ * native token in fen (config, or Chainlink feeds when configured), and the deposit health the deposit monitor
+ * last saw.
+ *
+ * Two RPC clients: the workers' (`client`: 10 s timeout, one retry) and the request path's (`requestClient`:
+ * `rpcRequestTimeoutMs`, no retry, concurrent calls batched into one JSON-RPC request), so a wedged RPC costs a
+ * sponsorship at most that long and then answers `unavailable`.
  */
 import { type Address, type PublicClient, createPublicClient, defineChain, http, parseAbi } from "viem";
 import type { Quote } from "../sponsor/pricing";
@@ -13,15 +18,32 @@ export type DepositHealth = {
   depositWei?: bigint;
   outstandingWei?: bigint;
   checkedAt?: Date;
+  /** The last read failed (the RPC did not answer); the monitor retries every second meanwhile. */
+  failing?: boolean;
+  /** Unhealthy because the deposit could not be read for a while (an outage), not because it is low. */
+  unreadable?: boolean;
   /** Why sponsorship is refused, when it is. */
   reason?: string;
 };
 
 export type ChainRuntime = {
   config: ChainConfig;
+  /** For the workers (settlement, deposit monitor): patient. */
   client: PublicClient;
-  /** The chain's gas price, at most a few seconds old. */
-  gasPrice(): Promise<bigint>;
+  /** For the request path: short timeout, no retry, batched. */
+  requestClient: PublicClient;
+  /**
+   * The chain's gas price, at most a few seconds old (up to a minute while the RPC fails); `fresherThanMs` asks for
+   * a newer figure (before refusing a request on the cached one).
+   */
+  gasPrice(options?: { fresherThanMs?: number }): Promise<bigint>;
+  /**
+   * The chain's current priority fee: eth_maxPriorityFeePerGas, or the 90th percentile tip of the last five
+   * blocks when higher (eth_feeHistory); cached like the gas price.
+   */
+  priorityFee(options?: { fresherThanMs?: number }): Promise<bigint>;
+  /** The sender's next EntryPoint nonce for the key of `nonce` (the upper 192 bits); never cached. */
+  currentNonce(sender: Address, nonce: bigint): Promise<bigint>;
   /** The quote a sponsorship signed now locks. */
   quote(): Promise<Quote>;
   deposit: DepositHealth;
@@ -32,12 +54,17 @@ const aggregatorAbi = parseAbi([
   "function decimals() view returns (uint8)",
 ]);
 
-/** Caches an async value for `maxAgeMs`; concurrent callers share the one request in flight. */
-function cached<T>(load: () => Promise<T>, maxAgeMs: number): () => Promise<T> {
+/**
+ * Caches an async value for `maxAgeMs`; concurrent callers share the one request in flight. With `staleMs`, a
+ * failed refresh answers the last value while it is younger than that, so a short RPC outage does not stop
+ * requests that only need a recent figure.
+ */
+export function cached<T>(load: () => Promise<T>, maxAgeMs: number, staleMs = 0): (options?: { fresherThanMs?: number }) => Promise<T> {
   let value: { at: number; v: T } | undefined;
   let inflight: Promise<T> | undefined;
-  return async () => {
-    if (value && Date.now() - value.at < maxAgeMs) return value.v;
+  return async (options) => {
+    const maxAge = Math.min(maxAgeMs, options?.fresherThanMs ?? maxAgeMs);
+    if (value && Date.now() - value.at < maxAge) return value.v;
     inflight ??= load()
       .then((v) => {
         value = { at: Date.now(), v };
@@ -46,9 +73,19 @@ function cached<T>(load: () => Promise<T>, maxAgeMs: number): () => Promise<T> {
       .finally(() => {
         inflight = undefined;
       });
-    return inflight;
+    try {
+      return await inflight;
+    } catch (error) {
+      if (value && Date.now() - value.at < staleMs) return value.v;
+      throw error;
+    }
   };
 }
+
+const entryPointNonceAbi = parseAbi(["function getNonce(address sender, uint192 key) view returns (uint256 nonce)"]);
+
+/** While the RPC fails, a gas price or priority fee this old still serves the fee checks. */
+const STALE_FEE_MS = 60_000;
 
 export class PriceFeedError extends Error {
   override name = "PriceFeedError";
@@ -76,7 +113,10 @@ export async function readFeedPrice(client: PublicClient, feed: { nativeUsd: Add
   return fen;
 }
 
-export function createChainRuntime(config: ChainConfig, options: { gasPriceMaxAgeMs?: number; onFeedError?: (error: Error) => void } = {}): ChainRuntime {
+export function createChainRuntime(
+  config: ChainConfig,
+  options: { gasPriceMaxAgeMs?: number; rpcRequestTimeoutMs?: number; onFeedError?: (error: Error) => void } = {},
+): ChainRuntime {
   const chain = defineChain({
     id: config.chainId,
     name: config.name,
@@ -84,12 +124,45 @@ export function createChainRuntime(config: ChainConfig, options: { gasPriceMaxAg
     rpcUrls: { default: { http: [config.rpcUrl] } },
   });
   const client = createPublicClient({ chain, transport: http(config.rpcUrl, { timeout: 10_000, retryCount: 1 }), pollingInterval: 1_000 }) as PublicClient;
-  const gasPrice = cached(() => client.getGasPrice(), options.gasPriceMaxAgeMs ?? 5_000);
+  const requestClient = createPublicClient({
+    chain,
+    transport: http(config.rpcUrl, { timeout: options.rpcRequestTimeoutMs ?? 2_000, retryCount: 0, batch: { batchSize: 100, wait: 0 } }),
+    pollingInterval: 1_000,
+  }) as PublicClient;
+  const gasPrice = cached(() => requestClient.getGasPrice(), options.gasPriceMaxAgeMs ?? 5_000, STALE_FEE_MS);
+  // what the chain pays its block producers now: the node's suggestion, or what recent blocks' transactions
+  // actually tipped (90th percentile of the last few), whichever is higher — bundlers bid from the latter
+  const priorityFee = cached(
+    async () => {
+      const [suggested, history] = await Promise.all([
+        requestClient.estimateMaxPriorityFeePerGas(),
+        requestClient.getFeeHistory({ blockCount: 5, rewardPercentiles: [90] }).catch(() => undefined),
+      ]);
+      const paid = (history?.reward ?? []).map((r) => r[0] ?? 0n);
+      return paid.reduce((max, v) => (v > max ? v : max), suggested);
+    },
+    options.gasPriceMaxAgeMs ?? 5_000,
+    STALE_FEE_MS,
+  );
+  const nonces = new Map<string, Promise<bigint>>();
+  const currentNonce = (sender: Address, nonce: bigint) => {
+    const key = nonce >> 64n;
+    const id = `${sender.toLowerCase()}:${key}`;
+    // callers asking for the same (sender, key) at once share the read; nothing is kept after it answers
+    let read = nonces.get(id);
+    if (!read) {
+      read = requestClient
+        .readContract({ address: config.entryPoint, abi: entryPointNonceAbi, functionName: "getNonce", args: [sender, key] })
+        .finally(() => nonces.delete(id));
+      nonces.set(id, read);
+    }
+    return read;
+  };
   const feed = config.priceFeed;
   const feedPrice = feed
     ? cached(
         () =>
-          readFeedPrice(client, feed).catch((error: Error) => {
+          readFeedPrice(requestClient, feed).catch((error: Error) => {
             options.onFeedError?.(error);
             return config.fenPerNative;
           }),
@@ -99,7 +172,10 @@ export function createChainRuntime(config: ChainConfig, options: { gasPriceMaxAg
   return {
     config,
     client,
+    requestClient,
     gasPrice,
+    priorityFee,
+    currentNonce,
     quote: async () => ({ fenPerNative: feedPrice ? await feedPrice() : config.fenPerNative, markupBps: config.markupBps }),
     // unknown until the deposit monitor's first check (the app runs one before it serves)
     deposit: { healthy: false, reason: "the paymaster's deposit has not been checked yet" },

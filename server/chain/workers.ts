@@ -1,30 +1,30 @@
 /**
- * The chain workers, run by every instance: settlement (with expired-hold release) under a Postgres advisory
- * lock per chain, so exactly one instance settles a chain at a time; and the deposit monitor, which only reads
- * and so runs everywhere (each instance must know whether to refuse sponsorship).
+ * The chain workers, run by every instance: settlement (with expired-hold release, on chain time, in the same
+ * pass) under a Postgres advisory lock per chain, so exactly one instance settles a chain at a time and no
+ * instance can release holds while the settling one is stuck; and the deposit monitor, which only reads and so
+ * runs everywhere (each instance must know whether to refuse sponsorship).
  */
 import { parseAbi } from "viem";
 import type { Database } from "../db/database";
 import type { Logger } from "../http/logging";
 import type { Metrics } from "../http/metrics";
-import { outstandingHoldsWei, releaseExpiredHolds } from "../sponsor/holds";
+import { outstandingHoldsWei } from "../sponsor/holds";
 import type { ChainRuntime } from "./chainRuntime";
 import { settleChain } from "./settlement";
 
-/** Advisory lock keys: "fpsettle" ‖ chain id, and one for hold expiry. */
+/** Advisory lock keys: "fpsettle" ‖ chain id. */
 const SETTLE_LOCK_BASE = 0x6670736574000000n;
-const EXPIRY_LOCK = 0x6670657870697279n;
 
 export type Worker = { stop: () => Promise<void>; tick: () => Promise<void> };
 
-/** Runs `tick` every `intervalMs` (never two at once); `stop` waits for the running tick. */
-export function every(intervalMs: number, tick: () => Promise<void>): Worker {
+/** Runs `tick` every `intervalMs` (or as long as `intervalMs()` says after each tick; never two at once); `stop` waits for the running tick. */
+export function every(intervalMs: number | (() => number), tick: () => Promise<void>): Worker {
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   const run = () => {
     running = tick().finally(() => {
-      if (!stopped) timer = setTimeout(run, intervalMs);
+      if (!stopped) timer = setTimeout(run, typeof intervalMs === "number" ? intervalMs : intervalMs());
     });
   };
   timer = setTimeout(run, 0);
@@ -55,16 +55,13 @@ export function startSettlementWorker(options: SettlementWorkerOptions): Worker 
   return every(options.intervalMs, async () => {
     for (const chain of options.chains) {
       try {
-        await db.withAdvisoryLock(SETTLE_LOCK_BASE + BigInt(chain.config.chainId), () => settleChain(db, chain, { log, metrics }));
+        await db.withAdvisoryLock(SETTLE_LOCK_BASE + BigInt(chain.config.chainId), (signal) =>
+          settleChain(db, chain, { log, metrics, holdGraceSeconds: options.holdGraceSeconds, signal }),
+        );
       } catch (error) {
-        log.warn({ chainId: chain.config.chainId, err: error }, "settlement pass failed; retrying next tick");
+        metrics?.settlementPassErrors.inc({ chain: String(chain.config.chainId) });
+        log.warn({ chainId: chain.config.chainId, err: (error as Error).message?.split("\n")[0] }, "settlement pass failed; no hold is released until it succeeds; retrying next tick");
       }
-    }
-    try {
-      const outcome = await db.withAdvisoryLock(EXPIRY_LOCK, () => releaseExpiredHolds(db, { graceSeconds: options.holdGraceSeconds }));
-      if (outcome.acquired && outcome.result > 0) log.info({ released: outcome.result }, "expired holds released");
-    } catch (error) {
-      log.warn({ err: error }, "releasing expired holds failed; retrying next tick");
     }
   });
 }
@@ -93,6 +90,7 @@ export async function checkDeposit(db: Database, chain: ChainRuntime, options: {
       depositWei,
       outstandingWei,
       checkedAt: new Date(),
+      unreadable: false,
       reason: healthy ? undefined : `the paymaster's deposit (${depositWei} wei) minus open holds (${outstandingWei} wei) is below the threshold of ${config.minDepositWei} wei`,
     };
     options.metrics?.depositWei.set(label, Number(depositWei));
@@ -100,17 +98,48 @@ export async function checkDeposit(db: Database, chain: ChainRuntime, options: {
     options.metrics?.openHolds.set(label, Number(open.rows[0]!.n));
   } catch (error) {
     const last = chain.deposit.checkedAt?.getTime() ?? 0;
+    chain.deposit = { ...chain.deposit, failing: true };
     if (Date.now() - last > (options.staleAfterMs ?? 45_000)) {
-      chain.deposit = { ...chain.deposit, healthy: false, reason: `the paymaster's deposit could not be read (${(error as Error).message.split("\n")[0]})` };
+      chain.deposit = { ...chain.deposit, healthy: false, unreadable: true, reason: `the paymaster's deposit could not be read (${(error as Error).message.split("\n")[0]})` };
     }
+    options.metrics?.depositHealthy.set(label, chain.deposit.healthy ? 1 : 0);
+    if (before && !chain.deposit.healthy) options.log?.error({ chainId: config.chainId, alert: true, reason: chain.deposit.reason }, "ALERT: sponsorship paused, deposit unreadable");
+    return;
   }
   options.metrics?.depositHealthy.set(label, chain.deposit.healthy ? 1 : 0);
   if (before && !chain.deposit.healthy) options.log?.error({ chainId: config.chainId, alert: true, reason: chain.deposit.reason }, "ALERT: sponsorship paused, deposit low");
   if (!before && chain.deposit.healthy) options.log?.info({ chainId: config.chainId }, "deposit healthy: sponsorship resumed");
 }
 
-export function startDepositMonitor(options: { db: Database; chains: readonly ChainRuntime[]; log: Logger; metrics?: Metrics; intervalMs: number }): Worker {
-  return every(options.intervalMs, async () => {
-    for (const chain of options.chains) await checkDeposit(options.db, chain, { ...options, staleAfterMs: options.intervalMs * 3 });
-  });
+/** While a chain's deposit read fails, the monitor retries this often instead of waiting a whole interval. */
+const FAILING_RECHECK_MS = 1_000;
+
+export type DepositMonitor = Worker & {
+  /** Checks `chain` now (callers asking at once share one check); resolves when done, never rejects. */
+  recheck(chain: ChainRuntime): Promise<void>;
+};
+
+/**
+ * Every `intervalMs`, each chain's deposit; while a read fails (the RPC is down), every second, so sponsorship
+ * resumes as soon as the RPC answers again rather than an interval later.
+ */
+export function startDepositMonitor(options: { db: Database; chains: readonly ChainRuntime[]; log: Logger; metrics?: Metrics; intervalMs: number }): DepositMonitor {
+  const inflight = new Map<ChainRuntime, Promise<void>>();
+  const recheck = (chain: ChainRuntime) => {
+    let check = inflight.get(chain);
+    if (!check) {
+      check = checkDeposit(options.db, chain, { ...options, staleAfterMs: options.intervalMs * 3 })
+        .catch(() => {})
+        .finally(() => inflight.delete(chain));
+      inflight.set(chain, check);
+    }
+    return check;
+  };
+  const worker = every(
+    () => (options.chains.some((c) => c.deposit.failing || c.deposit.unreadable) ? Math.min(FAILING_RECHECK_MS, options.intervalMs) : options.intervalMs),
+    async () => {
+      await Promise.all(options.chains.map(recheck));
+    },
+  );
+  return { ...worker, recheck };
 }

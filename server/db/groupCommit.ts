@@ -18,6 +18,7 @@ type Pending<I, R> = { item: I; resolve: (r: R) => void; reject: (e: Error) => v
 export class GroupCommitter<I, R> {
   private readonly queue: Pending<I, R>[] = [];
   private running = 0;
+  private idle: Array<() => void> = [];
   private batches = 0;
   private items = 0;
 
@@ -33,6 +34,12 @@ export class GroupCommitter<I, R> {
     });
   }
 
+  /** Resolves once nothing is queued or running (shutdown: the last batch commits before the pool closes). */
+  drain(): Promise<void> {
+    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
   /** Batches run and items committed so far: items / batches is the mean group size. */
   stats(): { batches: number; items: number; queued: number; running: number } {
     return { batches: this.batches, items: this.items, queued: this.queue.length, running: this.running };
@@ -45,6 +52,7 @@ export class GroupCommitter<I, R> {
       void this.execute(batch).finally(() => {
         this.running--;
         this.pump();
+        if (this.running === 0 && this.queue.length === 0) for (const resolve of this.idle.splice(0)) resolve();
       });
     }
   }

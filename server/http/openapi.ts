@@ -14,6 +14,7 @@ import { DEFAULT_RANGE_BUCKETS, MAX_BUCKETS } from "../admin/stats";
 import { type CallbackRejectionCode, PROVIDERS, type Provider } from "../payments/gateway";
 import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsor/errors";
 import type { PolicyRule } from "../sponsor/policy";
+import type { SenderProofRule } from "../sponsor/senderProof";
 import { RPC_ERRORS } from "../sponsor/rpc";
 import { MAX_CALL_DATA_BYTES } from "../sponsor/userOperation";
 
@@ -32,6 +33,7 @@ const MAX_RPC_BATCH = 20;
 const GENERIC_PROBLEMS = {
   invalid_request: "the input does not match the route's schema (the detail names each bad field), or a limit or rule of the route refuses it",
   invalid_json: "the body is not valid JSON",
+  unsupported_media_type: "the body is not declared as JSON (Content-Type application/json): money endpoints refuse cross-origin 'simple' requests",
   too_large: "the body is larger than the route accepts",
   not_found: "the resource does not exist, or no route matches the method and path",
   conflict: "the request contradicts the current state (an idempotency key reused with other parameters, a refund larger than what is left)",
@@ -68,12 +70,19 @@ const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: Json }> 
     data: { supportedEntryPoints: hint("the entry point to use", { type: "array", items: schema("Address") }) },
   },
   gas_cap_exceeded: {
-    when: "a gas limit or maxFeePerGas is above the chain's cap (paymasterVerificationGasLimit: above 4× the configured one)",
+    when: "a gas limit or maxFeePerGas is above the chain's cap (paymasterVerificationGasLimit: above 4× the configured one; preVerificationGas: above what the operation needs, see preVerificationGasPercent)",
     data: { field: hint("the userOp field", { type: "string" }), cap: hint("the cap, a decimal string (gas units, or wei for maxFeePerGas)", { type: "string", pattern: "^\\d+$" }) },
   },
   fee_too_high: {
-    when: "maxFeePerGas is above the configured percentage of the chain's current gas price",
-    data: { maxFeePerGas: weiString("the userOp's, in wei"), currentGasPrice: weiString("the chain's, in wei"), ceiling: weiString("the most accepted, in wei") },
+    when: "maxFeePerGas is above the configured percentage of the chain's current gas price, or maxPriorityFeePerGas above the configured percentage of its current priority fee",
+    data: {
+      field: hint("maxFeePerGas or maxPriorityFeePerGas", { enum: ["maxFeePerGas", "maxPriorityFeePerGas"] }),
+      maxFeePerGas: weiString("the userOp's, in wei (field maxFeePerGas)"),
+      currentGasPrice: weiString("the chain's, in wei (field maxFeePerGas)"),
+      maxPriorityFeePerGas: weiString("the userOp's, in wei (field maxPriorityFeePerGas)"),
+      currentPriorityFee: weiString("the chain's eth_maxPriorityFeePerGas, in wei (field maxPriorityFeePerGas)"),
+      ceiling: weiString("the most accepted, in wei"),
+    },
   },
   policy_rejected: {
     when: "the API key's policy refuses the operation, or its approval webhook does",
@@ -84,18 +93,38 @@ const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: Json }> 
     data: { availableFen: fenString("what the account has available"), requiredFen: fenString("the hold the operation needs") },
   },
   too_many_holds: {
-    when: "the sender already has the most operations awaiting settlement",
-    data: { openHolds: hint("its open holds", { type: "integer" }), maxHolds: hint("the limit", { type: "integer" }) },
+    when: "the sender already has the most operations awaiting settlement (scope sender), or this API key or client IP has the most it may take on that sender",
+    data: {
+      scope: hint("which cap", { enum: ["sender", "apiKey", "ip"] }),
+      openHolds: hint("its open holds", { type: "integer" }),
+      maxHolds: hint("the limit", { type: "integer" }),
+    },
   },
   rate_limited: {
-    when: "too many requests a minute for this IP, API key or sender; the Retry-After header says when to retry",
-    data: { scope: hint("which limit", { enum: ["ip", "apiKey", "sender"] }), retryAfterSeconds: hint("seconds to wait", { type: "integer", minimum: 1 }) },
+    when: "too many requests a minute for this client IP, API key, or sender from this client (top-up orders: client IP or account); the Retry-After header says when to retry",
+    data: { scope: hint("which limit", { enum: ["ip", "apiKey", "sender", "account"] }), retryAfterSeconds: hint("seconds to wait", { type: "integer", minimum: 1 }) },
   },
   deposit_low: {
     when: "sponsorship on the chain is paused: the paymaster's EntryPoint deposit does not cover the open holds plus the threshold",
     data: { depositWei: weiString("the deposit, when known"), outstandingWei: weiString("the worst-case cost of open holds, when known") },
   },
-  unavailable: { when: "the chain's RPC does not answer", data: {} },
+  unavailable: { when: "a dependency does not answer: the chain's RPC (fees, nonce, deposit) or the database; retry shortly", data: {} },
+  nonce_used: {
+    when: "the userOp's nonce is below the sender's next EntryPoint nonce for its key: that operation can never land",
+    data: {
+      nonce: hint("the userOp's nonce, hex", { type: "string" }),
+      currentNonce: hint("the sender's next nonce for that key, hex", { type: "string" }),
+      key: hint("the nonce key (upper 192 bits), hex", { type: "string" }),
+    },
+  },
+  nonce_not_next: {
+    when: "the userOp's nonce is ahead of the sender's next nonce for its key: sponsor operations in order, or use other nonce keys for parallel ones",
+    data: {
+      nonce: hint("the userOp's nonce, hex", { type: "string" }),
+      currentNonce: hint("the sender's next nonce for that key, hex", { type: "string" }),
+      key: hint("the nonce key (upper 192 bits), hex", { type: "string" }),
+    },
+  },
 };
 
 const SPONSOR_REASON_LIST = Object.keys(SPONSOR_ERROR_CODES) as SponsorErrorReason[];
@@ -141,8 +170,12 @@ function problemContent(cases: ProblemCase[]): Json {
   };
 }
 
+/** Any route that may answer 500 reaches the database, and answers 503 `unavailable` while it is down. */
+const DATABASE_DOWN: ProblemCase = { status: 503, type: "unavailable", when: "the database does not answer (down, restarting, or wedged past its timeouts): retry shortly" };
+
 /** One response per status, listing each problem `type` it can carry and when. */
-function problems(cases: ProblemCase[]): Record<string, Json> {
+function problems(given: ProblemCase[]): Record<string, Json> {
+  const cases = given.some((c) => c.type === "internal") && !given.some((c) => c.type === "unavailable" || c.type === "not_ready") ? [...given, DATABASE_DOWN] : given;
   const byStatus = new Map<number, ProblemCase[]>();
   for (const c of cases) byStatus.set(c.status, [...(byStatus.get(c.status) ?? []), c]);
   return Object.fromEntries(
@@ -173,6 +206,7 @@ const jsonBody = (limit: string): ProblemCase[] => [
   { status: 400, type: "invalid_json" },
   { status: 413, type: "too_large", when: `the body is larger than ${limit}` },
   { status: 415, type: "invalid_request", when: "the body's charset or Content-Encoding is not supported" },
+  { status: 415, type: "unsupported_media_type" },
 ];
 const SPONSOR_BODY_LIMIT = "MAX_BODY_BYTES (the server's configuration)";
 
@@ -247,7 +281,7 @@ const DESCRIPTION = [
 
 // ---- Component schemas ---------------------------------------------------------------------------------
 
-const POLICY_RULES: Record<PolicyRule | "approval_webhook", string> = {
+const POLICY_RULES: Record<PolicyRule | "approval_webhook" | SenderProofRule, string> = {
   chain_not_allowed: "the key does not sponsor this chain",
   sender_blocked: "the sender is on the key's blocklist",
   sender_not_allowed: "the sender is not on the key's allowlist",
@@ -258,6 +292,10 @@ const POLICY_RULES: Record<PolicyRule | "approval_webhook", string> = {
   global_spend_limit: "the key's spend in the current period would exceed its limit",
   outside_time_window: "the key is not active now (activeFrom/activeUntil, dailyWindowUtc)",
   approval_webhook: "the key's approval webhook refused",
+  sender_proof_missing: "the key requires proof of control of the sender and context.senderProof is absent",
+  sender_proof_invalid: "context.senderProof is malformed, or valid for longer than the key accepts",
+  sender_proof_expired: "context.senderProof's validUntil has passed",
+  sender_proof_rejected: "context.senderProof is not signed by one of the key's proof signers or by the sender",
 };
 
 const CALLBACK_OUTCOMES: Record<CallbackRejectionCode | "credited" | "already_credited", { acknowledged: boolean; when: string }> = {
@@ -323,6 +361,18 @@ const policyProperties = (fen: Json, input: boolean): Json => {
       },
     },
     chainIds: { type: "array", items: { type: "integer", minimum: 1, maximum: MAX_SAFE }, description: "when set, only these chains" },
+    senderProof: {
+      type: "object",
+      additionalProperties: false,
+      required: input ? [] : ["maxValiditySeconds"],
+      description:
+        "require proof that the caller controls the sender: every request carries context.senderProof (see SenderProof), signed by one of `signers` (the DApp's backend) or, with `account: true`, by the sender itself. At least one of the two.",
+      properties: {
+        signers: addresses("backend addresses whose EIP-712 SponsoredSender signature proves control"),
+        account: { type: "boolean", description: "accept the sender's own signature (ERC-1271, ERC-6492, owner() of a SimpleAccount, or an EOA)" },
+        maxValiditySeconds: { type: "integer", minimum: 1, maximum: 30 * 86_400, default: 3_600, description: "the furthest ahead a proof's validUntil may be" },
+      },
+    },
   };
 };
 
@@ -448,7 +498,20 @@ const SCHEMAS: Record<string, Json> = {
       availableFen: fenString("what sponsorships can hold (0 for an account never seen)"),
       heldFen: fenString("held by operations awaiting settlement"),
       openHolds: { type: "array", items: schema("Hold"), description: "open holds, newest first (at most 20)" },
-      entries: { type: "array", items: schema("LedgerEntry"), description: "the latest ledger entries, newest first (at most 20)" },
+      entries: { type: "array", items: schema("AccountEntry"), description: "the latest ledger entries, newest first (at most 20)" },
+    },
+  },
+  AccountEntry: {
+    type: "object",
+    description: "A ledger entry as anyone may see it: amounts, kind, time, and a top-up's order id — never an operator's memo or an internal reference.",
+    required: ["kind", "availableDeltaFen", "heldDeltaFen", "createdAt"],
+    additionalProperties: false,
+    properties: {
+      kind: { enum: ["topup", "hold", "release", "charge", "refund", "adjust"] },
+      availableDeltaFen: schema("SignedFenString"),
+      heldDeltaFen: schema("SignedFenString"),
+      orderId: { type: "string", pattern: "^fp[0-9a-f]{24}$", description: "the top-up order (topup entries only)" },
+      createdAt: { type: "string", format: "date-time" },
     },
   },
   Hold: {
@@ -459,7 +522,7 @@ const SCHEMAS: Record<string, Json> = {
       chainId: { type: "integer" },
       nonce: { type: "string", pattern: "^\\d+$", description: "the UserOperation nonce (uint256) as a decimal string" },
       amountFen: schema("FenString"),
-      validUntil: { type: "string", format: "date-time", description: "released after this (plus a grace period) if the operation never lands" },
+      validUntil: { type: "string", format: "date-time", description: "released once settlement has read a chain block past this (plus HOLD_GRACE_SECONDS) if the operation never landed" },
       createdAt: { type: "string", format: "date-time" },
     },
   },
@@ -517,7 +580,21 @@ const SCHEMAS: Record<string, Json> = {
       userOp: schema("UserOperationFinal"),
       entryPoint: { ...schema("Address"), description: "the chain's v0.7 EntryPoint" },
       chainId: schema("ChainId"),
-      context: { description: "accepted and ignored (ERC-7677's context)" },
+      context: schema("SponsorshipContext"),
+    },
+  },
+  SponsorshipContext: {
+    description: "ERC-7677's context: may carry `senderProof` (required by keys whose policy has senderProof); other members are ignored.",
+    anyOf: [{ type: "object", properties: { senderProof: schema("SenderProof") } }, { type: "null" }],
+  },
+  SenderProof: {
+    type: "object",
+    required: ["validUntil", "signature"],
+    description:
+      'Proof of control of the sender: an EIP-712 signature of SponsoredSender(address sender, uint64 validUntil) under the domain { name: "fiat-paymaster", version: "1", chainId, verifyingContract: the paymaster }, by a proof signer of the key or by the sender itself.',
+    properties: {
+      validUntil: { type: "integer", minimum: 1, description: "Unix seconds; in the future, at most the key's maxValiditySeconds ahead" },
+      signature: { ...schema("HexBytes"), description: "65 bytes from an EOA; an ERC-1271 / ERC-6492 signature from a smart account" },
     },
   },
   Sponsorship: {
@@ -637,7 +714,7 @@ const SCHEMAS: Record<string, Json> = {
         minItems: 3,
         maxItems: 4,
         description: "[userOp, entryPoint, chainId, context?]; pm_getPaymasterData needs every gas field of the userOp",
-        prefixItems: [schema("UserOperation"), schema("Address"), schema("ChainId"), { description: "context: accepted and ignored" }],
+        prefixItems: [schema("UserOperation"), schema("Address"), schema("ChainId"), schema("SponsorshipContext")],
       },
     },
   },
@@ -683,14 +760,15 @@ const jsonRequest = (ref: string, description?: string): Json => ({ required: tr
 const NOTIFY_PROBLEMS: ProblemCase[] = [
   { status: 413, type: "too_large", when: "the body is larger than 64 KiB" },
   { status: 415, type: "invalid_request", when: "the body's charset or Content-Encoding is not supported" },
-  { status: 500, type: "internal", when: "the callback could not be processed (the database failed): nothing was credited, and the gateway retries" },
+  { status: 500, type: "internal", when: "the callback could not be processed (an unexpected error): nothing was credited, and the gateway retries" },
 ];
 const NOTIFY_PROBLEM_ANSWERS = problems(NOTIFY_PROBLEMS);
 const WECHAT_FAIL = (message: Json): Json => ({ type: "object", required: ["code", "message"], properties: { code: { const: "FAIL" }, message } });
 const notEnabled = (provider: Provider): Json => answer(`${provider} is not enabled on this server`, { "text/plain": { schema: { type: "string", const: `${provider} is not enabled` } } });
 const NOTIFY_COMMON =
   "Verified (signature, merchant ids) before anything is read; processed at most CALLBACK_CONCURRENCY at once, and one that waited too long for its turn is answered the gateway's failure reply with 503 at once (nothing read or stored; the gateway retries). Every callback is stored with its outcome. " +
-  `Acknowledged with the gateway's success reply: ${outcomes(true)}. Answered the failure reply, so the gateway retries: ${outcomes(false)}. The raw body is read whatever the Content-Type (at most 64 KiB).`;
+  `Acknowledged with the gateway's success reply: ${outcomes(true)}. Answered the failure reply, so the gateway retries: ${outcomes(false)}. The raw body is read whatever the Content-Type (at most 64 KiB). ` +
+  "A callback whose signature does not verify is kept with at most 4 KiB of its body and a few headers, for UNVERIFIED_CALLBACK_RETENTION_HOURS; a client IP that sends more than RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE of them a minute is answered 429 unread until the minute passes. While the database is down the failure reply is answered with 503 (nothing credited or stored; the gateway retries).";
 
 const NOTIFY: Record<Provider, Json> = {
   alipay: {
@@ -726,7 +804,8 @@ const NOTIFY: Record<Provider, Json> = {
         "text/plain": { schema: { type: "string", enum: ["success", "fail"] } },
       }),
       "404": notEnabled("alipay"),
-      "503": answer("over capacity: `fail`, Alipay retries later", { "text/plain": { schema: { type: "string", const: "fail" } } }),
+      "429": answer("this client IP sent too many callbacks that do not verify: `fail`, unread", { "text/plain": { schema: { type: "string", const: "fail" } } }),
+      "503": answer("over capacity, or the database is down: `fail`, Alipay retries later", { "text/plain": { schema: { type: "string", const: "fail" } } }),
       ...NOTIFY_PROBLEM_ANSWERS,
     },
   },
@@ -770,7 +849,10 @@ const NOTIFY: Record<Provider, Json> = {
     responses: {
       "204": answer("acknowledged (WeChat Pay's success reply: no body)"),
       "404": notEnabled("wechat"),
-      "503": answer("over capacity; WeChat Pay retries later", { "application/json": { schema: WECHAT_FAIL({ const: "busy, retry later" }) } }),
+      "429": answer("this client IP sent too many callbacks that do not verify; unread", { "application/json": { schema: WECHAT_FAIL({ const: "too many unverifiable notifications from this address" }) } }),
+      "503": answer("over capacity, or the database is down; WeChat Pay retries later", {
+        "application/json": { schema: WECHAT_FAIL({ enum: ["busy, retry later", "temporarily unavailable, retry later"] }) },
+      }),
       ...NOTIFY_PROBLEM_ANSWERS,
       // WeChat Pay's failure reply is a 500 too: the status of an internal problem, with another content type
       "500": {
@@ -809,7 +891,8 @@ const PATHS: Record<string, Json> = {
       tags: ["operations"],
       operationId: "readyz",
       summary: "Readiness",
-      description: "Ready when the database and every configured chain's RPC answer.",
+      description:
+        "Ready when the database and every configured chain's RPC answer, and the server is not shutting down (readiness fails first on SIGTERM). The result is cached for a second and shared; each probe is given up after 800 ms, so it answers within about a second whatever hangs, and a flood of probes costs one RPC call per chain per second.",
       responses: {
         "200": jsonAnswer("ready", {
           type: "object",
@@ -883,9 +966,10 @@ const PATHS: Record<string, Json> = {
       responses: {
         "201": jsonAnswer("the order (an existing one, for a repeated idempotencyKey)", schema("Order")),
         ...problems([
-          { status: 400, type: "invalid_request", when: "the body does not match the schema (or is not application/json), the provider is not enabled, or amountFen is outside the server's limits" },
+          { status: 400, type: "invalid_request", when: "the body does not match the schema, the provider is not enabled, or amountFen is outside the server's limits" },
           ...jsonBody("16 KiB"),
           { status: 409, type: "conflict", when: "idempotencyKey was already used for an order with other parameters (`orderId` names it)" },
+          { status: 429, type: "rate_limited", when: "too many orders a minute from this client IP or for this account (RATE_LIMIT_ORDERS_*): each is a real gateway trade" },
           { status: 502, type: "gateway_error" },
           { status: 503, type: "gateway_unavailable" },
           INTERNAL,
@@ -920,7 +1004,7 @@ const PATHS: Record<string, Json> = {
         "201": jsonAnswer("the refund", schema("Refund")),
         ...problems([
           ...ADMIN,
-          { status: 400, type: "invalid_request", when: "the body does not match the schema (or is not application/json), or amountFen is not positive" },
+          { status: 400, type: "invalid_request", when: "the body does not match the schema, or amountFen is not positive" },
           ...jsonBody("16 KiB"),
           { ...NOT_FOUND, when: "no such order" },
           {
@@ -988,7 +1072,8 @@ const PATHS: Record<string, Json> = {
       tags: ["payments"],
       operationId: "getAccount",
       summary: "An account's quota",
-      description: "Its balance in fen, its open holds and its latest ledger entries. An account never seen has a zero balance.",
+      description:
+        "Its balance in fen, its open holds and its latest ledger entries: amounts, kinds, times and top-up order ids only (anyone may read it; operators' memos and internal references are on the admin API). An account never seen has a zero balance.",
       parameters: [pathParam("address", "the account: lower-case, or with a correct EIP-55 checksum", { pattern: "^0x[0-9a-fA-F]{40}$" })],
       responses: {
         "200": jsonAnswer("the account", schema("Account")),
@@ -1009,7 +1094,7 @@ const PATHS: Record<string, Json> = {
         "201": jsonAnswer("signed: set these paymaster fields on the operation and send it before validUntil", schema("Sponsorship")),
         ...problems([
           ...jsonBody(SPONSOR_BODY_LIMIT),
-          { status: 400, type: "invalid_request", when: "the body is not { userOp, entryPoint, chainId, context? } (or not application/json)" },
+          { status: 400, type: "invalid_request", when: "the body is not { userOp, entryPoint, chainId, context? }" },
           ...sponsorCases(SPONSOR_REASON_LIST),
           { status: 503, type: "sponsorship_off" },
           INTERNAL,
@@ -1048,7 +1133,7 @@ const PATHS: Record<string, Json> = {
         "- `pm_getPaymasterStubData`: paymaster fields with stub paymasterData of the final length, for gas estimation. The gas fields may be left out; checks the chain, entry point, userOp shape, rate limits and the policy's static rules; reserves nothing.",
         "- `pm_getPaymasterData`: the signed paymaster fields. Every gas field is required; all checks run, the operation's worst-case cost is held from the sender's quota, then it is signed.",
         "",
-        `A batch (an array of 1 to ${MAX_RPC_BATCH} requests) is answered by an array in the same order. Every failure is a JSON-RPC error object, answered with HTTP 200 as JSON-RPC clients expect (except the HTTP errors below); a sponsorship refusal carries \`error.data = { reason, …members }\` (see the tables in the API description). The body is read whatever the Content-Type. The API key is checked per request, after the method.`,
+        `A batch (an array of 1 to ${MAX_RPC_BATCH} requests) is answered by an array in the same order. Every failure is a JSON-RPC error object, answered with HTTP 200 as JSON-RPC clients expect (except the HTTP errors below); a sponsorship refusal carries \`error.data = { reason, …members }\` (see the tables in the API description). The body must be declared \`application/json\` (415 otherwise: a cross-origin "simple" request must not take holds). A notification (a request without \`id\`) is never executed — it cannot receive a signature — and gets no answer (HTTP 204 when nothing else is left to answer). The API key is checked per request, after the method; a key that cannot be looked up (the database is down) answers \`unavailable\`, not \`unauthorized\`.`,
       ].join("\n"),
       security: API_KEY_SECURITY,
       requestBody: {
@@ -1067,8 +1152,10 @@ const PATHS: Record<string, Json> = {
         "200": jsonAnswer("a JSON-RPC response (result or error), or an array of them for a batch", {
           oneOf: [schema("JsonRpcResponse"), { type: "array", items: schema("JsonRpcResponse") }],
         }),
+        "204": answer("only notifications were sent: nothing was executed and nothing is answered"),
         "400": rpcErrorAnswer("the body could not be read (e.g. an unsupported charset or Content-Encoding)", [RPC_ERRORS.parse]),
         "413": rpcErrorAnswer("the body is larger than MAX_BODY_BYTES", [RPC_ERRORS.invalidRequest]),
+        "415": rpcErrorAnswer("the body is not declared as application/json", [RPC_ERRORS.invalidRequest]),
         "503": rpcErrorAnswer("sponsorship is not configured on this server (CHAINS and SIGNER_PRIVATE_KEY)", [SPONSOR_ERROR_CODES.unavailable]),
         ...problems([INTERNAL]),
       },
@@ -1237,7 +1324,10 @@ const ADMIN_SCHEMAS: Record<string, Json> = {
       account: { ...schema("LowerAddress"), description: "the sender whose quota is held" },
       nonce: decimalString("the UserOperation nonce (uint256)"),
       apiKeyId: nullableString("the API key that asked for the sponsorship"),
-      status: { enum: ["open", "settled", "released"], description: "open (reserved), settled (charged from a UserOperationEvent), released (expired unused)" },
+      status: {
+        enum: ["open", "settled", "released", "merged"],
+        description: "open (reserved), settled (charged from a UserOperationEvent), released (expired unused), merged (a reorg undid its settlement while a newer hold for the same nonce was open: that hold carries it)",
+      },
       amountFen: fenString("held: the worst-case cost at the locked quote"),
       maxCostWei: schema("WeiString"),
       revision: { type: "integer", minimum: 1, description: "how many times a repeated request for the same nonce raised it" },
@@ -1263,6 +1353,7 @@ const ADMIN_SCHEMAS: Record<string, Json> = {
       "actualGasUsed",
       "chargedFen",
       "releasedFen",
+      "shortfallFen",
       "blockNumber",
       "blockHash",
       "transactionHash",
@@ -1282,8 +1373,9 @@ const ADMIN_SCHEMAS: Record<string, Json> = {
       success: { type: "boolean", description: "the operation's call succeeded (a reverted one is charged too: the paymaster paid for it)" },
       actualGasCostWei: weiString("what the EntryPoint took from the paymaster's deposit"),
       actualGasUsed: decimalString("gas units"),
-      chargedFen: fenString("charged to the account"),
+      chargedFen: fenString("charged to the account (from its hold, and beyond the hold from its available quota)"),
       releasedFen: fenString("the rest of the hold, given back"),
+      shortfallFen: fenString("what neither the hold nor the account's available quota covered: paid by the deposit (alerted; fiat_paymaster_settlement_shortfall_fen_total)"),
       blockNumber: decimalString("the block it was read from"),
       blockHash: schema("Bytes32"),
       transactionHash: schema("Bytes32"),
@@ -1416,10 +1508,12 @@ const ADMIN_SCHEMAS: Record<string, Json> = {
       signers: { type: ["array", "null"], items: schema("Address"), description: "the keys whose sponsorships the paymaster accepts" },
       settlement: {
         type: "object",
-        required: ["cursorBlock", "cursorUpdatedAt", "lagBlocks", "confirmations"],
+        required: ["cursorBlock", "cursorUpdatedAt", "cursorBlockTime", "lagBlocks", "confirmations", "openFailures"],
         properties: {
           cursorBlock: { type: ["string", "null"], pattern: "^\\d+$", description: "the last block the settlement worker has read (null before its first pass)" },
           cursorUpdatedAt: nullableDateTime(),
+          cursorBlockTime: { ...nullableDateTime(), description: "the cursor block's timestamp: a hold is released only once this is past its validUntil + HOLD_GRACE_SECONDS" },
+          openFailures: { type: "integer", description: "events or reorg undos that failed on their own and are retried every pass (settlement_failures; each alerted)" },
           lagBlocks: { type: ["string", "null"], pattern: "^\\d+$", description: "headBlock − cursorBlock (at least `confirmations` in steady state)" },
           confirmations: { type: "integer" },
         },
@@ -1544,7 +1638,7 @@ const ADMIN_PATHS: Record<string, Json> = {
     "Holds",
     "Sponsorship holds, newest first.",
     [
-      query("status", "only holds in this state", { enum: ["open", "settled", "released"] }),
+      query("status", "only holds in this state", { enum: ["open", "settled", "released", "merged"] }),
       accountFilter("holds"),
       query("chainId", "only holds on this chain", { type: "integer", minimum: 1 }),
       LIMIT,

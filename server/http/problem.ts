@@ -4,6 +4,7 @@
  */
 import type { ErrorRequestHandler, Response } from "express";
 import { ZodError } from "zod";
+import { isDatabaseUnavailable } from "../db/database";
 import { InsufficientBalanceError, LedgerInputError } from "../ledger/ledger";
 import { GatewayUnavailableError, NotFoundError, PaymentConflictError, PaymentInputError } from "../payments/errors";
 import { GatewayError } from "../payments/gateway";
@@ -59,6 +60,10 @@ export function problemHandler(log: Logger): ErrorRequestHandler {
     if (error instanceof NotFoundError) return sendProblem(res, 404, "not_found", error.message);
     if (error instanceof PaymentConflictError) return sendProblem(res, 409, "conflict", error.message, error.details);
     if (error instanceof InsufficientBalanceError) return sendProblem(res, 409, "insufficient_balance", error.message);
+    if (isDatabaseUnavailable(error)) {
+      res.setHeader("retry-after", "5");
+      return sendProblem(res, 503, "unavailable", "the database is unavailable; retry shortly");
+    }
     if (error instanceof GatewayUnavailableError) return sendProblem(res, 503, "gateway_unavailable", error.message);
     if (error instanceof GatewayError) return sendProblem(res, 502, "gateway_error", `${error.provider} refused: ${error.message}`, { gatewayCode: error.gatewayCode });
     // body-parser's errors carry a status and a type

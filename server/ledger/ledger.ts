@@ -132,6 +132,16 @@ export function charge(tx: Queryable, p: { account: string; reservationId: strin
   return applyEntry(tx, { account: p.account, kind: "charge", availableDeltaFen: 0n, heldDeltaFen: -amount, reference: p.reservationId });
 }
 
+/**
+ * Charges available funds directly, without a hold: an operation that landed after its hold was released, or whose
+ * cost rose above its hold after a reorg. The caller charges at most what is available (and records the rest as a
+ * shortfall): a CHECK keeps available ≥ 0.
+ */
+export function chargeAvailable(tx: Queryable, p: { account: string; reference: string; amountFen: bigint }): Promise<AppliedEntry> {
+  const amount = positive(p.amountFen, "a charge");
+  return applyEntry(tx, { account: p.account, kind: "charge", availableDeltaFen: -amount, heldDeltaFen: 0n, reference: p.reference });
+}
+
 /** Debits available funds being refunded to the payer. */
 export function debitRefund(tx: Queryable, p: { account: string; refundId: string; amountFen: bigint }): Promise<AppliedEntry> {
   const amount = positive(p.amountFen, "a refund");

@@ -25,7 +25,43 @@ type AuditRecord = {
   payload?: unknown;
 };
 
+/** Of a callback whose signature did not verify (anyone can send one), only this much body is kept... */
+export const UNVERIFIED_BODY_BYTES = 4_096;
+/** ...and these headers, each cut to 512 characters: what is needed to see why it failed. */
+const UNVERIFIED_HEADERS = /^(content-type|content-length|user-agent|x-forwarded-for|wechatpay-[a-z-]+)$/;
+
+function auditedCallback(record: AuditRecord): { headers: unknown; rawBody: string } {
+  if (record.verified) return { headers: record.callback.headers, rawBody: record.callback.rawBody };
+  const headers = Object.fromEntries(
+    Object.entries(record.callback.headers)
+      .filter(([name]) => UNVERIFIED_HEADERS.test(name.toLowerCase()))
+      .map(([name, value]) => [name, String(value).slice(0, 512)]),
+  );
+  const body = Buffer.from(record.callback.rawBody, "utf8");
+  const rawBody = body.length <= UNVERIFIED_BODY_BYTES ? record.callback.rawBody : `${body.subarray(0, UNVERIFIED_BODY_BYTES).toString("utf8")}…[${body.length} bytes, truncated]`;
+  return { headers, rawBody };
+}
+
+/** Whether the callback's signature checked out (authentic callbacks are kept in full and for good). */
+export function isAuthentic(outcome: CallbackOutcome): boolean {
+  return outcome === "credited" || outcome === "already_credited" || outcome === "not_paid" || AUTHENTIC_REJECTIONS.has(outcome as CallbackRejectionCode);
+}
+
+/**
+ * Deletes callbacks whose signature did not verify, older than `retentionHours`: forged or broken requests are
+ * kept long enough to investigate, not forever. Returns how many were deleted.
+ */
+export async function purgeUnverifiedCallbacks(db: Queryable, p: { retentionHours: number; now?: Date; limit?: number }): Promise<number> {
+  const cutoff = new Date((p.now ?? new Date()).getTime() - p.retentionHours * 3_600_000).toISOString();
+  const { rowCount } = await db.query(
+    "DELETE FROM payment_callbacks WHERE id IN (SELECT id FROM payment_callbacks WHERE NOT verified AND received_at < $1 ORDER BY received_at LIMIT $2)",
+    [cutoff, p.limit ?? 10_000],
+  );
+  return rowCount;
+}
+
 async function storeCallback(db: Queryable, record: AuditRecord): Promise<void> {
+  const stored = auditedCallback(record);
   await db.query(
     `INSERT INTO payment_callbacks (provider, order_id, outcome, verified, detail, headers, raw_body, payload)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
@@ -35,8 +71,8 @@ async function storeCallback(db: Queryable, record: AuditRecord): Promise<void> 
       record.outcome,
       record.verified,
       record.detail ?? null,
-      JSON.stringify(record.callback.headers),
-      record.callback.rawBody,
+      JSON.stringify(stored.headers),
+      stored.rawBody,
       record.payload === undefined ? null : JSON.stringify(record.payload, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
     ],
   );

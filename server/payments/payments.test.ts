@@ -64,7 +64,7 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
           const account = await stack.request("GET", `/v1/accounts/${order.account}`);
           assert.equal(account.body.availableFen, "1234");
           assert.deepEqual(
-            account.body.entries.map((e: { kind: string; reference: string }) => [e.kind, e.reference]),
+            account.body.entries.map((e: { kind: string; orderId?: string }) => [e.kind, e.orderId]),
             [["topup", order.id]],
           );
           assert.deepEqual(await callbacksOf(stack, order.id), [{ outcome: "credited", verified: true }]);

@@ -2,9 +2,11 @@
 import express, { type Request, type RequestHandler, type Router } from "express";
 import { isAddress } from "viem";
 import { z } from "zod";
-import type { Database } from "../db/database";
+import { type Database, isDatabaseUnavailable } from "../db/database";
 import { AdmissionQueue } from "../http/admission";
-import { type CallbackResult, handlePaymentCallback } from "./callbacks";
+import { sendProblem } from "../http/problem";
+import type { RateLimiter } from "../http/rateLimit";
+import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
 import { type Order, type OrderLimits, createOrder, getOrder } from "./orders";
@@ -73,6 +75,11 @@ export type PaymentsRouterDeps = {
   requireAdmin: RequestHandler;
   /** How many callbacks are processed at once, and how long one may wait for its turn before a 503. */
   callbackAdmission: { concurrency: number; maxWaitMs: number };
+  /**
+   * Order creation per client IP and per account (scopes orderIp, orderAccount), and callbacks that fail
+   * verification per client IP (notifyIp): an IP over that limit is answered 429 unread until the minute passes.
+   */
+  rateLimiter?: RateLimiter;
   onCallback?: (provider: Provider, result: CallbackResult, req: Request) => void;
 };
 
@@ -83,6 +90,16 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
 
   router.post("/v1/orders", json, async (req, res) => {
     const input = createOrderSchema.parse(req.body ?? {});
+    // each order is a real trade at the gateway, under the merchant's quotas and our circuit breaker: one client
+    // must not be able to spend them for everyone (an idempotent retry of an existing order is counted too)
+    const refusal = await deps.rateLimiter?.consume({ orderIp: req.ip, orderAccount: input.account.toLowerCase() });
+    if (refusal) {
+      res.setHeader("retry-after", String(refusal.retryAfterSeconds));
+      return sendProblem(res, 429, "rate_limited", `too many top-up orders for this ${refusal.scope === "orderIp" ? "client" : "account"} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
+        scope: refusal.scope === "orderIp" ? "ip" : "account",
+        retryAfterSeconds: refusal.retryAfterSeconds,
+      });
+    }
     const order = await createOrder(deps, input);
     res.status(201).json(orderView(order));
   });
@@ -103,13 +120,31 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
         return;
       }
       const rawBody = typeof req.body === "string" ? req.body : "";
-      const handled = await callbacks.run(() => handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody }));
+      // an IP that keeps sending callbacks that do not verify is not a gateway: refuse it unread for a while
+      const blocked = await deps.rateLimiter?.peek({ notifyIp: req.ip });
+      if (blocked) {
+        const busy = gateway.failureReply("too many unverifiable notifications from this address");
+        res.setHeader("retry-after", String(blocked.retryAfterSeconds));
+        res.status(429).type(busy.contentType).send(busy.body);
+        return;
+      }
+      let handled: Awaited<ReturnType<typeof callbacks.run<CallbackResult>>>;
+      try {
+        handled = await callbacks.run(() => handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody }));
+      } catch (error) {
+        if (!isDatabaseUnavailable(error)) throw error;
+        // nothing was credited or stored: the gateway's failure reply makes it retry on its schedule
+        const down = gateway.failureReply("temporarily unavailable, retry later");
+        res.status(503).type(down.contentType).send(down.body);
+        return;
+      }
       if (!handled.admitted) {
         // over capacity: answer at once, the gateway retries later (nothing was read or stored)
         const busy = gateway.failureReply("busy, retry later");
         res.status(503).type(busy.contentType).send(busy.body);
         return;
       }
+      if (!isAuthentic(handled.result.outcome)) await deps.rateLimiter?.consume({ notifyIp: req.ip });
       deps.onCallback?.(provider, handled.result, req);
       const { reply } = handled.result;
       res.status(reply.status).type(reply.contentType).send(reply.body);

@@ -3,9 +3,11 @@
  * problem `type` and HTTP status (REST answers), a message that names the problem, and data a client can act on
  * (the available and required fen of an insufficient quota, the seconds to wait when rate limited).
  *
- * The codes sit at -32121…-32131, clear of EIP-1474's -32000…-32006: viem gives those a meaning of their own
+ * The codes sit at -32121…-32133, clear of EIP-1474's -32000…-32006: viem gives those a meaning of their own
  * and retries some of them (-32005 "limit exceeded"), which would resend a refused sponsorship request.
  */
+import { isDatabaseUnavailable } from "../db/database";
+
 export type SponsorErrorReason =
   | "invalid_params"
   | "unauthorized"
@@ -18,7 +20,9 @@ export type SponsorErrorReason =
   | "too_many_holds"
   | "rate_limited"
   | "deposit_low"
-  | "unavailable";
+  | "unavailable"
+  | "nonce_used"
+  | "nonce_not_next";
 
 const codes: Record<SponsorErrorReason, { rpc: number; http: number }> = {
   invalid_params: { rpc: -32602, http: 400 },
@@ -33,6 +37,8 @@ const codes: Record<SponsorErrorReason, { rpc: number; http: number }> = {
   rate_limited: { rpc: -32129, http: 429 },
   deposit_low: { rpc: -32130, http: 503 },
   unavailable: { rpc: -32131, http: 503 },
+  nonce_used: { rpc: -32132, http: 409 },
+  nonce_not_next: { rpc: -32133, http: 409 },
 };
 
 export const SPONSOR_ERROR_CODES = Object.fromEntries(Object.entries(codes).map(([k, v]) => [k, v.rpc])) as Record<SponsorErrorReason, number>;
@@ -52,6 +58,16 @@ export class SponsorError extends Error {
   get httpStatus(): number {
     return codes[this.reason].http;
   }
+}
+
+/**
+ * A dependency outage as a sponsorship answer: the database not answering becomes `unavailable` (503 / -32131),
+ * which clients may retry, instead of an internal error. Anything else is not ours to translate.
+ */
+export function asSponsorError(error: unknown): SponsorError | undefined {
+  if (error instanceof SponsorError) return error;
+  if (isDatabaseUnavailable(error)) return new SponsorError("unavailable", "the database is unavailable; retry shortly");
+  return undefined;
 }
 
 export const invalidParams = (message: string, data: Record<string, unknown> = {}) => new SponsorError("invalid_params", message, data);

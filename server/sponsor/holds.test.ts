@@ -5,10 +5,12 @@ import type { Hex } from "viem";
 import { describeWithDatabases } from "../db/testing";
 import { checkLedger, creditTopUp, getBalance } from "../ledger/ledger";
 import { SponsorError } from "./errors";
-import { type HoldRequest, createHoldReserver, listHolds, releaseExpiredHolds, reserveHolds } from "./holds";
+import { type HoldRequest, HoldWindowConflict, createHoldReserver, listHolds, releaseExpiredHolds, reserveHolds } from "./holds";
 
 const newAccount = () => `0x${randomBytes(20).toString("hex")}`;
 const opHash = () => `0x${randomBytes(32).toString("hex")}` as Hex;
+/** What the sponsor signs: a replacement carries the validUntil of the hold it replaces (see the window tests). */
+const VALID_UNTIL = new Date(Math.floor(Date.now() / 1000) * 1000 + 600_000);
 
 function request(account: string, nonce: bigint, amountFen: bigint, extra: Partial<HoldRequest> = {}): HoldRequest {
   return {
@@ -17,7 +19,7 @@ function request(account: string, nonce: bigint, amountFen: bigint, extra: Parti
     nonce,
     amountFen,
     maxCostWei: amountFen * 10n ** 12n,
-    validUntil: new Date(Date.now() + 600_000),
+    validUntil: VALID_UNTIL,
     apiKeyId: null,
     userOpHash: opHash(),
     quote: { fenPerNative: 2_000_000n, markupBps: 500 },
@@ -134,12 +136,58 @@ describeWithDatabases("holds", (db) => {
     const reserver = createHoldReserver(db());
     const expired = await reserver.reserve(request(account, 0n, 300n, { validUntil: new Date(Date.now() - 60_000) }));
     await reserver.reserve(request(account, 1n, 200n));
-    assert.equal(await releaseExpiredHolds(db(), { graceSeconds: 120 }), 0, "still inside the grace period");
-    assert.equal(await releaseExpiredHolds(db(), { graceSeconds: 30 }), 1);
-    assert.equal(await releaseExpiredHolds(db(), { graceSeconds: 30 }), 0);
+    assert.equal(await releaseExpiredHolds(db(), { chainId: 31337, chainTime: new Date(), graceSeconds: 120 }), 0, "still inside the grace period");
+    assert.equal(await releaseExpiredHolds(db(), { chainId: 31337, chainTime: new Date(), graceSeconds: 30 }), 1);
+    assert.equal(await releaseExpiredHolds(db(), { chainId: 31337, chainTime: new Date(), graceSeconds: 30 }), 0);
     assert.deepEqual(await getBalance(db(), account), { account, availableFen: 800n, heldFen: 200n });
     const all = await listHolds(db(), account);
     assert.equal(all.find((h) => h.id === expired.holdId)?.status, "released");
     assert.deepEqual((await checkLedger(db())).mismatches, []);
+  });
+
+  it("a replacement signed with a later validUntil than its hold is refused with the hold's window (re-asking never stretches a hold)", async () => {
+    const account = newAccount();
+    await fund(account, 1_000n);
+    const reserver = createHoldReserver(db());
+    const first = await reserver.reserve(request(account, 0n, 100n));
+    const later = new Date(VALID_UNTIL.getTime() + 60_000);
+    await assert.rejects(reserver.reserve(request(account, 0n, 100n, { validUntil: later })), (error: unknown) => error instanceof HoldWindowConflict && error.validUntil.getTime() === VALID_UNTIL.getTime());
+    // signed with the hold's window, it replaces as usual; an earlier window is covered already
+    assert.equal((await reserver.reserve(request(account, 0n, 150n))).holdId, first.holdId);
+    assert.equal((await reserver.reserve(request(account, 0n, 100n, { validUntil: new Date(VALID_UNTIL.getTime() - 60_000) }))).holdId, first.holdId);
+    const [hold] = await listHolds(db(), account);
+    assert.equal(hold?.validUntil.getTime(), VALID_UNTIL.getTime());
+    assert.equal(hold?.amountFen, 150n);
+  });
+
+  it("a hold whose window is about to end may be renewed by a request that says so (renewBefore)", async () => {
+    const account = newAccount();
+    await fund(account, 1_000n);
+    const reserver = createHoldReserver(db());
+    const ending = new Date(Date.now() + 10_000);
+    const first = await reserver.reserve(request(account, 0n, 100n, { validUntil: ending }));
+    const renewed = new Date(Date.now() + 600_000);
+    assert.equal((await reserver.reserve(request(account, 0n, 100n, { validUntil: renewed, renewBefore: new Date(Date.now() + 30_000) }))).holdId, first.holdId);
+    const [hold] = await listHolds(db(), account);
+    assert.equal(hold?.validUntil.getTime(), renewed.getTime());
+  });
+
+  it("one API key and one client IP may take only their share of a sender's holds; replacements do not count", async () => {
+    const account = newAccount();
+    await fund(account, 10_000n);
+    await db().query("INSERT INTO api_keys (id, name, key_hash) VALUES ('k-a', 'a', $1), ('k-b', 'b', $2) ON CONFLICT DO NOTHING", [opHash(), opHash()]);
+    const reserver = createHoldReserver(db());
+    const caps = { maxHolds: 8, maxHoldsPerApiKey: 3, maxHoldsPerIp: 2 };
+    const byKey = (n: bigint, apiKeyId: string, clientIp: string) => reserver.reserve(request(account, n << 64n, 10n, { ...caps, apiKeyId, clientIp }));
+    await byKey(0n, "k-b", "198.51.100.1");
+    await byKey(1n, "k-b", "198.51.100.1");
+    await assert.rejects(byKey(2n, "k-b", "198.51.100.1"), (e: unknown) => e instanceof SponsorError && e.reason === "too_many_holds" && e.data.scope === "ip");
+    await byKey(2n, "k-b", "198.51.100.2");
+    await assert.rejects(byKey(3n, "k-b", "198.51.100.3"), (e: unknown) => e instanceof SponsorError && e.reason === "too_many_holds" && e.data.scope === "apiKey");
+    // a replacement of an existing nonce is not a new hold
+    await byKey(1n, "k-b", "198.51.100.9");
+    // another key from another client still gets its own
+    await byKey(3n, "k-a", "203.0.113.5");
+    assert.equal((await listHolds(db(), account, { status: "open" })).length, 4);
   });
 });

@@ -3,7 +3,10 @@
  * paymasterData leaves the server. Rules (SPEC §5.2):
  *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
  *     larger amount — only one operation with that nonce can ever execute;
- *   - at most `maxHolds` open holds per sender;
+ *   - a replacement keeps the hold's validUntil (its signature is signed with it), so re-asking never stretches
+ *     how long quota stays reserved; only a hold whose window is about to end may be renewed (`renewBefore`);
+ *   - at most `maxHolds` open holds per sender, `maxHoldsPerApiKey` of them taken through one API key and
+ *     `maxHoldsPerIp` from one client IP, so no single caller can take every hold a sender may have;
  *   - the hold and the operation's locked quote commit before the signature is returned.
  * Reservations are group-committed (server/db/groupCommit.ts): one transaction locks every account of the
  * batch in address order (no deadlocks between batches), decides each request in memory against the locked
@@ -26,10 +29,29 @@ export type HoldRequest = {
   maxCostWei: bigint;
   validUntil: Date;
   apiKeyId: string | null;
+  /** The client IP the request came from, if known. */
+  clientIp?: string;
   userOpHash: Hex;
   quote: Quote;
   maxHolds: number;
+  /** Open holds one API key may hold on this sender (default: maxHolds). */
+  maxHoldsPerApiKey?: number;
+  /** Open holds one client IP may hold on this sender (default: maxHolds). */
+  maxHoldsPerIp?: number;
+  /**
+   * An open hold for the same nonce whose validUntil is before this may be renewed to `validUntil`; a later one is
+   * kept, and the request answered with HoldWindowConflict (re-sign with the hold's validUntil). Default: never.
+   */
+  renewBefore?: Date;
 };
+
+/** The request was signed with another validUntil than the open hold for its nonce keeps: sign again with `validUntil`. */
+export class HoldWindowConflict extends Error {
+  override name = "HoldWindowConflict";
+  constructor(readonly validUntil: Date) {
+    super(`the open hold for this nonce is valid until ${validUntil.toISOString()}; sign with that`);
+  }
+}
 
 export type HoldResult = {
   holdId: string;
@@ -41,10 +63,21 @@ export type HoldResult = {
   availableFen: bigint;
 };
 
-type OpenHold = { id: string; chainId: number; nonce: string; amountFen: bigint; revision: number; isNew: boolean; maxCostWei: bigint; validUntil: Date };
+type OpenHold = {
+  id: string;
+  chainId: number;
+  nonce: string;
+  amountFen: bigint;
+  revision: number;
+  isNew: boolean;
+  maxCostWei: bigint;
+  validUntil: Date;
+  apiKeyId: string | null;
+  clientIp: string | null;
+};
 
 /** Decides and writes one batch of hold requests in the transaction `tx`. */
-export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest[]): Promise<Array<HoldResult | SponsorError>> {
+export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest[]): Promise<Array<HoldResult | SponsorError | HoldWindowConflict>> {
   const accounts = [...new Set(requests.map((r) => r.account))].sort();
   const balances = new Map<string, bigint>();
   const open = new Map<string, OpenHold[]>();
@@ -56,18 +89,40 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     [accounts],
   );
   for (const row of locked) balances.set(row.address, row.available_fen);
-  const { rows: existing } = await tx.query<{ id: string; chain_id: bigint; account: string; nonce: string; amount_fen: bigint; revision: number; max_cost_wei: string; valid_until: Date }>(
-    `SELECT id, chain_id, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until
+  const { rows: existing } = await tx.query<{
+    id: string;
+    chain_id: bigint;
+    account: string;
+    nonce: string;
+    amount_fen: bigint;
+    revision: number;
+    max_cost_wei: string;
+    valid_until: Date;
+    api_key_id: string | null;
+    client_ip: string | null;
+  }>(
+    `SELECT id, chain_id, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
        FROM holds WHERE status = 'open' AND account = ANY($1::text[])`,
     [accounts],
   );
   for (const h of existing) {
     const list = open.get(h.account) ?? [];
-    list.push({ id: h.id, chainId: Number(h.chain_id), nonce: h.nonce, amountFen: h.amount_fen, revision: h.revision, isNew: false, maxCostWei: BigInt(h.max_cost_wei), validUntil: h.valid_until });
+    list.push({
+      id: h.id,
+      chainId: Number(h.chain_id),
+      nonce: h.nonce,
+      amountFen: h.amount_fen,
+      revision: h.revision,
+      isNew: false,
+      maxCostWei: BigInt(h.max_cost_wei),
+      validUntil: h.valid_until,
+      apiKeyId: h.api_key_id,
+      clientIp: h.client_ip,
+    });
     open.set(h.account, list);
   }
 
-  const results: Array<HoldResult | SponsorError> = [];
+  const results: Array<HoldResult | SponsorError | HoldWindowConflict> = [];
   const entries: BatchEntry[] = [];
   const touched = new Map<string, { hold: OpenHold; request: HoldRequest }>();
   const operations: Array<{ request: HoldRequest; holdId: string }> = [];
@@ -78,9 +133,21 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     const nonce = request.nonce.toString();
     const same = holds.find((h) => h.chainId === request.chainId && h.nonce === nonce);
     const increase = same ? (request.amountFen > same.amountFen ? request.amountFen - same.amountFen : 0n) : request.amountFen;
-    if (!same && holds.length >= request.maxHolds) {
-      results.push(new SponsorError("too_many_holds", `sender ${request.account} already has ${holds.length} operations awaiting settlement (at most ${request.maxHolds}); wait for them to land or expire`, { openHolds: holds.length, maxHolds: request.maxHolds }));
-      continue;
+    if (!same) {
+      const full = capReached(holds, request);
+      if (full) {
+        results.push(full);
+        continue;
+      }
+    }
+    if (same && request.validUntil.getTime() !== same.validUntil.getTime()) {
+      // the hold must cover every signature it backs, and re-asking must not stretch it: a later window only for
+      // a hold about to end (renewal), an earlier one is covered already
+      const renewing = request.validUntil > same.validUntil && request.renewBefore !== undefined && same.validUntil < request.renewBefore;
+      if (request.validUntil > same.validUntil && !renewing) {
+        results.push(new HoldWindowConflict(same.validUntil));
+        continue;
+      }
     }
     if (increase > available) {
       results.push(
@@ -92,7 +159,18 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       );
       continue;
     }
-    const hold: OpenHold = same ?? { id: `h_${randomUUID()}`, chainId: request.chainId, nonce, amountFen: 0n, revision: 0, isNew: true, maxCostWei: 0n, validUntil: request.validUntil };
+    const hold: OpenHold = same ?? {
+      id: `h_${randomUUID()}`,
+      chainId: request.chainId,
+      nonce,
+      amountFen: 0n,
+      revision: 0,
+      isNew: true,
+      maxCostWei: 0n,
+      validUntil: request.validUntil,
+      apiKeyId: request.apiKeyId,
+      clientIp: request.clientIp ?? null,
+    };
     if (!same) {
       holds.push(hold);
       open.set(request.account, holds);
@@ -115,11 +193,11 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
   // one statement for the holds (new and raised) and the signed operations, one for the ledger
   await tx.query(
     `WITH incoming AS (
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[])
-         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[])
+         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip)
      ), created AS (
-       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, status, amount_fen, max_cost_wei, revision, valid_until)
-       SELECT id, chain_id, account, nonce, api_key_id, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
+       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, client_ip, status, amount_fen, max_cost_wei, revision, valid_until)
+       SELECT id, chain_id, account, nonce, api_key_id, client_ip, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
      ), raised AS (
        UPDATE holds h SET amount_fen = i.amount_fen, max_cost_wei = i.max_cost_wei, revision = i.revision, valid_until = i.valid_until, updated_at = now()
          FROM incoming i WHERE NOT i.is_new AND h.id = i.id
@@ -132,7 +210,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       held.map((t) => t.request.chainId),
       held.map((t) => t.request.account),
       held.map((t) => t.hold.nonce),
-      held.map((t) => t.request.apiKeyId),
+      held.map((t) => t.hold.apiKeyId),
       held.map((t) => t.hold.amountFen.toString()),
       held.map((t) => t.hold.maxCostWei.toString()),
       held.map((t) => t.hold.revision),
@@ -144,10 +222,51 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       operations.map((o) => o.request.quote.markupBps),
       operations.map((o) => o.request.amountFen.toString()),
       operations.map((o) => o.request.validUntil.toISOString()),
+      held.map((t) => t.hold.clientIp),
     ],
   );
   await applyEntries(tx, entries);
   return results;
+}
+
+/** The cap a new hold would go over (sender, API key on the sender, client IP on the sender), if any. */
+function capReached(holds: readonly OpenHold[], request: HoldRequest): SponsorError | undefined {
+  if (holds.length >= request.maxHolds) {
+    return new SponsorError("too_many_holds", `sender ${request.account} already has ${holds.length} operations awaiting settlement (at most ${request.maxHolds}); wait for them to land or expire`, {
+      scope: "sender",
+      openHolds: holds.length,
+      maxHolds: request.maxHolds,
+    });
+  }
+  const perKey = request.maxHoldsPerApiKey ?? request.maxHolds;
+  const byKey = request.apiKeyId === null ? 0 : holds.filter((h) => h.apiKeyId === request.apiKeyId).length;
+  if (byKey >= perKey) {
+    return new SponsorError("too_many_holds", `this API key already has ${byKey} operations of sender ${request.account} awaiting settlement (at most ${perKey} per sender and key); wait for them to land or expire`, {
+      scope: "apiKey",
+      openHolds: byKey,
+      maxHolds: perKey,
+    });
+  }
+  const perIp = request.maxHoldsPerIp ?? request.maxHolds;
+  const byIp = request.clientIp === undefined ? 0 : holds.filter((h) => h.clientIp === request.clientIp).length;
+  if (byIp >= perIp) {
+    return new SponsorError("too_many_holds", `your address already has ${byIp} operations of sender ${request.account} awaiting settlement (at most ${perIp} per sender and client); wait for them to land or expire`, {
+      scope: "ip",
+      openHolds: byIp,
+      maxHolds: perIp,
+    });
+  }
+  return undefined;
+}
+
+/** The validUntil of the open hold for (chain, sender, nonce), if there is one: a replacement is signed with it. */
+export async function openHoldValidUntil(db: Queryable, p: { chainId: number; account: string; nonce: bigint }): Promise<Date | undefined> {
+  const { rows } = await db.query<{ valid_until: Date }>("SELECT valid_until FROM holds WHERE status = 'open' AND chain_id = $1 AND account = $2 AND nonce = $3", [
+    p.chainId,
+    p.account,
+    p.nonce.toString(),
+  ]);
+  return rows[0]?.valid_until;
 }
 
 /** Group-commits hold requests on `db`. */
@@ -158,26 +277,34 @@ export function createHoldReserver(db: Database, options: { maxBatch?: number; m
     // (more statements per hold) without more commits per second — measured with npm run bench:sponsorship
     maxConcurrent: options.maxConcurrent ?? (db.kind === "pglite" ? 1 : 2),
   });
-  return { reserve: (request: HoldRequest) => committer.submit(request), stats: () => committer.stats() };
+  return { reserve: (request: HoldRequest) => committer.submit(request), stats: () => committer.stats(), drain: () => committer.drain() };
 }
 export type HoldReserver = ReturnType<typeof createHoldReserver>;
 
 /**
- * Releases open holds whose validUntil is more than `graceSeconds` past: their operations can no longer pass
- * validation, so the reserved quota goes back to available. Returns how many were released.
+ * Releases the open holds of `chainId` whose validUntil is more than `graceSeconds` before `chainTime`: the
+ * timestamp of the newest confirmed block the settlement worker has read. Chain time, not the server's clock,
+ * because the EntryPoint accepts a signature while block.timestamp ≤ validUntil: only once settlement has read a
+ * block past that time can no later block carry the operation, and every earlier block has been settled. Holds
+ * whose operation failed to settle (an open settlement_failures row) stay until it is resolved. Returns how many
+ * were released.
  */
-export async function releaseExpiredHolds(db: Database, options: { now?: Date; graceSeconds: number; limit?: number }): Promise<number> {
-  const cutoff = new Date((options.now ?? new Date()).getTime() - options.graceSeconds * 1000);
+export async function releaseExpiredHolds(db: Database, options: { chainId: number; chainTime: Date; graceSeconds: number; limit?: number }): Promise<number> {
+  const cutoff = new Date(options.chainTime.getTime() - options.graceSeconds * 1000).toISOString();
   const { rows } = await db.query<{ id: string }>(
-    "SELECT id FROM holds WHERE status = 'open' AND valid_until < $1 ORDER BY valid_until LIMIT $2",
-    [cutoff.toISOString(), options.limit ?? 500],
+    `SELECT h.id FROM holds h
+      WHERE h.status = 'open' AND h.chain_id = $1 AND h.valid_until < $2
+        AND NOT EXISTS (SELECT 1 FROM sponsored_operations so JOIN settlement_failures f ON f.user_op_hash = so.user_op_hash AND f.chain_id = h.chain_id
+                         WHERE so.hold_id = h.id AND f.resolved_at IS NULL)
+      ORDER BY h.valid_until LIMIT $3`,
+    [options.chainId, cutoff, options.limit ?? 500],
   );
   let released = 0;
   for (const { id } of rows) {
     const done = await db.transaction(async (tx) => {
       const { rows: held } = await tx.query<{ account: string; amount_fen: bigint }>(
         "UPDATE holds SET status = 'released', updated_at = now() WHERE id = $1 AND status = 'open' AND valid_until < $2 RETURNING account, amount_fen",
-        [id, cutoff.toISOString()],
+        [id, cutoff],
       );
       const hold = held[0];
       if (!hold) return false;
@@ -193,7 +320,7 @@ export type HoldView = {
   id: string;
   chainId: number;
   nonce: string;
-  status: "open" | "settled" | "released";
+  status: "open" | "settled" | "released" | "merged";
   amountFen: bigint;
   chargedFen: bigint | null;
   validUntil: Date;

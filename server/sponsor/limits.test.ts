@@ -44,10 +44,14 @@ async function newSmartAccountAddress(stack: SponsorStack): Promise<Address> {
 type Gas = { callGasLimit: bigint; verificationGasLimit: bigint; preVerificationGas: bigint; maxFeePerGas: bigint };
 const defaultGas = (maxFeePerGas: bigint): Gas => ({ callGasLimit: 100_000n, verificationGasLimit: 500_000n, preVerificationGas: 50_000n, maxFeePerGas });
 
-function userOp(sender: Address, gas: Gas, nonce = 0n): Record<string, string> {
+/**
+ * Each test operation's nonce is sequence 0 of nonce key `nonceKey` (ERC-4337 semi-abstracted nonces): the
+ * sender's next nonce for that key, the only one the server sponsors, so one fresh sender can have many in flight.
+ */
+function userOp(sender: Address, gas: Gas, nonceKey = 0n): Record<string, string> {
   return {
     sender,
-    nonce: numberToHex(nonce),
+    nonce: numberToHex(nonceKey << 64n),
     callData: "0x",
     callGasLimit: numberToHex(gas.callGasLimit),
     verificationGasLimit: numberToHex(gas.verificationGasLimit),
@@ -112,7 +116,7 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
   before(async () => {
     stack = await startSponsorStack({
       db: db(),
-      env: { MAX_HOLDS_PER_SENDER: "100", RATE_LIMIT_SENDER_PER_MINUTE: "0", RATE_LIMIT_IP_PER_MINUTE: "0" },
+      env: { MAX_HOLDS_PER_SENDER: "100", MAX_HOLDS_PER_SENDER_PER_API_KEY: "100", MAX_HOLDS_PER_SENDER_PER_IP: "100", RATE_LIMIT_SENDER_PER_MINUTE: "0", RATE_LIMIT_IP_PER_MINUTE: "0" },
     });
     maxFeePerGas = await stack.chain.client.getGasPrice();
   });
@@ -183,7 +187,7 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
     }
     const holds = await listHolds(db(), account, { status: "open" });
     assert.equal(holds.length, 1);
-    assert.equal(holds[0]!.nonce, "7");
+    assert.equal(holds[0]!.nonce, (7n << 64n).toString());
     assert.equal(holds[0]!.amountFen, expectedHold(large));
     assert.deepEqual(await getBalance(db(), account), { account: account.toLowerCase(), availableFen: 1_000_000n - expectedHold(large), heldFen: expectedHold(large) });
     // each signed variant is recorded (any of them may land), all against the one hold
@@ -211,7 +215,7 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
     const holds = await listHolds(db(), account, { status: "open" });
     assert.deepEqual(
       holds.map((h) => [h.nonce, h.amountFen]),
-      [["3", expectedHold(large)]],
+      [[(3n << 64n).toString(), expectedHold(large)]],
     );
     assert.equal((await getBalance(db(), account)).heldFen, expectedHold(large));
     assert.deepEqual((await checkLedger(db())).mismatches, []);
@@ -309,7 +313,7 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
       entryPointVersion: "0.7",
       userOperation: {
         sender: account,
-        nonce: 5n,
+        nonce: 5n << 64n,
         callData: "0x",
         ...gas,
         maxPriorityFeePerGas: gas.maxFeePerGas,
@@ -519,7 +523,7 @@ describe("rate limiters shared through Redis", () => {
 
   /** A limiter whose Redis connection is up: until then requests fall to the per-instance insurance limiter. */
   async function connectedLimiter(keyPrefix: string) {
-    const limiter = createRateLimiter({ perIp: 0, perApiKey: 0, perSender: 3, redisUrl: REDIS_URL, keyPrefix });
+    const limiter = createRateLimiter({ limits: { sender: 3 }, redisUrl: REDIS_URL, keyPrefix });
     const marker = `warmup-${randomBytes(4).toString("hex")}`;
     for (let attempt = 0; ; attempt++) {
       await limiter.consume({ sender: marker });
@@ -568,7 +572,7 @@ describe("rate limiters shared through Redis", () => {
         server.close(() => resolve(port));
       });
     });
-    const limiter = createRateLimiter({ perIp: 0, perApiKey: 0, perSender: 3, redisUrl: `redis://127.0.0.1:${port}`, keyPrefix: `${prefix}-down` });
+    const limiter = createRateLimiter({ limits: { sender: 3 }, redisUrl: `redis://127.0.0.1:${port}`, keyPrefix: `${prefix}-down` });
     try {
       assert.equal(limiter.backend, "redis");
       const sender = "0x" + "ef".repeat(20);

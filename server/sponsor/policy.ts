@@ -15,6 +15,7 @@
 import type { Address, Hex } from "viem";
 import { z } from "zod";
 import { decodeCallTargets } from "./callData";
+import type { SenderProofPolicy } from "./senderProof";
 
 export type SpendLimit = { fen: bigint; periodSeconds: number };
 
@@ -46,6 +47,8 @@ export type Policy = {
   dailyWindowUtc?: { from: string; to: string };
   approvalWebhook?: ApprovalWebhook;
   chainIds?: number[];
+  /** Require proof that the caller controls the sender (server/sponsor/senderProof.ts). */
+  senderProof?: SenderProofPolicy;
 };
 
 /** The stored form: what `policyToJson` writes and `parsePolicy` reads back. */
@@ -61,6 +64,7 @@ export type PolicyJson = {
   dailyWindowUtc?: { from: string; to: string };
   approvalWebhook?: ApprovalWebhook;
   chainIds?: number[];
+  senderProof?: { signers?: string[]; account?: boolean; maxValiditySeconds: number };
 };
 
 export type PolicyRule =
@@ -109,6 +113,7 @@ export class PolicyInputError extends Error {
 const MAX_FEN_DIGITS = 78;
 const MAX_PERIOD_SECONDS = 10 * 366 * 86_400;
 const MAX_WEBHOOK_TIMEOUT_MS = 30_000;
+const MAX_PROOF_VALIDITY_SECONDS = 30 * 86_400;
 
 const fenSchema = z
   .union([z.number(), z.string(), z.bigint()], { error: "must be a whole number of fen (a number, or a decimal string)" })
@@ -166,6 +171,21 @@ const approvalWebhookSchema = z.strictObject({
   failOpen: z.boolean({ error: "must be true or false" }).default(false),
 });
 
+const senderProofSchema = z
+  .strictObject({
+    signers: addressListSchema.optional(),
+    account: z.boolean({ error: "must be true or false" }).optional(),
+    maxValiditySeconds: z
+      .number({ error: "must be a number of seconds" })
+      .int("must be a whole number of seconds")
+      .min(1, "must be at least 1 second")
+      .max(MAX_PROOF_VALIDITY_SECONDS, `must be at most ${MAX_PROOF_VALIDITY_SECONDS} seconds (30 days)`)
+      .default(3_600),
+  })
+  .refine((p) => (p.signers?.length ?? 0) > 0 || p.account === true, {
+    message: "must name at least one proof signer (signers) or accept the sender's own signature (account: true)",
+  });
+
 export const policySchema = z
   .strictObject(
     {
@@ -180,6 +200,7 @@ export const policySchema = z
       dailyWindowUtc: dailyWindowSchema.optional(),
       approvalWebhook: approvalWebhookSchema.optional(),
       chainIds: z.array(z.number().int("must be a whole number").positive("must be positive").max(Number.MAX_SAFE_INTEGER), { error: "must be a list of chain ids" }).optional(),
+      senderProof: senderProofSchema.optional(),
     },
     { error: (issue) => (issue.code === "invalid_type" ? "must be a JSON object" : undefined) },
   )
@@ -225,6 +246,13 @@ export function policyToJson(policy: Policy): PolicyJson {
   if (policy.dailyWindowUtc) json.dailyWindowUtc = { ...policy.dailyWindowUtc };
   if (policy.approvalWebhook) json.approvalWebhook = { ...policy.approvalWebhook };
   if (policy.chainIds) json.chainIds = [...policy.chainIds];
+  if (policy.senderProof) {
+    json.senderProof = {
+      ...(policy.senderProof.signers ? { signers: [...policy.senderProof.signers] } : {}),
+      ...(policy.senderProof.account !== undefined ? { account: policy.senderProof.account } : {}),
+      maxValiditySeconds: policy.senderProof.maxValiditySeconds,
+    };
+  }
   return json;
 }
 

@@ -15,6 +15,7 @@ import { describeWithDatabases } from "../db/testing";
 import { getBalance } from "../ledger/ledger";
 import { ADMIN_TOKEN, type SponsorStack, signerAddress, startSponsorStack } from "../testing/sponsorStack";
 import { SPONSOR_ERROR_CODES } from "./errors";
+import { listHolds } from "./holds";
 import { PAYMASTER_DATA_LENGTH, SIGNATURE_OFFSET, decodePaymasterData, getPaymasterHash } from "./paymasterData";
 import { RPC_ERRORS } from "./rpc";
 
@@ -267,22 +268,54 @@ describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed in
       assertErrorCode(response, RPC_ERRORS.parse, /not valid JSON/);
       assert.equal(response.id, null, JSON.stringify(body));
     }
-    // raw bytes that are not UTF-8, sent as octet-stream
-    const binary = await postRaw(rpcUrl, new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28]), { "content-type": "application/octet-stream", "x-api-key": stack.apiKey });
+    // raw bytes that are not UTF-8, declared as JSON
+    const binary = await postRaw(rpcUrl, new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28]), { "content-type": "application/json", "x-api-key": stack.apiKey });
     assert.equal(binary.status, 200);
     assertErrorCode(parseJson<RpcResponse>(binary), RPC_ERRORS.parse);
   });
 
-  it("a body without a content type, or with a text content type, is still parsed as JSON-RPC", async () => {
-    const body = JSON.stringify(request("pm_getPaymasterStubData", goodUserOp()));
-    for (const contentType of ["text/plain", "application/x-www-form-urlencoded", "application/json-rpc"]) {
+  it("a body not declared as JSON (a cross-origin 'simple' request: text/plain, a form, or no type) answers 415 and signs and holds nothing", async () => {
+    const sender = await newSmartAccountAddress(stack);
+    await stack.fund(sender, 50_000n);
+    const body = JSON.stringify(request("pm_getPaymasterData", goodUserOp(sender)));
+    for (const contentType of ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/octet-stream"]) {
       const answer = await postRaw(rpcUrl, body, { "content-type": contentType, "x-api-key": stack.apiKey });
-      assert.equal(answer.status, 200, contentType);
-      assert.ok(parseJson<RpcResponse>(answer).result, `${contentType}: ${answer.text}`);
+      assert.equal(answer.status, 415, contentType);
+      assertErrorCode(parseJson<RpcResponse>(answer), RPC_ERRORS.invalidRequest, /content-type application\/json/);
     }
+    // fetch with a Blob body and no type sends no content-type at all: the other simple request
     const response = await fetch(rpcUrl, { method: "POST", headers: { "x-api-key": stack.apiKey }, body: new Blob([body]) });
-    assert.equal(response.status, 200);
-    assert.ok(((await response.json()) as RpcResponse).result);
+    assert.equal(response.status, 415);
+    assert.deepEqual(await listHolds(db(), sender), [], "nothing was held for any of them");
+    // the same request declared as JSON is served, charset or not
+    for (const contentType of ["application/json", "application/json; charset=utf-8"]) {
+      const served = await postRaw(rpcUrl, JSON.stringify(request("pm_getPaymasterStubData", goodUserOp(sender))), { "content-type": contentType, "x-api-key": stack.apiKey });
+      assert.equal(served.status, 200, contentType);
+      assert.ok(parseJson<RpcResponse>(served).result);
+    }
+  });
+
+  it("a JSON-RPC notification (no id) is never executed: no signature, no hold, and no answer (204)", async () => {
+    const sender = await newSmartAccountAddress(stack);
+    await stack.fund(sender, 50_000n);
+    const notification = (method: string) => {
+      const r = request(method, goodUserOp(sender)) as Record<string, unknown>;
+      delete r.id;
+      return r;
+    };
+    const single = await postRaw(rpcUrl, JSON.stringify(notification("pm_getPaymasterData")), { "x-api-key": stack.apiKey });
+    assert.equal(single.status, 204);
+    assert.equal(single.text, "");
+    const all = await postRaw(rpcUrl, JSON.stringify([notification("pm_getPaymasterData"), notification("pm_getPaymasterStubData")]), { "x-api-key": stack.apiKey });
+    assert.equal(all.status, 204);
+    assert.equal(all.text, "");
+    // in a batch with requests, the requests are answered and the notifications are not
+    const mixed = parseJson<RpcResponse[]>(await postRaw(rpcUrl, JSON.stringify([notification("pm_getPaymasterData"), request("pm_getPaymasterStubData", goodUserOp(sender), { id: "s" })]), { "x-api-key": stack.apiKey }));
+    assert.deepEqual(mixed.map((r) => r.id), ["s"]);
+    assert.deepEqual(await listHolds(db(), sender), [], "no notification took a hold");
+    // an explicit id: null is a request, not a notification
+    const withNullId = parseJson<RpcResponse>(await postRaw(rpcUrl, JSON.stringify(request("pm_getPaymasterStubData", goodUserOp(sender), { id: null })), { "x-api-key": stack.apiKey }));
+    assert.ok(withNullId.result);
   });
 
   it("a body over 64 KiB answers 413 with a JSON-RPC error naming the limit, whatever its content", async () => {
@@ -625,7 +658,7 @@ describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed in
 
   // ---- the fuzzer --------------------------------------------------------------------------------------------------
 
-  it(`fuzz: ${FUZZ_ITERATIONS} seeded mutations of a valid request all answer 200/413 with a well-formed JSON-RPC response, never -32603, and the server lives`, async (t) => {
+  it(`fuzz: ${FUZZ_ITERATIONS} seeded mutations of a valid request all answer 200/413 with a well-formed JSON-RPC response (204 only for notifications), never -32603, and the server lives`, async (t) => {
     t.diagnostic(`fuzz seed 0x${FUZZ_SEED.toString(16)} (${FUZZ_ITERATIONS} iterations); change FUZZ_SEED to explore, keep it to replay`);
     const random = mulberry32(FUZZ_SEED);
     const int = (n: number) => Math.floor(random() * n);
@@ -728,6 +761,20 @@ describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed in
       }
       const answer = await postRaw(rpcUrl, body, { "x-api-key": stack.apiKey });
       const where = `#${iteration} ${body.slice(0, 300)}`;
+      if (answer.status === 204) {
+        // nothing to answer is right only when every request sent was a notification (an object with a method, no id)
+        const sent = (() => {
+          try {
+            return JSON.parse(body) as unknown;
+          } catch {
+            return undefined;
+          }
+        })();
+        const notification = (r: unknown) => typeof r === "object" && r !== null && !Array.isArray(r) && !("id" in r) && typeof (r as { method?: unknown }).method === "string";
+        const onlyNotifications = Array.isArray(sent) ? sent.length > 0 && sent.every(notification) : notification(sent);
+        if (!onlyNotifications || answer.text !== "") failures.push(`${where}\n  → HTTP 204 for requests that expect an answer`);
+        return;
+      }
       if (answer.status !== 200 && answer.status !== 413) return void failures.push(`${where}\n  → HTTP ${answer.status}: ${answer.text.slice(0, 200)}`);
       let parsed: unknown;
       try {
@@ -797,10 +844,13 @@ describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed in
       assert.ok(typeof problem.type === "string" && problem.type !== "internal", name);
       assert.ok(problem.detail.length > 0, name);
     }
-    // a text/plain body is not read as JSON: the body is then missing, which is a 400 too
-    const plain = await postRaw(url, JSON.stringify(good), { "x-api-key": stack.apiKey, "content-type": "text/plain" });
-    assert.equal(plain.status, 400);
-    assert.match(plain.contentType, /^application\/problem\+json/);
+    // a body not declared as JSON is refused before anything reads it (a cross-origin simple POST must not sponsor)
+    for (const contentType of ["text/plain", "application/x-www-form-urlencoded"]) {
+      const plain = await postRaw(url, JSON.stringify(good), { "x-api-key": stack.apiKey, "content-type": contentType });
+      assert.equal(plain.status, 415, contentType);
+      assert.match(plain.contentType, /^application\/problem\+json/);
+      assert.equal(parseJson<{ type: string }>(plain).type, "unsupported_media_type");
+    }
   });
 
   it("REST POST /v1/sponsorships answers a deeply nested field with a 400, not a 500", async () => {

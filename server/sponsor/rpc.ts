@@ -4,16 +4,22 @@
  * clients expect; 413 for an oversized body, 400 for one that cannot be decoded: a bad content-encoding or
  * charset) with a stable code and a message naming the problem — the body is
  * parsed here rather than by express so that even malformed JSON gets a JSON-RPC answer, never a 500.
+ *
+ * The body must be declared `application/json` (415 otherwise): a cross-origin page may send a "simple"
+ * text/plain POST without a CORS preflight, and it must not take holds with a key it found. A notification (a
+ * request without an `id`) is never executed — it could not receive its answer, so it must not sign or hold —
+ * and gets no answer (HTTP 204 when nothing else is left to answer).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type Request, type Response, type Router } from "express";
 import proxyAddr from "proxy-addr";
 import { numberToHex } from "viem";
+import { declaresJson } from "../http/contentType";
 import type { Logger } from "../http/logging";
 import type { Metrics } from "../http/metrics";
 import type { ApiKey } from "./apiKeys";
-import { SponsorError } from "./errors";
+import { SponsorError, asSponsorError } from "./errors";
 import type { PaymasterFields, SponsorService, SponsorshipParams } from "./sponsor";
 
 type JsonRpcId = string | number | null;
@@ -61,8 +67,11 @@ type CallContext = { ip: string | undefined; requestId: string; log: () => Logge
  * the fast path below, so both answer exactly the same.
  */
 function rpcAnswerer(options: RpcRouterOptions) {
-  async function call(request: unknown, apiKey: ApiKey | undefined, ctx: CallContext): Promise<JsonRpcResponse> {
+  async function call(request: unknown, apiKey: ApiKey | undefined | SponsorError, ctx: CallContext): Promise<JsonRpcResponse | undefined> {
     if (typeof request !== "object" || request === null || Array.isArray(request)) return rpcError(null, RPC_ERRORS.invalidRequest, "a JSON-RPC request must be an object");
+    // a notification has no id: it cannot receive a signature, so nothing runs for it (JSON-RPC 2.0 §4.1)
+    const named = (request as Record<string, unknown>).method;
+    if (!("id" in request) && typeof named === "string") return undefined;
     const { jsonrpc, id: rawId, method, params } = request as Record<string, unknown>;
     const id: JsonRpcId = typeof rawId === "string" || typeof rawId === "number" ? rawId : null;
     if (jsonrpc !== "2.0") return rpcError(id, RPC_ERRORS.invalidRequest, 'jsonrpc must be "2.0"');
@@ -70,6 +79,7 @@ function rpcAnswerer(options: RpcRouterOptions) {
     if (method !== "pm_getPaymasterStubData" && method !== "pm_getPaymasterData") {
       return rpcError(id, RPC_ERRORS.methodNotFound, `method ${method.slice(0, 64)} is not supported; this endpoint serves pm_getPaymasterStubData and pm_getPaymasterData (ERC-7677)`);
     }
+    if (apiKey instanceof SponsorError) return rpcError(id, apiKey.rpcCode, apiKey.message, { reason: apiKey.reason });
     if (!apiKey) return rpcError(id, new SponsorError("unauthorized", "").rpcCode, "a valid API key is required (x-api-key header or ?apikey=)");
     if (!Array.isArray(params) || params.length < 3 || params.length > 4) {
       return rpcError(id, RPC_ERRORS.invalidParams, "params must be [userOp, entryPoint, chainId, context?]");
@@ -84,12 +94,14 @@ function rpcAnswerer(options: RpcRouterOptions) {
       log?.info({ chainId: sponsorship.chainId, userOpHash: sponsorship.userOpHash, holdId: sponsorship.holdId, heldFen: sponsorship.quote.maxChargeFen.toString() }, "sponsored");
       return { jsonrpc: "2.0", id, result: formatPaymasterFields(sponsorship) };
     } catch (error) {
-      if (error instanceof SponsorError) return rpcError(id, error.rpcCode, error.message, { reason: error.reason, ...error.data });
+      const refusal = asSponsorError(error);
+      if (refusal) return rpcError(id, refusal.rpcCode, refusal.message, { reason: refusal.reason, ...refusal.data });
       ctx.log().error({ err: error, method }, "sponsorship failed");
       return rpcError(id, RPC_ERRORS.internal, `internal error; request id ${ctx.requestId}`);
     }
   }
 
+  /** The answer to send, or undefined when there is none (only notifications). */
   return async (body: string, presentedKey: string | undefined, ctx: CallContext): Promise<unknown> => {
     let parsed: unknown;
     try {
@@ -97,16 +109,22 @@ function rpcAnswerer(options: RpcRouterOptions) {
     } catch {
       return rpcError(null, RPC_ERRORS.parse, "the request body is not valid JSON");
     }
-    const apiKey = await options.authenticate(presentedKey).catch((error: unknown) => {
-      ctx.log().error({ err: error }, "API key lookup failed");
-      return undefined;
+    // a key that cannot be looked up (the database is down) is not a wrong key: answer unavailable, not unauthorized
+    const apiKey: ApiKey | undefined | SponsorError = await options.authenticate(presentedKey).catch((error: unknown) => {
+      ctx.log().warn({ err: error }, "API key lookup failed");
+      return asSponsorError(error) ?? new SponsorError("unavailable", "the API key could not be checked; retry shortly");
     });
     if (Array.isArray(parsed)) {
       if (parsed.length === 0 || parsed.length > MAX_BATCH) return rpcError(null, RPC_ERRORS.invalidRequest, `a batch must hold 1 to ${MAX_BATCH} requests`);
-      return Promise.all(parsed.map((r) => call(r, apiKey, ctx)));
+      const answers = (await Promise.all(parsed.map((r) => call(r, apiKey, ctx)))).filter((a) => a !== undefined);
+      return answers.length > 0 ? answers : undefined;
     }
     return call(parsed, apiKey, ctx);
   };
+}
+
+function notJson(contentType: string | undefined): JsonRpcResponse {
+  return rpcError(null, RPC_ERRORS.invalidRequest, `the body must be JSON with content-type application/json (got ${JSON.stringify((contentType ?? "none").slice(0, 100))})`);
 }
 
 export function rpcRouter(options: RpcRouterOptions): Router {
@@ -115,6 +133,7 @@ export function rpcRouter(options: RpcRouterOptions): Router {
   const answer = rpcAnswerer(options);
 
   router.post("/rpc", (req, res, next) => {
+    if (!declaresJson(req)) return void res.status(415).json(notJson(req.headers["content-type"]));
     body(req, res, (error?: unknown) => {
       if (!error) return next();
       const e = error as { type?: string };
@@ -124,7 +143,9 @@ export function rpcRouter(options: RpcRouterOptions): Router {
   });
 
   router.post("/rpc", async (req: Request, res: Response) => {
-    res.json(await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, requestId: req.id, log: () => req.log }));
+    const value = await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, requestId: req.id, log: () => req.log });
+    if (value === undefined) res.status(204).end();
+    else res.json(value);
   });
 
   return router;
@@ -140,6 +161,11 @@ export function rpcRouter(options: RpcRouterOptions): Router {
 export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; trustProxy: (address: string, hop: number) => boolean }) {
   const answer = rpcAnswerer(options);
   const send = (res: ServerResponse, status: number, value: unknown, requestId: string) => {
+    if (value === undefined) {
+      res.writeHead(204, { "x-request-id": requestId });
+      res.end();
+      return;
+    }
     const text = JSON.stringify(value);
     res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "x-request-id": requestId });
     res.end(text);
@@ -161,6 +187,11 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
       end?.();
       options.metrics?.httpRequests.inc({ method: "POST", route: "/rpc", status: String(status) });
     };
+    if (!declaresJson(req)) {
+      finish(415, notJson(req.headers["content-type"]));
+      req.resume();
+      return true;
+    }
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > options.maxBodyBytes) {
       finish(413, rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
@@ -192,7 +223,7 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
       const header = req.headers["x-api-key"];
       const presented = typeof header === "string" && header ? header.trim() : (query?.trim() ?? undefined);
       answer(Buffer.concat(chunks).toString("utf8"), presented, ctx).then(
-        (value) => finish(200, value),
+        (value) => finish(value === undefined ? 204 : 200, value),
         (error: unknown) => {
           ctx.log().error({ err: error }, "rpc failed");
           finish(200, rpcError(null, RPC_ERRORS.internal, `internal error; request id ${requestId}`));

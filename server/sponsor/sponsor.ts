@@ -3,9 +3,12 @@
  * Both front doors — ERC-7677 JSON-RPC (`rpc.ts`) and REST (`routes.ts`) — call this one service, so they
  * accept and refuse exactly the same operations.
  *
- *   stub:  chain, entry point, userOp shape, rate limits, the policy's static rules → stub paymasterData
- *   final: all of the above, gas caps, fee sanity, deposit health, the policy with spend, the approval webhook,
- *          then sign, commit the hold (group-committed), and only then return the signature
+ *   stub:  chain, entry point, userOp shape, rate limits, proof of control (if the key's policy asks for it), the
+ *          policy's static rules → stub paymasterData
+ *   final: all of the above, gas caps (preVerificationGas against what the operation needs), fee sanity (max fee
+ *          and priority fee against the chain's), the nonce is the sender's next one for its key, deposit health,
+ *          the policy with spend, the approval webhook, then sign, commit the hold (group-committed), and only
+ *          then return the signature
  */
 import type { Address, Hex } from "viem";
 import type { ChainRuntime } from "../chain/chainRuntime";
@@ -15,11 +18,13 @@ import type { RateLimiter } from "../http/rateLimit";
 import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
 import { SponsorError, invalidParams } from "./errors";
-import { type HoldReserver, spentSince } from "./holds";
+import { HoldWindowConflict, type HoldReserver, openHoldValidUntil, spentSince } from "./holds";
 import { paymasterHashBuffer, userOperationHashV07 } from "./hashing";
 import { encodePaymasterData, encodeStubPaymasterData } from "./paymasterData";
 import { evaluatePolicy, spendPeriodStart } from "./policy";
+import { preVerificationGasCeiling } from "./preVerificationGas";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
+import { type SenderProofVerifier, createSenderProofVerifier } from "./senderProof";
 import type { PaymasterSigner } from "./signer";
 import { type UserOperationInput, parseChainId, parseEntryPoint, parseUserOperation } from "./userOperation";
 
@@ -61,6 +66,17 @@ export type SponsorServiceOptions = {
   sponsorName: string;
   validSeconds: number;
   maxHoldsPerSender: number;
+  /** Open holds one API key may take on one sender. */
+  maxHoldsPerSenderPerApiKey?: number;
+  /** Open holds one client IP may take on one sender. */
+  maxHoldsPerSenderPerIp?: number;
+  /**
+   * Re-reads a chain's deposit now (the deposit monitor's shared check): a request that finds the deposit
+   * unreadable asks once, so sponsorship resumes as soon as the RPC answers again.
+   */
+  recheckDeposit?: (chain: ChainRuntime) => Promise<void>;
+  /** How long a request waits for that re-check. */
+  recheckTimeoutMs?: number;
   /** Replaceable clock, for tests of validity windows. */
   now?: () => Date;
 };
@@ -68,8 +84,29 @@ export type SponsorServiceOptions = {
 /** Paymaster gas limits beyond this many times the configured ones are refused: they only inflate the hold. */
 const PAYMASTER_GAS_FACTOR = 4n;
 
+/** The tip ceiling: a percentage of the chain's current priority fee, never below the configured floor. */
+function tipCeiling(chain: ChainRuntime, tip: bigint): bigint {
+  const scaled = (tip * BigInt(chain.config.maxPriorityFeePercent)) / 100n;
+  return scaled > chain.config.priorityFeeFloorWei ? scaled : chain.config.priorityFeeFloorWei;
+}
+
+function above(chain: ChainRuntime, op: UserOperationInput, gasPrice: bigint, tip: bigint): boolean {
+  return op.maxFeePerGas > (gasPrice * BigInt(chain.config.maxFeePercent)) / 100n || op.maxPriorityFeePerGas > tipCeiling(chain, tip);
+}
+
+/** Nonce sequence bits: the upper 192 bits of a nonce are its key (ERC-4337 semi-abstracted nonces). */
+const SEQUENCE_MASK = (1n << 64n) - 1n;
+
 export function createSponsorService(options: SponsorServiceOptions) {
   const now = options.now ?? (() => new Date());
+  const proofVerifiers = new Map<number, SenderProofVerifier>();
+  const proofVerifier = (chain: ChainRuntime) => {
+    let verifier = proofVerifiers.get(chain.config.chainId);
+    if (!verifier) proofVerifiers.set(chain.config.chainId, (verifier = createSenderProofVerifier(chain.requestClient)));
+    return verifier;
+  };
+  // a replacement near the end of its hold's window is renewed rather than signed for the last few seconds
+  const renewMarginMs = Math.min(30, options.validSeconds / 4) * 1000;
 
   function chainFor(params: SponsorshipParams): ChainRuntime {
     const chainId = parseChainId(params.chainId);
@@ -105,7 +142,8 @@ export function createSponsorService(options: SponsorServiceOptions) {
   }
 
   async function checkRateLimits(caller: Caller, sender: Address): Promise<void> {
-    const refusal = await options.rateLimiter?.consume({ ip: caller.ip, apiKey: caller.apiKey.id, sender: sender.toLowerCase() });
+    // the per-sender limit counts per (sender, client): strangers exhausting it must not stop the sender's owner
+    const refusal = await options.rateLimiter?.consume({ ip: caller.ip, apiKey: caller.apiKey.id, sender: `${sender.toLowerCase()}|${caller.ip ?? "-"}` });
     if (refusal) {
       throw new SponsorError("rate_limited", `too many requests for this ${refusal.scope === "apiKey" ? "API key" : refusal.scope} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
         scope: refusal.scope,
@@ -135,23 +173,91 @@ export function createSponsorService(options: SponsorServiceOptions) {
       }
     }
     if (op.maxPriorityFeePerGas > op.maxFeePerGas) throw invalidParams("userOp.maxPriorityFeePerGas is above userOp.maxFeePerGas", { field: "maxPriorityFeePerGas" });
+    // preVerificationGas is paid to the bundler whether used or not: only what the operation needs, and a margin
+    const pvgCeiling = preVerificationGasCeiling(op, chain.config.paymaster, { percent: chain.config.preVerificationGasPercent, allowance: chain.config.preVerificationGasAllowance });
+    if (op.preVerificationGas > pvgCeiling) {
+      throw new SponsorError(
+        "gas_cap_exceeded",
+        `userOp.preVerificationGas ${op.preVerificationGas} is above what this operation needs (at most ${pvgCeiling} on this chain: ${chain.config.preVerificationGasPercent}% of its calldata and overhead${chain.config.preVerificationGasAllowance > 0n ? ` plus ${chain.config.preVerificationGasAllowance}` : ""})`,
+        { field: "preVerificationGas", cap: pvgCeiling.toString() },
+      );
+    }
   }
 
   async function checkFee(chain: ChainRuntime, op: UserOperationInput): Promise<void> {
-    let current: bigint;
-    try {
-      current = await chain.gasPrice();
-    } catch {
-      throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot check the fee`);
-    }
+    const read = async (fresherThanMs?: number) => {
+      try {
+        return await Promise.all([chain.gasPrice({ fresherThanMs }), chain.priorityFee({ fresherThanMs })]);
+      } catch {
+        throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot check the fee`);
+      }
+    };
+    let [current, tip] = await read();
+    // fees move from block to block: refuse only on figures read just now, not on the cached ones (one RPC call,
+    // shared by concurrent refusals, on the refusal path only)
+    if (above(chain, op, current, tip)) [current, tip] = await read(0);
     const ceiling = (current * BigInt(chain.config.maxFeePercent)) / 100n;
     if (op.maxFeePerGas > ceiling) {
       throw new SponsorError(
         "fee_too_high",
         `userOp.maxFeePerGas ${op.maxFeePerGas} wei is above ${chain.config.maxFeePercent}% of the chain's current gas price (${current} wei)`,
-        { maxFeePerGas: op.maxFeePerGas.toString(), currentGasPrice: current.toString(), ceiling: ceiling.toString() },
+        { field: "maxFeePerGas", maxFeePerGas: op.maxFeePerGas.toString(), currentGasPrice: current.toString(), ceiling: ceiling.toString() },
       );
     }
+    // the tip above what the chain asks is the bundler's profit, paid from the deposit: a self-bundling sender's lever
+    const tips = tipCeiling(chain, tip);
+    if (op.maxPriorityFeePerGas > tips) {
+      throw new SponsorError(
+        "fee_too_high",
+        `userOp.maxPriorityFeePerGas ${op.maxPriorityFeePerGas} wei is above ${chain.config.maxPriorityFeePercent}% of the chain's current priority fee (${tip} wei; at most ${tips} wei)`,
+        { field: "maxPriorityFeePerGas", maxPriorityFeePerGas: op.maxPriorityFeePerGas.toString(), currentPriorityFee: tip.toString(), ceiling: tips.toString() },
+      );
+    }
+  }
+
+  /** Only the sender's next nonce for its key can be sponsored: a used one can never land, a later one not yet. */
+  async function checkNonce(chain: ChainRuntime, op: UserOperationInput): Promise<void> {
+    let current: bigint;
+    try {
+      current = await chain.currentNonce(op.sender, op.nonce);
+    } catch {
+      throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot read the sender's nonce`);
+    }
+    if (op.nonce === current) return;
+    const key = op.nonce >> 64n;
+    const data = { nonce: `0x${op.nonce.toString(16)}`, currentNonce: `0x${current.toString(16)}`, key: `0x${key.toString(16)}` };
+    if (op.nonce < current) {
+      throw new SponsorError("nonce_used", `userOp.nonce sequence ${op.nonce & SEQUENCE_MASK} of key 0x${key.toString(16)} is already used; the sender's next nonce for that key is ${current & SEQUENCE_MASK}`, data);
+    }
+    throw new SponsorError(
+      "nonce_not_next",
+      `userOp.nonce sequence ${op.nonce & SEQUENCE_MASK} of key 0x${key.toString(16)} is ahead of the sender's next one (${current & SEQUENCE_MASK}); sponsor operations in order, or use another nonce key for parallel ones`,
+      data,
+    );
+  }
+
+  /** When the key's policy asks for it, the caller proves control of the sender (server/sponsor/senderProof.ts). */
+  async function checkSenderProof(caller: Caller, chain: ChainRuntime, op: UserOperationInput, context: unknown): Promise<void> {
+    const policy = caller.apiKey.policy.senderProof;
+    if (!policy) return;
+    await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: chain.config.paymaster, sender: op.sender, context, now: now() });
+  }
+
+  /** Refuses while the deposit is low; an unreadable one (the RPC was down) is read again first. */
+  async function checkDeposit(chain: ChainRuntime): Promise<void> {
+    if (!chain.deposit.healthy && chain.deposit.unreadable && options.recheckDeposit) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([options.recheckDeposit(chain), new Promise<void>((r) => (timer = setTimeout(r, options.recheckTimeoutMs ?? 2_000)))]);
+      clearTimeout(timer);
+    }
+    if (chain.deposit.healthy) return;
+    if (chain.deposit.unreadable) {
+      throw new SponsorError("unavailable", `sponsorship on chain ${chain.config.chainId} is paused: ${chain.deposit.reason ?? "the paymaster's deposit cannot be read"}`);
+    }
+    throw new SponsorError("deposit_low", `sponsorship on chain ${chain.config.chainId} is paused: ${chain.deposit.reason ?? "the paymaster's deposit is too low"}`, {
+      depositWei: chain.deposit.depositWei?.toString(),
+      outstandingWei: chain.deposit.outstandingWei?.toString(),
+    });
   }
 
   async function spendSoFar(caller: Caller, op: UserOperationInput): Promise<{ sender: bigint; global: bigint }> {
@@ -208,6 +314,7 @@ export function createSponsorService(options: SponsorServiceOptions) {
         const chain = chainFor(params);
         const op = parseUserOperation(params.userOp, { requireGas: false });
         await checkRateLimits(caller, op.sender);
+        await checkSenderProof(caller, chain, op, params.context);
         policyCheck(caller, chain, op, 0n, { sender: 0n, global: 0n });
         const validUntil = Math.floor(now().getTime() / 1000) + options.validSeconds;
         return { ...fields(chain, encodeStubPaymasterData({ validUntil, validAfter: 0 }), paymasterGas(chain, params.userOp)), chainId: chain.config.chainId };
@@ -223,13 +330,9 @@ export function createSponsorService(options: SponsorServiceOptions) {
         const op: UserOperationInput = { ...parsed, paymasterVerificationGasLimit: gas.verification, paymasterPostOpGasLimit: gas.postOp };
         await checkRateLimits(caller, op.sender);
         checkGas(chain, op);
-        await checkFee(chain, op);
-        if (!chain.deposit.healthy) {
-          throw new SponsorError("deposit_low", `sponsorship on chain ${chain.config.chainId} is paused: ${chain.deposit.reason ?? "the paymaster's deposit is too low"}`, {
-            depositWei: chain.deposit.depositWei?.toString(),
-            outstandingWei: chain.deposit.outstandingWei?.toString(),
-          });
-        }
+        await checkSenderProof(caller, chain, op, params.context);
+        await Promise.all([checkFee(chain, op), checkNonce(chain, op)]);
+        await checkDeposit(chain);
         const quote = await chain.quote();
         const maxCostWei = maxGasCostWei(op);
         // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
@@ -249,36 +352,57 @@ export function createSponsorService(options: SponsorServiceOptions) {
         }
 
         const validAfter = 0;
-        const validUntilDate = new Date(now().getTime() + options.validSeconds * 1000);
-        const validUntil = Math.floor(validUntilDate.getTime() / 1000);
         const { chainId, paymaster, entryPoint } = chain.config;
-        const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter });
-        const signature = await options.signer.signHash(`0x${hash.toString("hex")}`);
-        const paymasterData = encodePaymasterData({ validUntil, validAfter, signature });
-        const userOpHash = userOperationHashV07({ userOperation: op, paymaster, paymasterData, chainId, entryPoint });
-        // the hold commits before the signature leaves: a crash after this line can only over-reserve
-        const hold = await options.holds.reserve({
-          chainId,
-          account: op.sender.toLowerCase(),
-          nonce: op.nonce,
-          amountFen: maxChargeFen,
-          maxCostWei,
-          validUntil: validUntilDate,
-          apiKeyId: caller.apiKey.id,
-          userOpHash,
-          quote,
-          maxHolds: options.maxHoldsPerSender,
-        });
-        if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId) }, Number(hold.addedFen));
-        return {
-          ...fields(chain, paymasterData, gas),
-          chainId,
-          userOpHash,
-          holdId: hold.holdId,
-          validUntil,
-          validAfter,
-          quote: { ...quote, maxChargeFen, heldFen: hold.heldFen, availableFen: hold.availableFen },
-        };
+        const account = op.sender.toLowerCase();
+        // a replacement is signed with its hold's validUntil: asking again never stretches how long quota is held
+        const signedAt = now();
+        const existing = await openHoldValidUntil(options.db, { chainId, account, nonce: op.nonce });
+        const renewBefore = new Date(signedAt.getTime() + renewMarginMs);
+        let validUntilDate = existing && existing >= renewBefore ? existing : new Date(signedAt.getTime() + options.validSeconds * 1000);
+        for (let attempt = 1; ; attempt++) {
+          const validUntil = Math.floor(validUntilDate.getTime() / 1000);
+          const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter });
+          const signature = await options.signer.signHash(`0x${hash.toString("hex")}`);
+          const paymasterData = encodePaymasterData({ validUntil, validAfter, signature });
+          const userOpHash = userOperationHashV07({ userOperation: op, paymaster, paymasterData, chainId, entryPoint });
+          // the hold commits before the signature leaves: a crash after this line can only over-reserve
+          let hold;
+          try {
+            hold = await options.holds.reserve({
+              chainId,
+              account,
+              nonce: op.nonce,
+              amountFen: maxChargeFen,
+              maxCostWei,
+              validUntil: new Date(validUntil * 1000),
+              apiKeyId: caller.apiKey.id,
+              clientIp: caller.ip,
+              userOpHash,
+              quote,
+              maxHolds: options.maxHoldsPerSender,
+              maxHoldsPerApiKey: options.maxHoldsPerSenderPerApiKey,
+              maxHoldsPerIp: options.maxHoldsPerSenderPerIp,
+              renewBefore,
+            });
+          } catch (error) {
+            // another request for this nonce committed its hold first: sign again with that hold's window
+            if (error instanceof HoldWindowConflict && attempt < 3) {
+              validUntilDate = error.validUntil;
+              continue;
+            }
+            throw error;
+          }
+          if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId) }, Number(hold.addedFen));
+          return {
+            ...fields(chain, paymasterData, gas),
+            chainId,
+            userOpHash,
+            holdId: hold.holdId,
+            validUntil,
+            validAfter,
+            quote: { ...quote, maxChargeFen, heldFen: hold.heldFen, availableFen: hold.availableFen },
+          };
+        }
       });
     },
   };

@@ -21,6 +21,11 @@ export type StackOptions = {
   ttlSeconds?: number;
   alipayCheckout?: "qr" | "page";
   poolSize?: number;
+  /** Off (0) unless a test is about them: every test creates orders and sends callbacks from 127.0.0.1. */
+  unverifiedCallbacksPerIpPerMinute?: number;
+  orderRateLimits?: { perIp: number; perAccount: number };
+  /** X-Forwarded-For hops to believe (tests that need several client IPs). */
+  trustProxy?: number;
 };
 
 export type Stack = {
@@ -54,12 +59,14 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     port,
     publicUrl: url,
     logLevel: "silent",
-    database: { dataDir: "", poolSize: 16 },
+    database: { ...loadConfig({}).database, dataDir: "", poolSize: 16 },
     adminToken: ADMIN_TOKEN,
     orders: { minFen: 100n, maxFen: 500_000n, ttlSeconds: options.ttlSeconds ?? 900 },
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
     gatewayTimeoutMs: 5_000,
-    callbacks: { concurrency: 16, maxWaitMs: 3_000 },
+    callbacks: { concurrency: 16, maxWaitMs: 3_000, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
+    orderRateLimits: options.orderRateLimits ?? { perIp: 0, perAccount: 0 },
+    trustProxy: options.trustProxy ?? false,
     alipay: { ...simulator.serverSandbox.alipay!, notifyUrl: `${url}/v1/payments/alipay/notify`, checkout: options.alipayCheckout ?? "qr", timeoutMs: 5_000 },
     wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, timeoutMs: 5_000 },
   };

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { type Server, createServer } from "node:http";
 import { type Hex, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { type UserOp, buildUserOperation, newSimpleAccount, signAsAccount } from "../../contracts/test/userOperations";
+import { type SimpleAccount, type UserOp, buildUserOperation, newSimpleAccount, signAsAccount } from "../../contracts/test/userOperations";
 import { type Alto, startAlto } from "../../scripts/lib/alto";
 import { DEV_KEYS, type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
 import { type App, type AppOptions, createApp } from "../app";
@@ -17,6 +17,8 @@ import type { Database } from "../db/database";
 import { createLogger } from "../http/logging";
 import { creditTopUp } from "../ledger/ledger";
 import { generateApiKey } from "../sponsor/apiKeys";
+import { type FaultProxy, startFaultProxy } from "./faultProxy";
+import { type RpcProxy, startRpcProxy } from "./rpcProxy";
 
 export const UTILITY_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"; // anvil #3
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -26,6 +28,10 @@ export const TEST_PRICE = { fenPerNative: 2_000_000n, markupBps: 500 };
 
 export type SponsorStack = {
   chain: LocalChain;
+  /** With `rpcFaults`: the TCP fault proxy the app's RPC goes through (the test's own clients talk to anvil). */
+  rpcFaults?: FaultProxy;
+  /** With `rpcProxy`: the JSON-RPC proxy the app's RPC goes through (method counts, refusals). */
+  rpcProxy?: RpcProxy;
   alto?: Alto;
   app: App;
   url: string;
@@ -40,6 +46,10 @@ export type SponsorStackOptions = {
   env?: Env;
   chainOverrides?: Record<string, unknown>;
   app?: Omit<AppOptions, "db">;
+  /** Put a TCP fault proxy between the app and anvil (outages and hangs of the RPC). */
+  rpcFaults?: boolean;
+  /** Put a JSON-RPC proxy between the app and anvil (counts; refusals such as an eth_getLogs range limit). */
+  rpcProxy?: boolean;
 };
 
 export async function startSponsorStack(options: SponsorStackOptions): Promise<SponsorStack> {
@@ -47,7 +57,13 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
   let alto: Alto | undefined;
   let server: Server | undefined;
   let app: App | undefined;
+  let rpcFaults: FaultProxy | undefined;
+  let rpcProxy: RpcProxy | undefined;
   try {
+    if (options.rpcFaults) rpcFaults = await startFaultProxy({ port: chain.anvil.port });
+    // with both, the JSON-RPC proxy sits in front of the fault proxy: counts are of what the app asked
+    if (options.rpcProxy) rpcProxy = await startRpcProxy(rpcFaults ? `http://127.0.0.1:${rpcFaults.port}` : chain.anvil.rpcUrl);
+    const appRpcUrl = rpcProxy?.url ?? (rpcFaults ? `http://127.0.0.1:${rpcFaults.port}` : chain.anvil.rpcUrl);
     if (options.alto) alto = await startAlto({ rpcUrl: chain.anvil.rpcUrl, executorKeys: [DEV_KEYS.bundler], utilityKey: UTILITY_KEY });
     const { key: apiKey } = generateApiKey();
     const config = loadConfig({
@@ -55,7 +71,7 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
         {
           chainId: chain.anvil.chainId,
           name: "anvil",
-          rpcUrl: chain.anvil.rpcUrl,
+          rpcUrl: appRpcUrl,
           bundlerUrl: alto?.url,
           paymaster: chain.paymaster,
           fenPerNative: TEST_PRICE.fenPerNative.toString(),
@@ -81,6 +97,8 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
     const started = app;
     return {
       chain,
+      rpcFaults,
+      rpcProxy,
       alto,
       app: started,
       url,
@@ -93,6 +111,8 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
         await new Promise<void>((resolve) => listening.close(() => resolve()));
         await started.close();
         await alto?.stop();
+        await rpcFaults?.close();
+        await rpcProxy?.close();
         await chain.stop();
       },
     };
@@ -100,6 +120,8 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
     server?.close();
     await app?.close();
     await alto?.stop();
+    await rpcFaults?.close();
+    await rpcProxy?.close();
     await chain.stop();
     throw error;
   }
@@ -108,17 +130,20 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
 export const signerAddress = () => privateKeyToAccount(DEV_KEYS.signer).address;
 
 /**
- * A signed, sponsored operation from a new account funded with `fundFen`: built like a wallet would, sponsored
- * through POST /v1/sponsorships (the server signs and holds), then signed by the account's owner. Ready for
- * `handleOps`.
+ * A signed, sponsored operation: built like a wallet would (for a new account funded with `fundFen`, or for
+ * `options.account`), sponsored through POST /v1/sponsorships (the server signs and holds), then signed by the
+ * account's owner. Ready for `handleOps`. `options.change` alters the built operation before it is sponsored
+ * (other gas: another userOpHash for the same nonce).
  */
 export async function sponsoredOperation(
   stack: SponsorStack,
   fundFen: bigint,
-): Promise<{ op: UserOp; account: string; userOpHash: Hex; holdId: string; maxChargeFen: bigint }> {
-  const account = await newSimpleAccount(stack.chain.client);
-  await stack.fund(account.address, fundFen);
-  const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
+  options: { account?: SimpleAccount; change?: Partial<UserOp> } = {},
+): Promise<{ op: UserOp; account: string; simpleAccount: SimpleAccount; userOpHash: Hex; holdId: string; maxChargeFen: bigint; validUntil: number }> {
+  const account = options.account ?? (await newSimpleAccount(stack.chain.client));
+  if (fundFen > 0n) await stack.fund(account.address, fundFen);
+  const built = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
+  const op = { ...built, ...options.change };
   const hex = (v: bigint) => `0x${v.toString(16)}`;
   const response = await fetch(`${stack.url}/v1/sponsorships`, {
     method: "POST",
@@ -143,7 +168,15 @@ export async function sponsoredOperation(
     }),
   });
   if (response.status !== 201) throw new Error(`POST /v1/sponsorships answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as { paymasterData: Hex; userOpHash: Hex; holdId: string; quote: { maxChargeFen: string } };
+  const body = (await response.json()) as { paymasterData: Hex; userOpHash: Hex; holdId: string; validUntil: number; quote: { maxChargeFen: string } };
   const signed = await signAsAccount(account, { ...op, paymasterData: body.paymasterData }, stack.chain.anvil.chainId);
-  return { op: signed, account: account.address.toLowerCase(), userOpHash: body.userOpHash, holdId: body.holdId, maxChargeFen: BigInt(body.quote.maxChargeFen) };
+  return {
+    op: signed,
+    account: account.address.toLowerCase(),
+    simpleAccount: account,
+    userOpHash: body.userOpHash,
+    holdId: body.holdId,
+    maxChargeFen: BigInt(body.quote.maxChargeFen),
+    validUntil: body.validUntil,
+  };
 }

@@ -15,7 +15,7 @@ type DemoConfig = {
   demoApiKey?: string;
   chains: { chainId: number; name: string; rpcUrl?: string; bundlerUrl?: string; paymaster: string }[];
 };
-type AccountView = { availableFen: string; heldFen: string; entries: { kind: string; heldDeltaFen: string; reference: string }[] };
+type AccountView = { availableFen: string; heldFen: string; entries: { kind: string; availableDeltaFen: string; heldDeltaFen: string; createdAt: string }[] };
 
 const KEY_STORAGE = "fiat-paymaster-demo-owner-key";
 const FACTORY = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";
@@ -78,6 +78,8 @@ async function main(): Promise<void> {
     const status = $("status");
     try {
       status.textContent = "Asking the paymaster and sending through the bundler…";
+      // the account view shows amounts, kinds and times: a charge newer than this one is the settlement
+      const newest = (await refresh()).entries[0]?.createdAt ?? "";
       const hash = await smartAccountClient.sendUserOperation({ calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }] });
       $("result").hidden = false;
       $("user-op-hash").textContent = hash;
@@ -89,9 +91,10 @@ async function main(): Promise<void> {
       status.textContent = receipt.success ? "Landed. Waiting for the server to settle it…" : "Landed, but the call reverted (it is still charged).";
       for (let i = 0; i < 120; i++) {
         const view = await refresh();
-        const settled = view.entries.find((e) => e.kind === "charge" && e.reference.startsWith("settle:"));
-        if (settled && BigInt(view.heldFen) === 0n) {
-          $("charged").textContent = `¥${yuan(-BigInt(settled.heldDeltaFen))}`;
+        const charges = view.entries.filter((e) => e.kind === "charge" && e.createdAt > newest);
+        if (charges.length > 0 && BigInt(view.heldFen) === 0n) {
+          const charged = charges.reduce((sum, e) => sum - BigInt(e.heldDeltaFen) - BigInt(e.availableDeltaFen), 0n);
+          $("charged").textContent = `¥${yuan(charged)}`;
           status.textContent = "Settled: charged what the chain actually spent.";
           break;
         }
