@@ -165,6 +165,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   if (signer) log.info({ signer: signer.address, chains: [...chains.keys()] }, "sponsorship signer ready");
   await Promise.all([...chains.values()].map((chain) => (depositMonitor ? depositMonitor.recheck(chain) : checkDeposit(db, chain, { log, metrics }))));
   const readiness = createReadiness({ db, chains: [...chains.values()] });
+  if (config.trustProxy === false && !config.sandbox && (chains.size > 0 || gateways.size > 0)) {
+    log.warn(
+      "TRUST_PROXY is off: per-client limits and hold caps see the connecting address; behind a load balancer that is the balancer for everyone — set TRUST_PROXY to its hop count",
+    );
+  }
 
   const app = express();
   app.disable("x-powered-by");

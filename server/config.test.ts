@@ -114,4 +114,22 @@ describe("configuration", () => {
       assert.match(problems({ TRUST_PROXY: "everyone" }).join("\n"), /TRUST_PROXY must be/);
     });
   });
+
+  it("every variable is checked, those of the service's timeouts and limits too: a bad one is reported, never defaulted", () => {
+    const reported = problems({
+      SHUTDOWN_DRAIN_MS: "30s",
+      SHUTDOWN_DELAY_MS: "-1",
+      DATABASE_CONNECT_TIMEOUT_MS: "soon",
+      DATABASE_STATEMENT_TIMEOUT_MS: "0",
+      DATABASE_POOL_SIZE: "many",
+      UNVERIFIED_CALLBACK_RETENTION_HOURS: "0",
+      RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE: "x",
+      RECONCILE_INTERVAL_SECONDS: "0",
+      RPC_REQUEST_TIMEOUT_MS: "fast",
+      MAX_HOLDS_PER_SENDER_PER_IP: "0",
+    }).join("\n");
+    for (const name of ["SHUTDOWN_DRAIN_MS", "SHUTDOWN_DELAY_MS", "DATABASE_CONNECT_TIMEOUT_MS", "DATABASE_STATEMENT_TIMEOUT_MS", "DATABASE_POOL_SIZE", "UNVERIFIED_CALLBACK_RETENTION_HOURS", "RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE", "RECONCILE_INTERVAL_SECONDS", "RPC_REQUEST_TIMEOUT_MS", "MAX_HOLDS_PER_SENDER_PER_IP"]) {
+      assert.match(reported, new RegExp(`${name} must be a whole number`), name);
+    }
+  });
 });

@@ -169,8 +169,8 @@ export function loadConfig(env: Env): Config {
   const sponsorship = loadSponsorship(text, int, problems);
   const trustProxy = parseTrustProxy(text("TRUST_PROXY"), problems);
 
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
+  // everything is parsed before the problems are counted: each bad variable is reported, none silently defaulted
+  const config: Config = {
     host,
     port,
     publicUrl,
@@ -207,6 +207,8 @@ export function loadConfig(env: Env): Config {
     shutdownDrainMs: int("SHUTDOWN_DRAIN_MS", 10_000, 0, 600_000),
     sandbox: sandboxDir !== undefined,
   };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }
 
 /**

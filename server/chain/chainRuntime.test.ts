@@ -5,7 +5,7 @@ import type { Address } from "viem";
 import { type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
 import { loadProjectArtifact } from "./artifacts";
 import { parseChains } from "./chainConfig";
-import { PriceFeedError, createChainRuntime, readFeedPrice } from "./chainRuntime";
+import { PriceFeedError, cached, createChainRuntime, readFeedPrice } from "./chainRuntime";
 
 describe("chain runtime: gas price and price feeds", () => {
   let chain: LocalChain;
@@ -76,5 +76,36 @@ describe("chain runtime: gas price and price feeds", () => {
     assert.deepEqual(await runtime.quote(), { fenPerNative: 2_500_000n, markupBps: 0 });
     assert.equal(runtime.deposit.healthy, false);
     assert.match(runtime.deposit.reason!, /not been checked yet/);
+  });
+});
+
+describe("cached figures of the request path", () => {
+  it("a failed refresh serves the last value while it is young enough, but never to a caller that asked for a fresh one", async () => {
+    let calls = 0;
+    let fail = false;
+    const read = cached(
+      async () => {
+        calls++;
+        if (fail) throw new Error("the RPC does not answer");
+        return BigInt(calls);
+      },
+      0,
+      60_000,
+    );
+    assert.equal(await read(), 1n);
+    fail = true;
+    assert.equal(await read(), 1n, "stale but recent: served");
+    await assert.rejects(read({ fresherThanMs: 0 }), /does not answer/, "a refusal must not rest on the stale figure");
+  });
+
+  it("concurrent callers share one load", async () => {
+    let calls = 0;
+    const read = cached(async () => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 20));
+      return calls;
+    }, 1_000);
+    assert.deepEqual(await Promise.all([read(), read(), read()]), [1, 1, 1]);
+    assert.equal(calls, 1);
   });
 });

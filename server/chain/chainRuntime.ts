@@ -6,10 +6,11 @@
  * last saw.
  *
  * Two RPC clients: the workers' (`client`: 10 s timeout, one retry) and the request path's (`requestClient`:
- * `rpcRequestTimeoutMs`, no retry, concurrent calls batched into one JSON-RPC request), so a wedged RPC costs a
- * sponsorship at most that long and then answers `unavailable`.
+ * `rpcRequestTimeoutMs`, no retry, concurrent contract reads aggregated into one Multicall3 eth_call and other
+ * calls into JSON-RPC batches), so a wedged RPC costs a sponsorship at most that long and then answers
+ * `unavailable`.
  */
-import { type Address, type PublicClient, createPublicClient, defineChain, http, parseAbi } from "viem";
+import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, http, parseAbi, toFunctionSelector } from "viem";
 import type { Quote } from "../sponsor/pricing";
 import type { ChainConfig } from "./chainConfig";
 
@@ -76,13 +77,15 @@ export function cached<T>(load: () => Promise<T>, maxAgeMs: number, staleMs = 0)
     try {
       return await inflight;
     } catch (error) {
-      if (value && Date.now() - value.at < staleMs) return value.v;
+      // a caller asking for a fresh figure gets the failure, not the stale value it asked to avoid
+      if (value && Date.now() - value.at < staleMs && options?.fresherThanMs === undefined) return value.v;
       throw error;
     }
   };
 }
 
-const entryPointNonceAbi = parseAbi(["function getNonce(address sender, uint192 key) view returns (uint256 nonce)"]);
+/** EntryPoint `getNonce(address sender, uint192 key)`: the sender's next nonce for that key (key ‖ sequence). */
+const GET_NONCE_SELECTOR = toFunctionSelector("function getNonce(address sender, uint192 key) view returns (uint256 nonce)");
 
 /** While the RPC fails, a gas price or priority fee this old still serves the fee checks. */
 const STALE_FEE_MS = 60_000;
@@ -124,6 +127,7 @@ export function createChainRuntime(
     rpcUrls: { default: { http: [config.rpcUrl] } },
   });
   const client = createPublicClient({ chain, transport: http(config.rpcUrl, { timeout: 10_000, retryCount: 1 }), pollingInterval: 1_000 }) as PublicClient;
+  // concurrent calls (every sponsorship reads its sender's nonce) go out as one JSON-RPC batch
   const requestClient = createPublicClient({
     chain,
     transport: http(config.rpcUrl, { timeout: options.rpcRequestTimeoutMs ?? 2_000, retryCount: 0, batch: { batchSize: 100, wait: 0 } }),
@@ -151,8 +155,15 @@ export function createChainRuntime(
     // callers asking for the same (sender, key) at once share the read; nothing is kept after it answers
     let read = nonces.get(id);
     if (!read) {
+      // a plain eth_call with the calldata laid out by hand: this runs for every sponsorship, and viem's generic
+      // readContract (ABI encoding and decoding) was most of its cost
+      const data = `${GET_NONCE_SELECTOR}${sender.slice(2).toLowerCase().padStart(64, "0")}${key.toString(16).padStart(64, "0")}` as Hex;
       read = requestClient
-        .readContract({ address: config.entryPoint, abi: entryPointNonceAbi, functionName: "getNonce", args: [sender, key] })
+        .request({ method: "eth_call", params: [{ to: config.entryPoint, data }, "latest"] })
+        .then((result) => {
+          if (typeof result !== "string" || !/^0x[0-9a-fA-F]{1,64}$/.test(result)) throw new Error(`getNonce answered ${String(result).slice(0, 80)}`);
+          return BigInt(result);
+        })
         .finally(() => nonces.delete(id));
       nonces.set(id, read);
     }

@@ -172,10 +172,11 @@ export async function undoSettlement(tx: Queryable, settlementId: bigint): Promi
     await tx.query("UPDATE sponsored_operations SET hold_id = $2 WHERE hold_id = $1", [s.hold_id, open.id]);
     return true;
   }
+  // a new revision: a later expiry of the reopened hold writes its own release entry (expire:<id>:<revision>)
   await tx.query(
     `UPDATE holds SET status = CASE WHEN $2::bigint > 0 THEN 'open' ELSE 'released' END,
                       amount_fen = CASE WHEN $2::bigint > 0 THEN $2::bigint ELSE amount_fen END,
-                      charged_fen = NULL, updated_at = now()
+                      revision = revision + 1, charged_fen = NULL, updated_at = now()
       WHERE id = $1`,
     [s.hold_id, amount],
   );
@@ -255,6 +256,9 @@ export async function settleChain(db: Database, chain: ChainRuntime, options: Se
     const fromBlock = cursor + 1n;
     const toBlock = fromBlock + range - 1n < end ? fromBlock + range - 1n : end;
     let logs: Awaited<ReturnType<typeof readEvents>>;
+    // the range's last header is read before its logs: if a reorg slips in between, the stored hash is the old
+    // fork's and the next pass sees it is gone, so the range is read again (the other order could hide it)
+    const header = await chain.client.getBlock({ blockNumber: toBlock });
     try {
       logs = await readEvents(chain, fromBlock, toBlock);
     } catch (error) {
@@ -267,7 +271,7 @@ export async function settleChain(db: Database, chain: ChainRuntime, options: Se
       throw error;
     }
     for (const log of logs) await settleOne(db, chain, toEvent(log), result, options);
-    await storeCursor(db, chain, toBlock);
+    await storeCursor(db, chain, toBlock, header);
     cursor = toBlock;
     result.toBlock = toBlock;
   }
@@ -290,10 +294,10 @@ async function readEvents(chain: ChainRuntime, fromBlock: bigint, toBlock: bigin
 }
 
 /** Stores the cursor at `blockNumber` with its hash and timestamp (the chain time holds expire by). */
-async function storeCursor(db: Database, chain: ChainRuntime, at: bigint): Promise<void> {
+async function storeCursor(db: Database, chain: ChainRuntime, at: bigint, header?: { hash: Hex; timestamp: bigint }): Promise<void> {
   // before the first block: the genesis block carries no UserOperationEvent
   const blockNumber = at < 0n ? 0n : at;
-  const block = await chain.client.getBlock({ blockNumber });
+  const block = header ?? (await chain.client.getBlock({ blockNumber }));
   await db.query(
     `INSERT INTO chain_cursors (chain_id, block_number, block_hash, block_timestamp) VALUES ($1, $2, $3, $4)
      ON CONFLICT (chain_id) DO UPDATE SET block_number = $2, block_hash = $3, block_timestamp = $4, updated_at = now()`,

@@ -214,6 +214,24 @@ describeWithDatabases("settlement against the chain itself: range refusals, reor
     assert.deepEqual((await checkLedger(db())).mismatches, []);
   });
 
+  it("a hold released, its operation landing late, then a reorg taking that away: the reopened hold is released again, nothing stuck in held", async () => {
+    const sponsored = await sponsoredOperation(stack, 100_000n);
+    const snapshot = await rpc("evm_snapshot");
+    const farFuture = new Date(sponsored.validUntil * 1000 + 60_000);
+    await releaseExpiredHolds(db(), { chainId: chain.config.chainId, chainTime: farFuture, graceSeconds: 0 });
+    await handleOps(stack.chain.client, bundler, [sponsored.op]);
+    assert.equal((await settleChain(db(), chain)).late, 1);
+    await rpc("evm_revert", [snapshot]);
+    await rpc("anvil_mine", ["0x2"]);
+    assert.equal((await settleChain(db(), chain)).reorged, 1);
+    const reopened = await holdStatus(stack, sponsored.holdId);
+    assert.equal(reopened.status, "open", "the charge went back to held, under its hold");
+    assert.ok((await getBalance(db(), sponsored.account)).heldFen > 0n);
+    assert.equal(await releaseExpiredHolds(db(), { chainId: chain.config.chainId, chainTime: farFuture, graceSeconds: 0 }), 1);
+    assert.deepEqual(await getBalance(db(), sponsored.account), { account: sponsored.account, availableFen: 100_000n, heldFen: 0n });
+    assert.deepEqual((await checkLedger(db())).mismatches, []);
+  });
+
   it("an operation that lands after its hold was released is charged from available, the rest recorded as a shortfall", async () => {
     const sponsored = await sponsoredOperation(stack, 100_000n);
     // its hold is gone (as after a reorg deeper than the confirmations): released on a chain time past validUntil
@@ -244,7 +262,7 @@ describeWithDatabases("settlement against the chain itself: range refusals, reor
     try {
       await handleOps(stack.chain.client, bundler, [bad.op]);
       await handleOps(stack.chain.client, bundler, [good.op]);
-      const head = await stack.chain.client.getBlockNumber();
+      const head = await stack.chain.client.getBlockNumber({ cacheTime: 0 });
       const pass = await settleChain(db(), chain, { holdGraceSeconds: 0 });
       assert.equal(pass.failed, 1);
       assert.equal(pass.toBlock, head, "the cursor went past the bad row");

@@ -8,12 +8,15 @@ import { parseAbi } from "viem";
 import type { Database } from "../db/database";
 import type { Logger } from "../http/logging";
 import type { Metrics } from "../http/metrics";
-import { outstandingHoldsWei } from "../sponsor/holds";
+import { outstandingHoldsWei, releaseOrphanedHolds } from "../sponsor/holds";
 import type { ChainRuntime } from "./chainRuntime";
 import { settleChain } from "./settlement";
 
-/** Advisory lock keys: "fpsettle" ‖ chain id. */
+/** Advisory lock keys: "fpsettle" ‖ chain id; "fporphan" for holds of chains no longer configured. */
 const SETTLE_LOCK_BASE = 0x6670736574000000n;
+const ORPHAN_LOCK = 0x66706f727068616en;
+/** A hold of a chain removed from CHAINS is released this long after its validUntil (server clock). */
+export const ORPHANED_HOLD_SECONDS = 7 * 86_400;
 
 export type Worker = { stop: () => Promise<void>; tick: () => Promise<void> };
 
@@ -62,6 +65,14 @@ export function startSettlementWorker(options: SettlementWorkerOptions): Worker 
         metrics?.settlementPassErrors.inc({ chain: String(chain.config.chainId) });
         log.warn({ chainId: chain.config.chainId, err: (error as Error).message?.split("\n")[0] }, "settlement pass failed; no hold is released until it succeeds; retrying next tick");
       }
+    }
+    try {
+      const orphans = await db.withAdvisoryLock(ORPHAN_LOCK, () =>
+        releaseOrphanedHolds(db, { configuredChainIds: options.chains.map((c) => c.config.chainId), olderThanSeconds: ORPHANED_HOLD_SECONDS }),
+      );
+      if (orphans.acquired && orphans.result > 0) log.warn({ released: orphans.result }, "holds of chains no longer configured released, a week past their validUntil");
+    } catch (error) {
+      log.warn({ err: (error as Error).message?.split("\n")[0] }, "releasing holds of unconfigured chains failed; retrying next tick");
     }
   });
 }

@@ -4,6 +4,8 @@
  * costs for 1 — that is what lets the sponsorship hot path go past the commits-per-second of the disk. At low
  * load a request runs at once in a batch of its own: there is no timer and no added latency.
  */
+import { isDatabaseUnavailable } from "./database";
+
 export type BatchRunner<I, R> = (items: readonly I[]) => Promise<ReadonlyArray<R | Error>>;
 
 export type GroupCommitterOptions = {
@@ -64,8 +66,9 @@ export class GroupCommitter<I, R> {
     try {
       results = await this.run(batch.map((p) => p.item));
     } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error instanceof Error ? error : new Error(String(error)));
+      // an outage fails them all alike (trying each alone would only wait out the timeouts again)
+      if (batch.length === 1 || isDatabaseUnavailable(error)) {
+        for (const p of batch) p.reject(error instanceof Error ? error : new Error(String(error)));
         return;
       }
       // one bad item must not fail the others: run each on its own

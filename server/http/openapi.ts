@@ -117,6 +117,10 @@ const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: Json }> 
       key: hint("the nonce key (upper 192 bits), hex", { type: "string" }),
     },
   },
+  nonce_held: {
+    when: "a sponsorship already signed for this nonce has less than 10 s of its window left, and windows are never extended: use another nonce key until it is released",
+    data: { validUntil: hint("Unix seconds: when that signature expires", { type: "integer" }) },
+  },
   nonce_not_next: {
     when: "the userOp's nonce is ahead of the sender's next nonce for its key: sponsor operations in order, or use other nonce keys for parallel ones",
     data: {

@@ -4,6 +4,7 @@ import { isAddress } from "viem";
 import { z } from "zod";
 import { type Database, isDatabaseUnavailable } from "../db/database";
 import { AdmissionQueue } from "../http/admission";
+import { clientKey } from "../http/clientAddress";
 import { sendProblem } from "../http/problem";
 import type { RateLimiter } from "../http/rateLimit";
 import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
@@ -92,7 +93,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
     const input = createOrderSchema.parse(req.body ?? {});
     // each order is a real trade at the gateway, under the merchant's quotas and our circuit breaker: one client
     // must not be able to spend them for everyone (an idempotent retry of an existing order is counted too)
-    const refusal = await deps.rateLimiter?.consume({ orderIp: req.ip, orderAccount: input.account.toLowerCase() });
+    const refusal = await deps.rateLimiter?.consume({ orderIp: clientKey(req.ip), orderAccount: input.account.toLowerCase() });
     if (refusal) {
       res.setHeader("retry-after", String(refusal.retryAfterSeconds));
       return sendProblem(res, 429, "rate_limited", `too many top-up orders for this ${refusal.scope === "orderIp" ? "client" : "account"} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
@@ -121,7 +122,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
       }
       const rawBody = typeof req.body === "string" ? req.body : "";
       // an IP that keeps sending callbacks that do not verify is not a gateway: refuse it unread for a while
-      const blocked = await deps.rateLimiter?.peek({ notifyIp: req.ip });
+      const blocked = await deps.rateLimiter?.peek({ notifyIp: clientKey(req.ip) });
       if (blocked) {
         const busy = gateway.failureReply("too many unverifiable notifications from this address");
         res.setHeader("retry-after", String(blocked.retryAfterSeconds));
@@ -144,7 +145,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
         res.status(503).type(busy.contentType).send(busy.body);
         return;
       }
-      if (!isAuthentic(handled.result.outcome)) await deps.rateLimiter?.consume({ notifyIp: req.ip });
+      if (!isAuthentic(handled.result.outcome)) await deps.rateLimiter?.consume({ notifyIp: clientKey(req.ip) });
       deps.onCallback?.(provider, handled.result, req);
       const { reply } = handled.result;
       res.status(reply.status).type(reply.contentType).send(reply.body);

@@ -5,7 +5,7 @@ import type { Hex } from "viem";
 import { describeWithDatabases } from "../db/testing";
 import { checkLedger, creditTopUp, getBalance } from "../ledger/ledger";
 import { SponsorError } from "./errors";
-import { type HoldRequest, HoldWindowConflict, createHoldReserver, listHolds, releaseExpiredHolds, reserveHolds } from "./holds";
+import { type HoldRequest, HoldWindowConflict, createHoldReserver, listHolds, releaseExpiredHolds, releaseOrphanedHolds, reserveHolds } from "./holds";
 
 const newAccount = () => `0x${randomBytes(20).toString("hex")}`;
 const opHash = () => `0x${randomBytes(32).toString("hex")}` as Hex;
@@ -160,16 +160,16 @@ describeWithDatabases("holds", (db) => {
     assert.equal(hold?.amountFen, 150n);
   });
 
-  it("a hold whose window is about to end may be renewed by a request that says so (renewBefore)", async () => {
+  it("a hold is never stretched: a replacement signed with any later window is refused, however little of the hold's is left", async () => {
     const account = newAccount();
     await fund(account, 1_000n);
     const reserver = createHoldReserver(db());
-    const ending = new Date(Date.now() + 10_000);
+    const ending = new Date(Date.now() + 5_000);
     const first = await reserver.reserve(request(account, 0n, 100n, { validUntil: ending }));
-    const renewed = new Date(Date.now() + 600_000);
-    assert.equal((await reserver.reserve(request(account, 0n, 100n, { validUntil: renewed, renewBefore: new Date(Date.now() + 30_000) }))).holdId, first.holdId);
+    await assert.rejects(reserver.reserve(request(account, 0n, 100n, { validUntil: new Date(Date.now() + 600_000) })), (e: unknown) => e instanceof HoldWindowConflict && e.validUntil.getTime() === ending.getTime());
     const [hold] = await listHolds(db(), account);
-    assert.equal(hold?.validUntil.getTime(), renewed.getTime());
+    assert.equal(hold?.id, first.holdId);
+    assert.equal(hold?.validUntil.getTime(), ending.getTime());
   });
 
   it("one API key and one client IP may take only their share of a sender's holds; replacements do not count", async () => {
@@ -189,5 +189,23 @@ describeWithDatabases("holds", (db) => {
     // another key from another client still gets its own
     await byKey(3n, "k-a", "203.0.113.5");
     assert.equal((await listHolds(db(), account, { status: "open" })).length, 4);
+  });
+});
+
+describeWithDatabases("holds of chains no longer configured", (db) => {
+  it("are released a week past their validUntil, and not before; holds of configured chains are left to settlement", async () => {
+    const account = newAccount();
+    await db().transaction((tx) => creditTopUp(tx, { account, orderId: `o-orphan-${account}`, amountFen: 1_000n }));
+    const reserver = createHoldReserver(db());
+    const day = 86_400_000;
+    const old = await reserver.reserve(request(account, 1n << 64n, 100n, { chainId: 999, validUntil: new Date(Date.now() - 8 * day) }));
+    await reserver.reserve(request(account, 2n << 64n, 100n, { chainId: 999, validUntil: new Date(Date.now() - 6 * day) }));
+    await reserver.reserve(request(account, 3n << 64n, 100n, { chainId: 31337, validUntil: new Date(Date.now() - 30 * day) }));
+    assert.equal(await releaseOrphanedHolds(db(), { configuredChainIds: [31337], olderThanSeconds: 7 * 86_400 }), 1);
+    const open = await listHolds(db(), account, { status: "open" });
+    assert.equal(open.length, 2);
+    assert.ok(!open.some((h) => h.id === old.holdId));
+    assert.deepEqual(await getBalance(db(), account), { account, availableFen: 800n, heldFen: 200n });
+    assert.deepEqual((await checkLedger(db())).mismatches, []);
   });
 });

@@ -4,7 +4,7 @@
  *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
  *     larger amount — only one operation with that nonce can ever execute;
  *   - a replacement keeps the hold's validUntil (its signature is signed with it), so re-asking never stretches
- *     how long quota stays reserved; only a hold whose window is about to end may be renewed (`renewBefore`);
+ *     how long quota stays reserved;
  *   - at most `maxHolds` open holds per sender, `maxHoldsPerApiKey` of them taken through one API key and
  *     `maxHoldsPerIp` from one client IP, so no single caller can take every hold a sender may have;
  *   - the hold and the operation's locked quote commit before the signature is returned.
@@ -16,7 +16,7 @@ import { randomUUID } from "node:crypto";
 import type { Hex } from "viem";
 import type { Database, Queryable } from "../db/database";
 import { GroupCommitter } from "../db/groupCommit";
-import { type BatchEntry, applyEntries, release } from "../ledger/ledger";
+import { type BatchEntry, applyEntries, lockBalance, release } from "../ledger/ledger";
 import { SponsorError } from "./errors";
 import type { Quote } from "./pricing";
 
@@ -38,11 +38,6 @@ export type HoldRequest = {
   maxHoldsPerApiKey?: number;
   /** Open holds one client IP may hold on this sender (default: maxHolds). */
   maxHoldsPerIp?: number;
-  /**
-   * An open hold for the same nonce whose validUntil is before this may be renewed to `validUntil`; a later one is
-   * kept, and the request answered with HoldWindowConflict (re-sign with the hold's validUntil). Default: never.
-   */
-  renewBefore?: Date;
 };
 
 /** The request was signed with another validUntil than the open hold for its nonce keeps: sign again with `validUntil`. */
@@ -140,14 +135,11 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
         continue;
       }
     }
-    if (same && request.validUntil.getTime() !== same.validUntil.getTime()) {
-      // the hold must cover every signature it backs, and re-asking must not stretch it: a later window only for
-      // a hold about to end (renewal), an earlier one is covered already
-      const renewing = request.validUntil > same.validUntil && request.renewBefore !== undefined && same.validUntil < request.renewBefore;
-      if (request.validUntil > same.validUntil && !renewing) {
-        results.push(new HoldWindowConflict(same.validUntil));
-        continue;
-      }
+    // the hold must cover every signature it backs, and re-asking must never stretch it: a request signed with a
+    // later window is answered with the hold's (the sponsor signs again); an earlier one is covered already
+    if (same && request.validUntil > same.validUntil) {
+      results.push(new HoldWindowConflict(same.validUntil));
+      continue;
     }
     if (increase > available) {
       results.push(
@@ -259,16 +251,6 @@ function capReached(holds: readonly OpenHold[], request: HoldRequest): SponsorEr
   return undefined;
 }
 
-/** The validUntil of the open hold for (chain, sender, nonce), if there is one: a replacement is signed with it. */
-export async function openHoldValidUntil(db: Queryable, p: { chainId: number; account: string; nonce: bigint }): Promise<Date | undefined> {
-  const { rows } = await db.query<{ valid_until: Date }>("SELECT valid_until FROM holds WHERE status = 'open' AND chain_id = $1 AND account = $2 AND nonce = $3", [
-    p.chainId,
-    p.account,
-    p.nonce.toString(),
-  ]);
-  return rows[0]?.valid_until;
-}
-
 /** Group-commits hold requests on `db`. */
 export function createHoldReserver(db: Database, options: { maxBatch?: number; maxConcurrent?: number } = {}) {
   const committer = new GroupCommitter<HoldRequest, HoldResult>((batch) => db.transaction((tx) => reserveHolds(tx, batch)), {
@@ -301,17 +283,47 @@ export async function releaseExpiredHolds(db: Database, options: { chainId: numb
   );
   let released = 0;
   for (const { id } of rows) {
-    const done = await db.transaction(async (tx) => {
-      const { rows: held } = await tx.query<{ account: string; amount_fen: bigint }>(
-        "UPDATE holds SET status = 'released', updated_at = now() WHERE id = $1 AND status = 'open' AND valid_until < $2 RETURNING account, amount_fen",
-        [id, cutoff],
-      );
-      const hold = held[0];
-      if (!hold) return false;
-      await release(tx, { account: hold.account, reservationId: `expire:${id}`, amountFen: hold.amount_fen });
-      return true;
-    });
-    if (done) released++;
+    if (await releaseHold(db, id, "valid_until < $2", [cutoff])) released++;
+  }
+  return released;
+}
+
+/**
+ * Releases one open hold in its own transaction if `condition` still holds: the account first, then the hold —
+ * the order reservations lock them in — and the release entry per revision, so a hold a reorg reopened releases
+ * again rather than silently not.
+ */
+async function releaseHold(db: Database, id: string, condition: string, params: unknown[]): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const { rows: found } = await tx.query<{ account: string }>("SELECT account FROM holds WHERE id = $1", [id]);
+    if (!found[0]) return false;
+    await lockBalance(tx, found[0].account);
+    const { rows: held } = await tx.query<{ account: string; amount_fen: bigint; revision: number }>(
+      `UPDATE holds SET status = 'released', updated_at = now() WHERE id = $1 AND status = 'open' AND ${condition} RETURNING account, amount_fen, revision`,
+      [id, ...params],
+    );
+    const hold = held[0];
+    if (!hold) return false;
+    const { applied } = await release(tx, { account: hold.account, reservationId: `expire:${id}:${hold.revision}`, amountFen: hold.amount_fen });
+    if (!applied) throw new Error(`hold ${id} revision ${hold.revision} was released before: its release entry exists`);
+    return true;
+  });
+}
+
+/**
+ * Holds of chains this server no longer settles (removed from CHAINS) would stay open for good: once their
+ * validUntil is `olderThanSeconds` behind the server's clock — far beyond any signature's window — they are
+ * released. Returns how many.
+ */
+export async function releaseOrphanedHolds(db: Database, options: { configuredChainIds: number[]; olderThanSeconds: number; now?: Date }): Promise<number> {
+  const cutoff = new Date((options.now ?? new Date()).getTime() - options.olderThanSeconds * 1000).toISOString();
+  const { rows } = await db.query<{ id: string }>(
+    "SELECT id FROM holds WHERE status = 'open' AND NOT (chain_id = ANY($1::bigint[])) AND valid_until < $2 ORDER BY valid_until LIMIT 500",
+    [options.configuredChainIds, cutoff],
+  );
+  let released = 0;
+  for (const { id } of rows) {
+    if (await releaseHold(db, id, "valid_until < $2 AND NOT (chain_id = ANY($3::bigint[]))", [cutoff, options.configuredChainIds])) released++;
   }
   return released;
 }

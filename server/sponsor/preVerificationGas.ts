@@ -18,7 +18,10 @@ export type PreVerificationGasInput = {
   factory?: Address | undefined;
   factoryData?: Hex | undefined;
   callData: Hex;
-  /** The wallet's signature (usually its dummy at this point); counted as at least 65 bytes. */
+  /**
+   * The wallet's signature (usually its dummy at this point); counted as 65 to 256 bytes whatever its length: the
+   * paymaster does not sign the account's signature, so a long dummy must not raise the ceiling.
+   */
   signature: Hex;
 };
 
@@ -35,6 +38,7 @@ const FLOOR_GAS_PER_TOKEN = 10n;
 /** paymaster (20) ‖ two uint128 gas limits (32) ‖ FiatPaymaster's 77 bytes of paymasterData. */
 const PAYMASTER_AND_DATA_BYTES = 20 + 32 + 77;
 const MIN_SIGNATURE_BYTES = 65;
+const MAX_SIGNATURE_BYTES = 256;
 
 const hexBytes = (hex: Hex | undefined): Buffer => Buffer.from((hex ?? "0x").slice(2), "hex");
 
@@ -58,7 +62,7 @@ function estimationEncoding(op: PreVerificationGasInput, paymaster: Address): Bu
   const initCode = op.factory ? Buffer.concat([hexBytes(op.factory), hexBytes(op.factoryData)]) : Buffer.alloc(0);
   const callData = hexBytes(op.callData);
   const paymasterAndData = Buffer.concat([hexBytes(paymaster), Buffer.alloc(PAYMASTER_AND_DATA_BYTES - 20, 0xff)]);
-  const signature = Buffer.alloc(Math.max(hexBytes(op.signature).length, MIN_SIGNATURE_BYTES), 0xff);
+  const signature = Buffer.alloc(Math.min(MAX_SIGNATURE_BYTES, Math.max(hexBytes(op.signature).length, MIN_SIGNATURE_BYTES)), 0xff);
   const tails = [initCode, callData, paymasterAndData, signature];
   const offsets: bigint[] = [];
   let at = 9 * 32;

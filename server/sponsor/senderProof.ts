@@ -84,7 +84,10 @@ export function createSenderProofVerifier(client: PublicClient): SenderProofVeri
     if (validUntil - nowSeconds > policy.maxValiditySeconds) {
       throw refuse("sender_proof_invalid", `context.senderProof.validUntil is more than ${policy.maxValiditySeconds} s ahead; this key accepts proofs valid for at most that long`);
     }
-    const cacheKey = `${chainId}:${sender.toLowerCase()}:${validUntil}:${signature.toLowerCase()}`;
+    // remembered per policy: a proof one key's signers vouch for says nothing to a key that trusts others, and a
+    // signer removed from a policy stops counting at once
+    const trusted = `${[...(policy.signers ?? [])].map((a) => a.toLowerCase()).sort().join(",")}|${policy.account ? "account" : ""}`;
+    const cacheKey = `${trusted}:${chainId}:${sender.toLowerCase()}:${validUntil}:${signature.toLowerCase()}`;
     if ((verified.get(cacheKey) ?? 0) > nowSeconds) return;
 
     const hash = hashTypedData(senderProofTypedData({ chainId, paymaster, sender, validUntil }));

@@ -13,12 +13,13 @@
 import type { Address, Hex } from "viem";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Database } from "../db/database";
+import { clientKey } from "../http/clientAddress";
 import type { Metrics } from "../http/metrics";
 import type { RateLimiter } from "../http/rateLimit";
 import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
 import { SponsorError, invalidParams } from "./errors";
-import { HoldWindowConflict, type HoldReserver, openHoldValidUntil, spentSince } from "./holds";
+import { HoldWindowConflict, type HoldReserver, spentSince } from "./holds";
 import { paymasterHashBuffer, userOperationHashV07 } from "./hashing";
 import { encodePaymasterData, encodeStubPaymasterData } from "./paymasterData";
 import { evaluatePolicy, spendPeriodStart } from "./policy";
@@ -94,6 +95,9 @@ function above(chain: ChainRuntime, op: UserOperationInput, gasPrice: bigint, ti
   return op.maxFeePerGas > (gasPrice * BigInt(chain.config.maxFeePercent)) / 100n || op.maxPriorityFeePerGas > tipCeiling(chain, tip);
 }
 
+/** A replacement whose hold's window has less than this left is refused (nonce_held) rather than signed. */
+const MIN_USEFUL_WINDOW_MS = 10_000;
+
 /** Nonce sequence bits: the upper 192 bits of a nonce are its key (ERC-4337 semi-abstracted nonces). */
 const SEQUENCE_MASK = (1n << 64n) - 1n;
 
@@ -105,8 +109,6 @@ export function createSponsorService(options: SponsorServiceOptions) {
     if (!verifier) proofVerifiers.set(chain.config.chainId, (verifier = createSenderProofVerifier(chain.requestClient)));
     return verifier;
   };
-  // a replacement near the end of its hold's window is renewed rather than signed for the last few seconds
-  const renewMarginMs = Math.min(30, options.validSeconds / 4) * 1000;
 
   function chainFor(params: SponsorshipParams): ChainRuntime {
     const chainId = parseChainId(params.chainId);
@@ -143,7 +145,8 @@ export function createSponsorService(options: SponsorServiceOptions) {
 
   async function checkRateLimits(caller: Caller, sender: Address): Promise<void> {
     // the per-sender limit counts per (sender, client): strangers exhausting it must not stop the sender's owner
-    const refusal = await options.rateLimiter?.consume({ ip: caller.ip, apiKey: caller.apiKey.id, sender: `${sender.toLowerCase()}|${caller.ip ?? "-"}` });
+    const client = clientKey(caller.ip);
+    const refusal = await options.rateLimiter?.consume({ ip: client, apiKey: caller.apiKey.id, sender: `${sender.toLowerCase()}|${client ?? "-"}` });
     if (refusal) {
       throw new SponsorError("rate_limited", `too many requests for this ${refusal.scope === "apiKey" ? "API key" : refusal.scope} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
         scope: refusal.scope,
@@ -354,11 +357,10 @@ export function createSponsorService(options: SponsorServiceOptions) {
         const validAfter = 0;
         const { chainId, paymaster, entryPoint } = chain.config;
         const account = op.sender.toLowerCase();
-        // a replacement is signed with its hold's validUntil: asking again never stretches how long quota is held
-        const signedAt = now();
-        const existing = await openHoldValidUntil(options.db, { chainId, account, nonce: op.nonce });
-        const renewBefore = new Date(signedAt.getTime() + renewMarginMs);
-        let validUntilDate = existing && existing >= renewBefore ? existing : new Date(signedAt.getTime() + options.validSeconds * 1000);
+        // A replacement is signed with its hold's validUntil: asking again never stretches how long quota is held.
+        // Optimistically: sign a fresh window; if an open hold for this nonce keeps an earlier one, the reservation
+        // answers HoldWindowConflict and the operation is signed again with that window (only replacements pay).
+        let validUntilDate = new Date(now().getTime() + options.validSeconds * 1000);
         for (let attempt = 1; ; attempt++) {
           const validUntil = Math.floor(validUntilDate.getTime() / 1000);
           const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter });
@@ -376,21 +378,28 @@ export function createSponsorService(options: SponsorServiceOptions) {
               maxCostWei,
               validUntil: new Date(validUntil * 1000),
               apiKeyId: caller.apiKey.id,
-              clientIp: caller.ip,
+              clientIp: clientKey(caller.ip),
               userOpHash,
               quote,
               maxHolds: options.maxHoldsPerSender,
               maxHoldsPerApiKey: options.maxHoldsPerSenderPerApiKey,
               maxHoldsPerIp: options.maxHoldsPerSenderPerIp,
-              renewBefore,
             });
           } catch (error) {
-            // another request for this nonce committed its hold first: sign again with that hold's window
-            if (error instanceof HoldWindowConflict && attempt < 3) {
-              validUntilDate = error.validUntil;
-              continue;
+            if (!(error instanceof HoldWindowConflict)) throw error;
+            // an open hold for this nonce keeps an earlier window: sign again with it — unless too little of it is
+            // left to be of use, which waiting for the hold's release (or another nonce key) cures
+            const left = error.validUntil.getTime() - now().getTime();
+            if (left < MIN_USEFUL_WINDOW_MS) {
+              throw new SponsorError(
+                "nonce_held",
+                `the sponsorship already signed for this nonce is valid until ${error.validUntil.toISOString()} and is never extended; it is released once the chain is past that time — meanwhile use another nonce key`,
+                { validUntil: Math.floor(error.validUntil.getTime() / 1000) },
+              );
             }
-            throw error;
+            if (attempt >= 3) throw new SponsorError("unavailable", "requests for this nonce are racing each other; retry");
+            validUntilDate = error.validUntil;
+            continue;
           }
           if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId) }, Number(hold.addedFen));
           return {

@@ -80,8 +80,14 @@ async function counterfactualAddress(stack: SponsorStack): Promise<Address> {
 describeWithDatabases("strangers with an API key", (db) => {
   let stack: SponsorStack;
   let gas: Gas;
+  /** How far the app's clock runs ahead of the real one (a test moves it to the end of a signature's window). */
+  let clockAheadMs = 0;
   before(async () => {
-    stack = await startSponsorStack({ db: db(), env: { TRUST_PROXY: "1", RATE_LIMIT_IP_PER_MINUTE: "0", RATE_LIMIT_API_KEY_PER_MINUTE: "0" } });
+    stack = await startSponsorStack({
+      db: db(),
+      env: { TRUST_PROXY: "1", RATE_LIMIT_IP_PER_MINUTE: "0", RATE_LIMIT_API_KEY_PER_MINUTE: "0" },
+      app: { now: () => new Date(Date.now() + clockAheadMs) },
+    });
     const gasPrice = await stack.chain.client.getGasPrice();
     gas = { callGasLimit: 100_000n, verificationGasLimit: 400_000n, preVerificationGas: 60_000n, maxFeePerGas: gasPrice, maxPriorityFeePerGas: 1_000_000_000n };
   });
@@ -134,6 +140,32 @@ describeWithDatabases("strangers with an API key", (db) => {
     assert.ok(owner.result, JSON.stringify(owner.error));
   });
 
+  it("a replacement when too little of its hold's window is left is refused nonce_held, never signed with a longer window", async () => {
+    const sender = await counterfactualAddress(stack);
+    await stack.fund(sender, 8n * holdOf(gas));
+    const first = await call(stack, { op: userOp(sender, gas, 0n), ip: "203.0.113.15" });
+    assert.ok(first.result, JSON.stringify(first.error));
+    const window = decodePaymasterData(first.result.paymasterData as Hex).validUntil;
+    clockAheadMs = (window - 5) * 1000 - Date.now();
+    try {
+      const late = await call(stack, { op: userOp(sender, { ...gas, callGasLimit: gas.callGasLimit + 1n }, 0n), ip: "203.0.113.15" });
+      assert.equal(late.error?.code, SPONSOR_ERROR_CODES.nonce_held, JSON.stringify(late));
+      assert.equal(late.error!.data?.validUntil, window);
+      // another nonce key is sponsored as usual
+      assert.ok((await call(stack, { op: userOp(sender, gas, 1n), ip: "203.0.113.15" })).result);
+    } finally {
+      clockAheadMs = 0;
+    }
+  });
+
+  it("IPv6 addresses of one /64 count as one client: rotating through them takes no more holds", async () => {
+    const sender = await counterfactualAddress(stack);
+    await stack.fund(sender, 8n * holdOf(gas));
+    const answers = await Promise.all([0n, 1n, 2n, 3n, 4n].map((k) => call(stack, { op: userOp(sender, gas, k), ip: `2001:db8:77:1::${(k + 1n).toString(16)}` })));
+    assert.equal(answers.filter((r) => r.result).length, 2);
+    assert.ok(answers.filter((r) => r.error).every((r) => r.error!.data?.scope === "ip"));
+  });
+
   it("a stranger exhausting the per-sender rate limit from their client does not rate-limit the owner's", async () => {
     const sender = await counterfactualAddress(stack);
     const stub = (ip: string) => call(stack, { op: userOp(sender, gas, 0n), ip, method: "pm_getPaymasterStubData" });
@@ -175,6 +207,10 @@ describeWithDatabases("strangers with an API key", (db) => {
     assert.equal(padded.error?.code, SPONSOR_ERROR_CODES.gas_cap_exceeded, JSON.stringify(padded));
     assert.equal(padded.error!.data?.field, "preVerificationGas");
     assert.equal(padded.error!.data?.cap, ((needed * 200n) / 100n).toString());
+    // a long dummy signature does not raise the ceiling: the account's real one may be short (the paymaster never signs it)
+    const withLongDummy = { ...userOp(sender, { ...gas, preVerificationGas: 2n * needed + 20_000n }, 3n), signature: `0x${"ab".repeat(4_000)}` };
+    const inflated = await call(stack, { op: withLongDummy, ip: "203.0.113.60" });
+    assert.equal(inflated.error?.data?.field, "preVerificationGas", JSON.stringify(inflated));
     assert.equal((await getBalance(db(), sender)).heldFen, 0n);
     assert.ok((await call(stack, { op: userOp(sender, { ...gas, preVerificationGas: needed }, 2n), ip: "203.0.113.60" })).result, "what it needs is sponsored");
   });
@@ -204,11 +240,15 @@ describeWithDatabases("strangers with an API key", (db) => {
       assert.equal((await getBalance(db(), sender)).heldFen, 0n);
     });
 
-    it("sponsors with a proof signed by the DApp's backend, for any sender", async () => {
+    it("sponsors with a proof signed by the DApp's backend, for any sender; another key that trusts another backend does not accept it", async () => {
       const sender = await counterfactualAddress(stack);
       await stack.fund(sender, 1_000_000n);
-      const r = await call(stack, { op: userOp(sender, gas, 0n), apiKey: proofKey, ip: "203.0.113.71", context: await proof(backend, sender) });
+      const context = await proof(backend, sender);
+      const r = await call(stack, { op: userOp(sender, gas, 0n), apiKey: proofKey, ip: "203.0.113.71", context });
       assert.ok(r.result, JSON.stringify(r.error));
+      // the same proof, already checked once, presented to a key whose policy trusts only another signer
+      const otherKey = await createKey(stack, { senderProof: { signers: [privateKeyToAccount(generatePrivateKey()).address] } });
+      assert.equal(rule(await call(stack, { op: userOp(sender, gas, 1n), apiKey: otherKey, ip: "203.0.113.71", context })), "sender_proof_rejected");
     });
 
     it("sponsors with a proof signed by the account: a deployed SimpleAccount's owner, an ERC-1271 wallet, and an undeployed one through ERC-6492", async () => {
