@@ -14,6 +14,14 @@ export default tseslint.config(
     },
   },
   {
+    // the production service never depends on dev tooling or command-line tools (its tests may use devtools/)
+    files: ["server/**/*.ts"],
+    ignores: ["server/**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ group: ["**/devtools/**", "**/scripts/**", "**/contracts/test/**"], message: "server/ must not import dev tooling or scripts" }] }],
+    },
+  },
+  {
     files: ["web/src/**/*.ts"],
     languageOptions: {
       globals: { window: "readonly", document: "readonly", location: "readonly", history: "readonly", navigator: "readonly", fetch: "readonly", crypto: "readonly", localStorage: "readonly", console: "readonly", URLSearchParams: "readonly", setTimeout: "readonly", sessionStorage: "readonly", HTMLElement: "readonly" },

@@ -28,12 +28,12 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { checkLedger } from "../server/ledger/ledger";
-import { formatBeijingTime } from "../server/payments/alipay";
+import { formatBeijingTime } from "../server/payments/gateways/alipay";
 import type { IncomingCallback, PaymentGateway, Provider } from "../server/payments/gateway";
 import { createOrder } from "../server/payments/orders";
-import { type AlipaySandbox, alipayPaymentFields, signNotification } from "../server/simulator/alipay";
-import { TRANSACTION_SUCCESS, type WechatSandbox, buildWechatNotification, signWechatMessage, wechatPlatformSigner } from "../server/simulator/wechat";
-import { type Stack, startPaymentsStack } from "../server/testing/paymentsStack";
+import { type AlipaySandbox, alipayPaymentFields, signNotification } from "../devtools/simulator/alipay";
+import { TRANSACTION_SUCCESS, type WechatSandbox, buildWechatNotification, signWechatMessage, wechatPlatformSigner } from "../devtools/simulator/wechat";
+import { type Stack, startPaymentsStack } from "../devtools/testing/paymentsStack";
 
 const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 /** Fail fast with a readable message rather than pg's default of waiting indefinitely. */

@@ -31,8 +31,8 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { toPackedUserOperation } from "viem/account-abstraction";
-import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../scripts/lib/localChain";
-import type { OperatorWallet } from "../scripts/lib/operator";
+import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../devtools/chain/localChain";
+import type { OperatorWallet } from "../server/chain/operator";
 import {
   type SimpleAccount,
   type UserOp,
@@ -44,7 +44,7 @@ import {
   signAsAccount,
   sponsor,
   userOperationEvents,
-} from "../contracts/test/userOperations";
+} from "../devtools/userOperations";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
 import { loadAccountAbstractionArtifact } from "../server/chain/artifacts";
 

@@ -5,9 +5,9 @@ import { toPackedUserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
 import { fiatPaymasterArtifact } from "../server/chain/artifacts";
-import { encodeStubPaymasterData, getPaymasterHash } from "../server/sponsor/paymasterData";
-import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../scripts/lib/localChain";
-import type { OperatorWallet } from "../scripts/lib/operator";
+import { encodeStubPaymasterData, getPaymasterHash } from "../server/sponsorship/signing/paymasterData";
+import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../devtools/chain/localChain";
+import type { OperatorWallet } from "../server/chain/operator";
 import {
   type SimpleAccount,
   type UserOp,
@@ -22,7 +22,7 @@ import {
   sponsor,
   userOperationEvents,
   withPaymasterGas,
-} from "./test/userOperations";
+} from "../devtools/userOperations";
 
 const signer = privateKeyToAccount(DEV_KEYS.signer);
 const abi: Abi = fiatPaymasterArtifact().abi;

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { openDatabase } from "../server/db/database";
-import { createApiKeyAuthenticator } from "../server/sponsor/apiKeys";
+import { openDatabase } from "../server/platform/db/database";
+import { createApiKeyAuthenticator } from "../server/sponsorship/apiKeys";
 import { apiKeysCli } from "./api-keys";
 
 describe("npm run api-keys", () => {

@@ -10,10 +10,10 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { openDatabase } from "../server/db/database";
-import { migrate } from "../server/db/migrate";
-import { createApiKey, listApiKeys, revokeApiKey, updateApiKeyPolicy } from "../server/sponsor/apiKeys";
-import { policyToJson } from "../server/sponsor/policy";
+import { openDatabase } from "../server/platform/db/database";
+import { migrate } from "../server/platform/db/migrate";
+import { createApiKey, listApiKeys, revokeApiKey, updateApiKeyPolicy } from "../server/sponsorship/apiKeys";
+import { policyToJson } from "../server/sponsorship/policy";
 import { UsageError, runMain } from "./lib/cli";
 
 const USAGE = "usage: npm run api-keys -- create --name <name> [--policy <file.json>] | list | policy <id> <file.json> | revoke <id>";

@@ -18,7 +18,7 @@ import { createPaymasterClient } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
 import { UsageError, runMain } from "./lib/cli";
-import { LOCAL_STACK_FILE, type LocalStackInfo } from "./lib/localStack";
+import { LOCAL_STACK_FILE, type LocalStackInfo } from "../devtools/localStack";
 
 function stackInfo(): LocalStackInfo {
   const env = process.env;

@@ -11,12 +11,12 @@ import { type Address, type Hex, type PublicClient, pad, parseEther } from "viem
 import { privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
 import { runDeploy } from "./deploy";
-import { type Anvil, startAnvil } from "./lib/anvil";
-import { installCanonicalContracts } from "./lib/canonical";
+import { type Anvil, startAnvil } from "../devtools/chain/anvil";
+import { installCanonicalContracts } from "../server/chain/canonical";
 import type { Env } from "./lib/cli";
-import { type PaymasterDeployment, paymasterAddress } from "./lib/deployPaymaster";
-import { DEV_KEYS, localClients } from "./lib/localChain";
-import { readDepositInfo, readPaymasterStatus } from "./lib/operator";
+import { type PaymasterDeployment, paymasterAddress } from "../server/chain/deploy";
+import { DEV_KEYS, localClients } from "../devtools/chain/localChain";
+import { readDepositInfo, readPaymasterStatus } from "../server/chain/operator";
 
 /** anvil default key #3: deploys in these tests, so its nonce counts exactly the deploy script's transactions. */
 const DEPLOYER_KEY: Hex = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";

@@ -9,7 +9,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { type Hex, isHex, pad } from "viem";
 import { type Env, UsageError, connect, loadPrivateKey, parseAddress, parseEthAmount, parseSeconds, runMain } from "./lib/cli";
-import { deployPaymaster } from "./lib/deployPaymaster";
+import { deployPaymaster } from "../server/chain/deploy";
 
 export const DEPLOY_USAGE = `usage: npm run deploy -- [options]
 

@@ -4,8 +4,8 @@
  * DATA_DIR (default .data/pglite) — the same database the server uses.
  */
 import path from "node:path";
-import { openDatabase } from "../server/db/database";
-import { migrate } from "../server/db/migrate";
+import { openDatabase } from "../server/platform/db/database";
+import { migrate } from "../server/platform/db/migrate";
 import { checkLedger } from "../server/ledger/ledger";
 import { runMain } from "./lib/cli";
 

@@ -11,8 +11,8 @@ import { type Address, type Hex, type PublicClient, createTestClient, formatEthe
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { runPaymasterCli } from "./paymaster";
 import type { Env } from "./lib/cli";
-import { DEV_KEYS, type LocalChain, startLocalChain } from "./lib/localChain";
-import { isPaymasterSigner, readDepositInfo, readPaymasterStatus } from "./lib/operator";
+import { DEV_KEYS, type LocalChain, startLocalChain } from "../devtools/chain/localChain";
+import { isPaymasterSigner, readDepositInfo, readPaymasterStatus } from "../server/chain/operator";
 
 const OWNER = privateKeyToAccount(DEV_KEYS.owner).address;
 const SIGNER = privateKeyToAccount(DEV_KEYS.signer).address;

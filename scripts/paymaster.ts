@@ -8,7 +8,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { type Address, type Hex, type PublicClient, formatEther } from "viem";
 import { type Env, UsageError, connect, loadPrivateKey, parseAddress, parseEthAmount, parseSeconds, runMain } from "./lib/cli";
-import { DEFAULT_UNSTAKE_DELAY_SEC, deploymentFile, readDeployment } from "./lib/deployPaymaster";
+import { DEFAULT_UNSTAKE_DELAY_SEC, deploymentFile, readDeployment } from "../server/chain/deploy";
 import {
   type OperatorWallet,
   addPaymasterSigner,
@@ -20,7 +20,7 @@ import {
   unlockPaymasterStake,
   withdrawFromPaymaster,
   withdrawPaymasterStake,
-} from "./lib/operator";
+} from "../server/chain/operator";
 
 export const PAYMASTER_USAGE = `usage: npm run paymaster -- <command> [arguments] [options]
 

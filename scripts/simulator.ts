@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { startSimulator, writeSandboxDir } from "../server/simulator/server";
+import { startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 import { runMain } from "./lib/cli";
 
 async function main(): Promise<void> {

@@ -6,9 +6,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createPublicClient, http } from "viem";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
-import { freePort } from "./lib/anvil";
-import { readPaymasterStatus } from "./lib/operator";
-import { waitForOutput } from "../server/testing/childOutput";
+import { freePort } from "../devtools/chain/anvil";
+import { readPaymasterStatus } from "../server/chain/operator";
+import { waitForOutput } from "../devtools/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
 

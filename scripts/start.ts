@@ -12,12 +12,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
 import { SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
-import { startSimulator, writeSandboxDir } from "../server/simulator/server";
-import { generateApiKey } from "../server/sponsor/apiKeys";
-import { LOCAL_STACK_FILE, type LocalStackInfo } from "./lib/localStack";
-import { LOCAL_UTILITY_KEY, startAlto } from "./lib/alto";
+import { startSimulator, writeSandboxDir } from "../devtools/simulator/server";
+import { generateApiKey } from "../server/sponsorship/apiKeys";
+import { LOCAL_STACK_FILE, type LocalStackInfo } from "../devtools/localStack";
+import { LOCAL_UTILITY_KEY, startAlto } from "../devtools/chain/alto";
 import { runMain } from "./lib/cli";
-import { DEV_KEYS, startLocalChain } from "./lib/localChain";
+import { DEV_KEYS, startLocalChain } from "../devtools/chain/localChain";
 
 const ROOT = path.resolve(__dirname, "..");
 

@@ -9,14 +9,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Address, numberToHex } from "viem";
 import { ENTRY_POINT_V07 } from "./chain/addresses";
-import { type Database, connectPostgres, openPglite } from "./db/database";
-import { migrate } from "./db/migrate";
-import { createTestDatabase } from "./db/testing";
-import { createRateLimiter } from "./http/rateLimit";
-import { createApiKey } from "./sponsor/apiKeys";
-import { SPONSOR_ERROR_CODES } from "./sponsor/errors";
-import { type FaultProxy, startFaultProxy } from "./testing/faultProxy";
-import { type SponsorStack, startSponsorStack } from "./testing/sponsorStack";
+import { type Database, connectPostgres, openPglite } from "./platform/db/database";
+import { migrate } from "./platform/db/migrate";
+import { createTestDatabase } from "../devtools/testing/databases";
+import { createRateLimiter } from "./platform/rateLimit";
+import { createApiKey } from "./sponsorship/apiKeys";
+import { SPONSOR_ERROR_CODES } from "./sponsorship/errors";
+import { type FaultProxy, startFaultProxy } from "../devtools/testing/faultProxy";
+import { type SponsorStack, startSponsorStack } from "../devtools/testing/sponsorStack";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

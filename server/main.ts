@@ -1,7 +1,7 @@
 /** The server process: `npm run server`. Configuration from the environment (see README). */
 import { type Server, createServer } from "node:http";
 import { createApp } from "./app";
-import { ConfigError, loadConfig } from "./config";
+import { ConfigError, loadConfig } from "./config/env";
 
 async function main(): Promise<void> {
   let config;

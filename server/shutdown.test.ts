@@ -13,10 +13,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
-import { createTestDatabase } from "./db/testing";
-import { type FaultProxy, startFaultProxy } from "./testing/faultProxy";
-import { type ServerProcess, startServerProcess } from "./testing/serverProcess";
-import { type Simulator, startSimulator, writeSandboxDir } from "./simulator/server";
+import { createTestDatabase } from "../devtools/testing/databases";
+import { type FaultProxy, startFaultProxy } from "../devtools/testing/faultProxy";
+import { type ServerProcess, startServerProcess } from "../devtools/testing/serverProcess";
+import { type Simulator, startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 
 type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext } from "playwright-core";
 import { getBalance } from "../server/ledger/ledger";
 import { reconcileOnce } from "../server/payments/reconcile";
-import { type Stack, startPaymentsStack } from "../server/testing/paymentsStack";
+import { type Stack, startPaymentsStack } from "../devtools/testing/paymentsStack";
 import { accessibilityProblems, contrastRatio, launchBrowser, screenshot, watchErrors } from "./browser";
 
 const ACCOUNT = "0x7e57000000000000000000000000000000c0ffee";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { getBalance } from "../server/ledger/ledger";
-import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../server/testing/paymentsStack";
+import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../devtools/testing/paymentsStack";
 import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
 
 const ACCOUNT = "0xda5b0a2d00000000000000000000000000000042";

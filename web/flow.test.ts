@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext } from "playwright-core";
-import { freePort } from "../scripts/lib/anvil";
+import { freePort } from "../devtools/chain/anvil";
 import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
-import { waitForOutput } from "../server/testing/childOutput";
+import { waitForOutput } from "../devtools/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
 

@@ -14,7 +14,7 @@ import {
   parseEther,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import type { OperatorWallet } from "./operator";
+import type { OperatorWallet } from "../../server/chain/operator";
 
 /** A problem with what the user typed or configured: printed as one line, no stack trace. */
 export class UsageError extends Error {

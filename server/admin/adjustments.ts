@@ -3,7 +3,7 @@
  * ledger entry (kind `adjust`, memo = the reason) and the audit row commit together or not at all.
  */
 import { randomUUID } from "node:crypto";
-import type { Database, Queryable } from "../db/database";
+import type { Database, Queryable } from "../platform/db/database";
 import { HttpError } from "../http/problem";
 import { adjust, lockBalance } from "../ledger/ledger";
 import { recordAdminAction } from "./queries";

@@ -3,14 +3,14 @@
  * and signers (read fresh from the chain), the deposit monitor's verdict, the worst case of the open holds, and
  * how far the settlement worker has read.
  *
- * The reads are the ones `scripts/lib/operator.ts` (readPaymasterStatus) makes, done here against the chain's
+ * The reads are the ones `server/chain/operator.ts` (readPaymasterStatus) makes, done here against the chain's
  * configured EntryPoint and with a deadline: a dead RPC must not hold the page, and what the database knows is
  * answered regardless.
  */
 import { type Address, parseAbi } from "viem";
 import type { ChainRuntime } from "../chain/chainRuntime";
-import type { Queryable } from "../db/database";
-import { outstandingHoldsWei } from "../sponsor/holds";
+import type { Queryable } from "../platform/db/database";
+import { outstandingHoldsWei } from "../sponsorship/holds";
 
 /** The FiatPaymaster and EntryPoint v0.7 views read here (typed reads, no compiled artifact needed at runtime). */
 const paymasterAbi = parseAbi(["function owner() view returns (address)", "function pendingOwner() view returns (address)", "function signers() view returns (address[])"]);

@@ -9,20 +9,20 @@ import { type Server, type Socket, createServer as createTcpServer } from "node:
 import { after, before, it } from "node:test";
 import { getAddress, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly } from "../../contracts/test/userOperations";
-import { DEV_KEYS, localClients } from "../../scripts/lib/localChain";
-import { depositToPaymaster, readPaymasterStatus, unlockPaymasterStake, withdrawFromPaymaster } from "../../scripts/lib/operator";
+import { buildUserOperation, handleOps, newSimpleAccount, signAsAccount, sponsor as signDirectly } from "../../devtools/userOperations";
+import { DEV_KEYS, localClients } from "../../devtools/chain/localChain";
+import { depositToPaymaster, readPaymasterStatus, unlockPaymasterStake, withdrawFromPaymaster } from "../chain/operator";
 import { ENTRY_POINT_V07 } from "../chain/addresses";
-import { parseChains } from "../chain/chainConfig";
+import { parseChains } from "../config/chains";
 import { type ChainRuntime, createChainRuntime } from "../chain/chainRuntime";
-import { settleChain } from "../chain/settlement";
-import { checkDeposit } from "../chain/workers";
-import { describeWithDatabases } from "../db/testing";
+import { settleChain } from "../sponsorship/settlement";
+import { checkDeposit } from "../sponsorship/workers";
+import { describeWithDatabases } from "../../devtools/testing/databases";
 import { checkLedger } from "../ledger/ledger";
-import { chargeFen } from "../sponsor/pricing";
-import { ADMIN_TOKEN, type SponsorStack, TEST_PRICE, signerAddress, sponsoredOperation, startSponsorStack } from "../testing/sponsorStack";
+import { chargeFen } from "../sponsorship/pricing";
+import { ADMIN_TOKEN, type SponsorStack, TEST_PRICE, signerAddress, sponsoredOperation, startSponsorStack } from "../../devtools/testing/sponsorStack";
 import { readChainStatus } from "./chainStatus";
-import { type AdminClient, adminClient } from "./testClient";
+import { type AdminClient, adminClient } from "../../devtools/testing/adminClient";
 
 describeWithDatabases("the admin API: chains, holds and settlements on anvil", (db) => {
   let stack: SponsorStack;

@@ -6,13 +6,13 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { testedDatabaseKinds } from "../db/testing";
-import { formatBeijingTime, formatYuan } from "../payments/alipay";
+import { testedDatabaseKinds } from "../../devtools/testing/databases";
+import { formatBeijingTime, formatYuan } from "../payments/gateways/alipay";
 import type { Provider } from "../payments/gateway";
 import { reconcileLocked } from "../payments/reconcile";
-import { signNotification } from "../simulator/alipay";
-import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../testing/paymentsStack";
-import { type AdminClient, adminClient } from "./testClient";
+import { signNotification } from "../../devtools/simulator/alipay";
+import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../../devtools/testing/paymentsStack";
+import { type AdminClient, adminClient } from "../../devtools/testing/adminClient";
 
 const newAccount = () => `0x${randomBytes(20).toString("hex")}`;
 

@@ -6,7 +6,7 @@
  * operator pages never shifts or repeats what follows. Tables with a serial id page by id; the others by
  * (created_at, id) — or (updated_at, address) for accounts — read from the cursor's own row.
  */
-import type { Queryable } from "../db/database";
+import type { Queryable } from "../platform/db/database";
 import { HttpError } from "../http/problem";
 import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
 

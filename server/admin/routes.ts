@@ -11,7 +11,7 @@
 import express, { type RequestHandler, type Router } from "express";
 import { z } from "zod";
 import type { ChainRuntime } from "../chain/chainRuntime";
-import type { Database } from "../db/database";
+import type { Database } from "../platform/db/database";
 import { HttpError } from "../http/problem";
 import { PROVIDERS, type Provider } from "../payments/gateway";
 import { accountSchema } from "../payments/routes";

@@ -4,7 +4,7 @@
  * reorged ones excluded). Every bucket of the range is answered, empty ones as zeros, so a chart needs no gap
  * filling. Settlement lag is a present-tense figure: see the chains' status.
  */
-import type { Queryable } from "../db/database";
+import type { Queryable } from "../platform/db/database";
 
 export type StatsBucket = "hour" | "day";
 

@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Address } from "viem";
-import { type LocalChain, startLocalChain } from "../../scripts/lib/localChain";
+import { type LocalChain, startLocalChain } from "../../devtools/chain/localChain";
 import { loadProjectArtifact } from "./artifacts";
-import { parseChains } from "./chainConfig";
+import { parseChains } from "../config/chains";
 import { PriceFeedError, cached, createChainRuntime, readFeedPrice } from "./chainRuntime";
 
 describe("chain runtime: gas price and price feeds", () => {

@@ -11,8 +11,8 @@
  * `unavailable`.
  */
 import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, http, parseAbi, toFunctionSelector } from "viem";
-import type { Quote } from "../sponsor/pricing";
-import type { ChainConfig } from "./chainConfig";
+import type { Quote } from "../sponsorship/pricing";
+import type { ChainConfig } from "../config/chains";
 
 export type DepositHealth = {
   healthy: boolean;

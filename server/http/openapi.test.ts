@@ -3,9 +3,9 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { PROVIDERS } from "../payments/gateway";
-import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsor/errors";
-import { policySchema } from "../sponsor/policy";
-import { RPC_ERRORS } from "../sponsor/rpc";
+import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsorship/errors";
+import { policySchema } from "../sponsorship/policy";
+import { RPC_ERRORS } from "../sponsorship/rpc";
 import { openApiDocument } from "./openapi";
 
 type Json = Record<string, unknown>;
@@ -224,7 +224,7 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
       assert.deepEqual(unreadable, []);
       // the scan works: routes of each router file the app mounts are found
       const files = new Set(routes.map((r) => r.file));
-      for (const file of ["app.ts", "payments/routes.ts", "sponsor/routes.ts", "sponsor/rpc.ts"]) assert.ok(files.has(file), `no route found in ${file}`);
+      for (const file of ["app.ts", "payments/routes.ts", "sponsorship/routes.ts", "sponsorship/rpc.ts"]) assert.ok(files.has(file), `no route found in ${file}`);
     });
 
     it("does not mount the routers of the directories it skips (the simulator is a separate app)", () => {

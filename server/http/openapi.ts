@@ -12,11 +12,11 @@
 import { DEFAULT_LIMIT, MAX_LIMIT } from "../admin/routes";
 import { DEFAULT_RANGE_BUCKETS, MAX_BUCKETS } from "../admin/stats";
 import { type CallbackRejectionCode, PROVIDERS, type Provider } from "../payments/gateway";
-import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsor/errors";
-import type { PolicyRule } from "../sponsor/policy";
-import type { SenderProofRule } from "../sponsor/senderProof";
-import { RPC_ERRORS } from "../sponsor/rpc";
-import { MAX_CALL_DATA_BYTES } from "../sponsor/userOperation";
+import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsorship/errors";
+import type { PolicyRule } from "../sponsorship/policy";
+import type { SenderProofRule } from "../sponsorship/senderProof";
+import { RPC_ERRORS } from "../sponsorship/rpc";
+import { MAX_CALL_DATA_BYTES } from "../sponsorship/userOperation";
 
 const { version } = require("../../package.json") as { version: string };
 

@@ -4,14 +4,14 @@
  */
 import type { ErrorRequestHandler, Response } from "express";
 import { ZodError } from "zod";
-import { isDatabaseUnavailable } from "../db/database";
+import { isDatabaseUnavailable } from "../platform/db/database";
 import { InsufficientBalanceError, LedgerInputError } from "../ledger/ledger";
 import { GatewayUnavailableError, NotFoundError, PaymentConflictError, PaymentInputError } from "../payments/errors";
 import { GatewayError } from "../payments/gateway";
-import { ApiKeyInputError } from "../sponsor/apiKeys";
-import { SponsorError } from "../sponsor/errors";
-import { PolicyConfigError } from "../sponsor/policy";
-import type { Logger } from "./logging";
+import { ApiKeyInputError } from "../sponsorship/apiKeys";
+import { SponsorError } from "../sponsorship/errors";
+import { PolicyConfigError } from "../sponsorship/policy";
+import type { Logger } from "../platform/logger";
 
 export class HttpError extends Error {
   constructor(

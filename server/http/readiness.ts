@@ -6,7 +6,7 @@
  * about that long whatever hangs and a flood of probes costs one RPC call per chain per `cacheMs`.
  */
 import type { ChainRuntime } from "../chain/chainRuntime";
-import type { Database } from "../db/database";
+import type { Database } from "../platform/db/database";
 
 export type ChainReadiness = { chainId: number; rpc: "ok" | "unreachable"; block?: string; depositHealthy: boolean };
 

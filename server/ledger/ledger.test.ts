@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { it } from "node:test";
-import { describeWithDatabases } from "../db/testing";
+import { describeWithDatabases } from "../../devtools/testing/databases";
 import { InsufficientBalanceError, adjust, charge, checkLedger, creditTopUp, debitRefund, getBalance, hold, recentEntries, release } from "./ledger";
 
 const newAccount = () => `0x${randomBytes(20).toString("hex")}`;

@@ -6,7 +6,7 @@
  *
  * Amounts are integer fen (bigint). Database CHECKs keep both balances ≥ 0.
  */
-import { type Queryable, sqlState } from "../db/database";
+import { type Queryable, sqlState } from "../platform/db/database";
 
 export type LedgerKind = "topup" | "hold" | "release" | "charge" | "refund" | "adjust";
 

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type DatabaseKind, testedDatabaseKinds } from "../db/testing";
+import { type DatabaseKind, testedDatabaseKinds } from "../../devtools/testing/databases";
 import { adjust } from "../ledger/ledger";
-import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../testing/paymentsStack";
+import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../../devtools/testing/paymentsStack";
 import { UNVERIFIED_BODY_BYTES, purgeUnverifiedCallbacks } from "./callbacks";
 
 const account = (n: number) => `0x${n.toString(16).padStart(40, "0")}`;

@@ -1,4 +1,4 @@
-import type { Database, Queryable } from "../db/database";
+import type { Database, Queryable } from "../platform/db/database";
 import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway } from "./gateway";
 import { type CreditOutcome, creditPaidOrder } from "./orders";
 

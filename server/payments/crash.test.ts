@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { testedDatabaseKinds } from "../db/testing";
-import { eventually } from "../testing/paymentsStack";
-import { type ProcessStack, startProcessStack } from "../testing/serverProcess";
-import { assertCreditedExactlyOnce, inBatches, isPaid, placeOrders } from "../testing/storm";
+import { testedDatabaseKinds } from "../../devtools/testing/databases";
+import { eventually } from "../../devtools/testing/paymentsStack";
+import { type ProcessStack, startProcessStack } from "../../devtools/testing/serverProcess";
+import { assertCreditedExactlyOnce, inBatches, isPaid, placeOrders } from "../../devtools/testing/storm";
 
 const ORDERS = 400;
 

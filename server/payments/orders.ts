@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Database, Queryable } from "../db/database";
+import type { Database, Queryable } from "../platform/db/database";
 import { creditTopUp } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
 import type { PaymentGateway, Provider } from "./gateway";

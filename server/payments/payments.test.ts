@@ -4,12 +4,12 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { type DatabaseKind, testedDatabaseKinds } from "../db/testing";
+import { type DatabaseKind, testedDatabaseKinds } from "../../devtools/testing/databases";
 import { checkLedger, getBalance, hold } from "../ledger/ledger";
-import { signNotification } from "../simulator/alipay";
-import { TRANSACTION_SUCCESS, buildWechatNotification, signWechatMessage, tamperWithCiphertext, wechatPlatformSigner } from "../simulator/wechat";
-import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../testing/paymentsStack";
-import { formatBeijingTime, formatYuan } from "./alipay";
+import { signNotification } from "../../devtools/simulator/alipay";
+import { TRANSACTION_SUCCESS, buildWechatNotification, signWechatMessage, tamperWithCiphertext, wechatPlatformSigner } from "../../devtools/simulator/wechat";
+import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../../devtools/testing/paymentsStack";
+import { formatBeijingTime, formatYuan } from "./gateways/alipay";
 import type { Provider } from "./gateway";
 import { reconcileOnce } from "./reconcile";
 

@@ -4,7 +4,7 @@
  * the gateway and then queried once more (a payment that raced the close is credited, not lost). Refunds the
  * gateway has not confirmed are polled to completion. One instance at a time runs it (advisory lock).
  */
-import type { Database } from "../db/database";
+import type { Database } from "../platform/db/database";
 import { GatewayError, type PaymentGateway, type Provider } from "./gateway";
 import { creditPaidOrder, markOrderClosed, openOrdersBefore, type Order } from "./orders";
 import { openRefunds, settleRefund } from "./refunds";

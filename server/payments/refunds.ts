@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type Database, type Queryable, sqlState } from "../db/database";
+import { type Database, type Queryable, sqlState } from "../platform/db/database";
 import { debitRefund, lockBalance, reverseRefund } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
 import type { PaymentGateway, Provider, RefundState } from "./gateway";

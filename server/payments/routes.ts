@@ -2,11 +2,11 @@
 import express, { type Request, type RequestHandler, type Router } from "express";
 import { isAddress } from "viem";
 import { z } from "zod";
-import { type Database, isDatabaseUnavailable } from "../db/database";
-import { AdmissionQueue } from "../http/admission";
+import { type Database, isDatabaseUnavailable } from "../platform/db/database";
+import { AdmissionQueue } from "./admission";
 import { clientKey } from "../http/clientAddress";
 import { sendProblem } from "../http/problem";
-import type { RateLimiter } from "../http/rateLimit";
+import type { RateLimiter } from "../platform/rateLimit";
 import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";

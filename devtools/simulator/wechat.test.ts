@@ -1,0 +1,274 @@
+import assert from "node:assert/strict";
+import { createPrivateKey, createPublicKey, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, beforeEach, describe, it } from "node:test";
+import express, { type Request, type Response } from "express";
+import WxPay from "wechatpay-node-v3";
+import { GatewayError, type PaymentGateway, type VerifyCallbackResult } from "../../server/payments/gateway";
+import { createWechatGateway } from "../../server/payments/gateways/wechat";
+import type { ProviderSimulator } from "./types";
+import { createWechatSimulator, generateWechatSandbox, type WechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
+
+let sandbox: WechatSandbox;
+let env: Sandbox;
+
+before(async () => {
+  sandbox = await generateWechatSandbox();
+  env = await startSandbox(sandbox);
+});
+after(() => env.close());
+beforeEach(() => {
+  env.simulator.notifier.setFaults({});
+  env.merchant.failNext = 0;
+});
+
+describe("WeChat sandbox identity", () => {
+  it("issues X.509 certificates carrying the advertised serials, and a public key that is the platform certificate's", () => {
+    const merchant = new X509Certificate(sandbox.merchantCertificate);
+    const platform = new X509Certificate(sandbox.platformCertificate);
+    assert.equal(merchant.serialNumber, sandbox.merchantSerialNo);
+    assert.equal(platform.serialNumber, sandbox.platformSerialNo);
+    assert.ok(merchant.checkPrivateKey(createPrivateKey(sandbox.merchantPrivateKey)));
+    assert.ok(createPublicKey(sandbox.platformPublicKey).equals(platform.publicKey));
+    assert.match(sandbox.platformPublicKeyId, /^PUB_KEY_ID_\d+$/);
+    assert.equal(Buffer.byteLength(sandbox.apiV3Key), 32);
+    assert.match(sandbox.mchId, /^\d{10}$/);
+  });
+});
+
+describe("WeChat simulator: merchant authentication", () => {
+  it("refuses a request signed with a key other than the merchant's: 401 SIGN_ERROR", async () => {
+    const impostorKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" });
+    const client = sdkClient({ privateKey: Buffer.from(impostorKey) });
+    const output = await client.transactions_native(nativeOrder(newOrderId()));
+    assert.equal(output.status, 401);
+    assert.equal(output.error.code, "SIGN_ERROR");
+  });
+
+  it("refuses a correctly signed request naming another mchid: 401 SIGN_ERROR", async () => {
+    const output = await sdkClient({ mchid: "1900000109" }).query({ out_trade_no: newOrderId() });
+    assert.equal(output.status, 401);
+    assert.equal(output.error.code, "SIGN_ERROR");
+  });
+
+  it("accepts the real client's signature on GET and POST", async () => {
+    const client = sdkClient({});
+    const orderId = newOrderId();
+    assert.equal((await client.transactions_native(nativeOrder(orderId))).status, 200);
+    assert.equal((await client.query({ out_trade_no: orderId })).status, 200);
+  });
+
+  it("refuses an unsigned request, and signs even that refusal with the platform key", async () => {
+    const response = await fetch(`${env.url}/v3/pay/transactions/out-trade-no/${newOrderId()}?mchid=${sandbox.mchId}`);
+    const body = await response.text();
+    assert.equal(response.status, 401);
+    assert.equal(JSON.parse(body).code, "SIGN_ERROR");
+    assert.equal(response.headers.get("wechatpay-serial"), sandbox.platformSerialNo);
+    const signed = `${response.headers.get("wechatpay-timestamp")}\n${response.headers.get("wechatpay-nonce")}\n${body}\n`;
+    assert.ok(createVerify("RSA-SHA256").update(signed).verify(sandbox.platformCertificate, response.headers.get("wechatpay-signature")!, "base64"));
+  });
+});
+
+describe("WeChat simulator: order book", () => {
+  it("answers a repeated order with ORDERPAID once paid and ORDER_CLOSED once closed", async () => {
+    const paid = newOrderId();
+    await env.gateway.createPayment(order(paid, 100n));
+    await env.simulator.pay(paid);
+    await assert.rejects(env.gateway.createPayment(order(paid, 100n)), gatewayCode("ORDERPAID"));
+
+    const closed = newOrderId();
+    await env.gateway.createPayment(order(closed, 100n));
+    await env.gateway.closeTrade(closed);
+    await assert.rejects(env.gateway.createPayment(order(closed, 100n)), gatewayCode("ORDER_CLOSED"));
+    await env.simulator.notifier.idle();
+  });
+
+  it("refuses the same out_trade_no with another amount: OUT_TRADE_NO_USED", async () => {
+    const orderId = newOrderId();
+    await env.gateway.createPayment(order(orderId, 100n));
+    await assert.rejects(env.gateway.createPayment(order(orderId, 200n)), gatewayCode("OUT_TRADE_NO_USED"));
+  });
+
+  it("closes an unpaid trade once its time_expire passes, and it can no longer be paid", async () => {
+    const orderId = newOrderId();
+    // time_expire has whole seconds: expire on the next second boundary at least 100 ms away.
+    const expiresAt = new Date(Math.ceil((Date.now() + 100) / 1000) * 1000);
+    await env.gateway.createPayment({ ...order(orderId, 100n), expiresAt });
+    assert.deepEqual(await env.gateway.queryTrade(orderId), { status: "pending" });
+    await sleep(expiresAt.getTime() - Date.now() + 20);
+    assert.deepEqual(await env.gateway.queryTrade(orderId), { status: "closed" });
+    await assert.rejects(env.simulator.pay(orderId), /closed: it cannot be paid/);
+  });
+
+  it("Cancel on the payer page closes the trade and sends no notification", async () => {
+    const orderId = newOrderId();
+    const { qrCode } = await env.gateway.createPayment(order(orderId, 100n));
+    const press = await fetch(`${qrCode}/cancel`, { method: "POST" });
+    assert.equal(press.status, 200);
+    assert.deepEqual(await env.gateway.queryTrade(orderId), { status: "closed" });
+    assert.equal(env.simulator.notifier.deliveries().some((d) => d.key.includes(orderId)), false);
+    const again = await fetch(`${qrCode}/pay`, { method: "POST" });
+    assert.equal(again.status, 409);
+  });
+});
+
+describe("WeChat simulator: notifications", () => {
+  it("retries an unacknowledged notification on WeChat's schedule until the merchant answers 204", async () => {
+    env.merchant.failNext = 2;
+    const orderId = await payNewOrder();
+    await env.simulator.notifier.idle();
+    assert.deepEqual(delivery(orderId), { attempts: 3, acknowledged: true });
+    const replies = env.merchant.callbacksFor(orderId).map((c) => c.replyStatus);
+    assert.deepEqual(replies, [500, 500, 204]);
+  });
+
+  it("duplicate fault: each attempt arrives twice, both authentic", async () => {
+    env.simulator.notifier.setFaults({ duplicate: 1 });
+    const orderId = await payNewOrder();
+    await env.simulator.notifier.idle();
+    const callbacks = env.merchant.callbacksFor(orderId);
+    assert.equal(callbacks.length, 2);
+    assert.ok(callbacks.every((c) => c.result.ok));
+    assert.deepEqual(delivery(orderId), { attempts: 1, acknowledged: true });
+  });
+
+  it("dropAttempts fault: the first attempts never arrive and a retry delivers", async () => {
+    env.simulator.notifier.setFaults({ dropAttempts: 2 });
+    const orderId = await payNewOrder();
+    await env.simulator.notifier.idle();
+    assert.equal(env.merchant.callbacksFor(orderId).length, 1);
+    assert.deepEqual(delivery(orderId), { attempts: 3, acknowledged: true });
+  });
+
+  it("dropAll fault: nothing arrives, and only a query learns of the payment", async () => {
+    env.simulator.notifier.setFaults({ dropAll: true });
+    const orderId = await payNewOrder();
+    await env.simulator.notifier.idle();
+    assert.equal(env.merchant.callbacksFor(orderId).length, 0);
+    assert.equal((await env.gateway.queryTrade(orderId)).status, "paid");
+  });
+
+  it("tamper fault: a tampered copy is rejected (bad_signature) and the genuine one accepted", async () => {
+    env.simulator.notifier.setFaults({ tamper: true });
+    const before = env.merchant.callbacks.length;
+    const orderId = await payNewOrder();
+    await env.simulator.notifier.idle();
+    const results = env.merchant.callbacks.slice(before).map((c) => c.result);
+    assert.equal(results.length, 2);
+    assert.ok(results.some((r) => !r.ok && r.code === "bad_signature"));
+    assert.ok(results.some((r) => r.ok && r.notification.orderId === orderId));
+  });
+
+  it("reorder fault: notifications held in the window all arrive", async () => {
+    env.simulator.notifier.setFaults({ reorderWindowMs: 30 });
+    const orderIds = [await payNewOrder(), await payNewOrder(), await payNewOrder()];
+    await env.simulator.notifier.idle();
+    for (const orderId of orderIds) assert.equal(env.merchant.callbacksFor(orderId).length, 1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness: simulator and a merchant callback endpoint (verifying with the real gateway) on one local server.
+
+type ReceivedCallback = { result: VerifyCallbackResult; replyStatus: number };
+type Sandbox = {
+  url: string;
+  simulator: ProviderSimulator;
+  gateway: PaymentGateway;
+  merchant: { callbacks: ReceivedCallback[]; failNext: number; callbacksFor(orderId: string): ReceivedCallback[] };
+  close(): Promise<void>;
+};
+
+async function startSandbox(sandbox: WechatSandbox): Promise<Sandbox> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const simulator = createWechatSimulator({ sandbox, publicUrl: url, timeScale: 0.001 });
+  const gateway = createWechatGateway(wechatSandboxGatewayConfig(sandbox, { baseUrl: url, notifyUrl: `${url}/merchant/wechat/notify` }));
+  const merchant: Sandbox["merchant"] = {
+    callbacks: [],
+    failNext: 0,
+    callbacksFor: (orderId) => merchant.callbacks.filter((c) => c.result.ok && c.result.notification.orderId === orderId),
+  };
+  const app = express();
+  app.use(simulator.router);
+  app.post("/merchant/wechat/notify", express.text({ type: () => true }), async (req: Request, res: Response) => {
+    const result = await gateway.verifyCallback({ headers: req.headers, rawBody: String(req.body ?? "") });
+    const busy = result.ok && merchant.failNext > 0;
+    if (busy) merchant.failNext--;
+    const reply = result.ok && !busy ? gateway.successReply() : gateway.failureReply(busy ? "busy" : result.ok ? "" : result.detail);
+    merchant.callbacks.push({ result, replyStatus: reply.status });
+    res.status(reply.status).type(reply.contentType).send(reply.body);
+  });
+  server.on("request", app);
+  return {
+    url,
+    simulator,
+    gateway,
+    merchant,
+    async close() {
+      simulator.notifier.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** The real client, straight, with a plain fetch transport: to see what the simulator says to it. */
+function sdkClient(overrides: { mchid?: string; privateKey?: Buffer }): WxPay {
+  const client = new WxPay({
+    appid: sandbox.appId,
+    mchid: overrides.mchid ?? sandbox.mchId,
+    serial_no: sandbox.merchantSerialNo,
+    publicKey: Buffer.from(sandbox.merchantCertificate),
+    privateKey: overrides.privateKey ?? Buffer.from(sandbox.merchantPrivateKey),
+  });
+  const send = async (method: string, sdkUrl: string, headers: Record<string, string>, body?: string) => {
+    const { pathname, search } = new URL(sdkUrl);
+    const response = await fetch(`${env.url}${pathname}${search}`, { method, headers, body });
+    const text = await response.text();
+    const data = text ? JSON.parse(text) : undefined;
+    return response.ok ? { status: response.status, data } : { status: response.status, error: data };
+  };
+  client.createHttp({
+    get: (url, headers) => send("GET", url, headers),
+    post: (url, params, headers) => send("POST", url, headers, JSON.stringify(params)),
+    upload: () => Promise.reject(new Error("not used")),
+  });
+  return client;
+}
+
+function nativeOrder(orderId: string) {
+  return { description: "Gas quota top-up", out_trade_no: orderId, notify_url: `${env.url}/merchant/wechat/notify`, amount: { total: 100, currency: "CNY" } };
+}
+
+async function payNewOrder(): Promise<string> {
+  const orderId = newOrderId();
+  await env.gateway.createPayment(order(orderId, 100n));
+  await env.simulator.pay(orderId);
+  return orderId;
+}
+
+function delivery(orderId: string): { attempts: number; acknowledged: boolean } | undefined {
+  const record = env.simulator.notifier.deliveries().find((d) => d.key === `TRANSACTION.SUCCESS:${orderId}`);
+  return record && { attempts: record.attempts, acknowledged: record.acknowledged };
+}
+
+function gatewayCode(code: string) {
+  return (error: unknown) => error instanceof GatewayError && error.gatewayCode === code;
+}
+
+function newOrderId(): string {
+  return `S${randomBytes(8).toString("hex")}`;
+}
+
+function order(orderId: string, amountFen: bigint) {
+  return { orderId, amountFen, subject: "Gas quota top-up", expiresAt: new Date(Date.now() + 15 * 60_000) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}

@@ -1,0 +1,674 @@
+/**
+ * A local WeChat Pay v3 (Native) for sandbox mode and tests: the real `wechatpay-node-v3` client talks to it
+ * unchanged except for the base URL. Real crypto throughout, with keys of its own (generateWechatSandbox):
+ * - it verifies each request's `Authorization: WECHATPAY2-SHA256-RSA2048 ...` with the merchant certificate;
+ * - it signs every response and notification with the platform key (`Wechatpay-*` headers), naming either the
+ *   platform certificate's serial or the WeChat Pay public key id;
+ * - notifications carry the transaction AES-256-GCM-encrypted with the APIv3 key, and are retried on WeChat's
+ *   schedule (time-compressed on request) through the NotificationDispatcher, faults included;
+ * - `/payer/wechat/<out_trade_no>` (the code_url) is a page with the amount and Pay / Cancel.
+ */
+import { createCipheriv, createSign, createVerify, generateKeyPair, randomBytes, randomInt, randomUUID } from "node:crypto";
+import { promisify } from "node:util";
+import express, { type NextFunction, type Request, type Response, Router } from "express";
+import forge from "node-forge";
+import { z } from "zod";
+import { toWechatTime, type WechatGatewayConfig } from "../../server/payments/gateways/wechat";
+import { type NotificationFaults, NotificationDispatcher, WECHAT_RETRY_SCHEDULE_MS } from "./notifier";
+import type { ProviderSimulator, SimulatedTrade } from "./types";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sandbox identity.
+
+/** Everything a merchant and WeChat Pay hold, freshly generated. PEM strings. */
+export type WechatSandbox = {
+  mchId: string;
+  appId: string;
+  apiV3Key: string;
+  merchantPrivateKey: string;
+  merchantCertificate: string;
+  merchantSerialNo: string;
+  platformPrivateKey: string;
+  platformCertificate: string;
+  platformSerialNo: string;
+  /** The same platform key as `platformCertificate`'s, as a bare "WeChat Pay public key". */
+  platformPublicKey: string;
+  platformPublicKeyId: string;
+};
+
+const generateRsaKeyPair = promisify(generateKeyPair);
+const CERTIFICATE_VALIDITY_MS = 5 * 365 * 86_400_000;
+
+export async function generateWechatSandbox(): Promise<WechatSandbox> {
+  const rsa2048 = {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  } as const;
+  const [merchant, platform] = await Promise.all([generateRsaKeyPair("rsa", rsa2048), generateRsaKeyPair("rsa", rsa2048)]);
+  const mchId = `1${randomDigits(9)}`;
+  const merchantCertificate = issueSelfSignedCertificate(merchant, { commonName: mchId, organization: "fiat-paymaster sandbox merchant" });
+  const platformCertificate = issueSelfSignedCertificate(platform, { commonName: "WeChat Pay sandbox platform", organization: "Tenpay.com" });
+  return {
+    mchId,
+    appId: `wx${randomBytes(8).toString("hex")}`,
+    apiV3Key: randomAlphanumeric(32),
+    merchantPrivateKey: merchant.privateKey,
+    merchantCertificate: merchantCertificate.pem,
+    merchantSerialNo: merchantCertificate.serialNo,
+    platformPrivateKey: platform.privateKey,
+    platformCertificate: platformCertificate.pem,
+    platformSerialNo: platformCertificate.serialNo,
+    platformPublicKey: platform.publicKey,
+    platformPublicKeyId: `PUB_KEY_ID_01${mchId}${randomDigits(14)}`,
+  };
+}
+
+function issueSelfSignedCertificate(
+  keys: { publicKey: string; privateKey: string },
+  subject: { commonName: string; organization: string },
+): { pem: string; serialNo: string } {
+  // 20 bytes like WeChat's serials; the first nibble is 1–7 so the DER integer is positive with no leading zero.
+  const serial = randomBytes(20);
+  serial[0] = 0x10 + (serial[0]! % 0x70);
+  const serialNo = serial.toString("hex").toUpperCase();
+  const certificate = forge.pki.createCertificate();
+  certificate.publicKey = forge.pki.publicKeyFromPem(keys.publicKey);
+  certificate.serialNumber = serialNo;
+  certificate.validity.notBefore = new Date(Date.now() - 60_000);
+  certificate.validity.notAfter = new Date(Date.now() + CERTIFICATE_VALIDITY_MS);
+  const attributes = [
+    { name: "commonName", value: subject.commonName },
+    { name: "organizationName", value: subject.organization },
+    { name: "countryName", value: "CN" },
+  ];
+  certificate.setSubject(attributes);
+  certificate.setIssuer(attributes);
+  certificate.sign(forge.pki.privateKeyFromPem(keys.privateKey), forge.md.sha256.create());
+  return { pem: forge.pki.certificateToPem(certificate), serialNo };
+}
+
+/** A gateway configuration that talks to a simulator holding this sandbox. */
+export function wechatSandboxGatewayConfig(
+  sandbox: WechatSandbox,
+  options: { baseUrl: string; notifyUrl: string; platformMode?: "certificate" | "publicKey"; timeoutMs?: number },
+): WechatGatewayConfig {
+  return {
+    appId: sandbox.appId,
+    mchId: sandbox.mchId,
+    merchantSerialNo: sandbox.merchantSerialNo,
+    merchantPrivateKey: sandbox.merchantPrivateKey,
+    merchantCertificate: sandbox.merchantCertificate,
+    apiV3Key: sandbox.apiV3Key,
+    platform:
+      options.platformMode === "publicKey"
+        ? { mode: "publicKey", publicKeyId: sandbox.platformPublicKeyId, publicKey: sandbox.platformPublicKey }
+        : { mode: "certificate", certificates: { [sandbox.platformSerialNo]: sandbox.platformCertificate } },
+    baseUrl: options.baseUrl,
+    notifyUrl: options.notifyUrl,
+    timeoutMs: options.timeoutMs ?? 5_000,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Platform-side crypto, exported so tests can craft notifications (stale, foreign, broken) the simulator never sends.
+
+export type PlatformSigner = { privateKey: string; serial: string };
+
+export function wechatPlatformSigner(sandbox: WechatSandbox, signWith: "certificate" | "publicKey" = "certificate"): PlatformSigner {
+  return { privateKey: sandbox.platformPrivateKey, serial: signWith === "publicKey" ? sandbox.platformPublicKeyId : sandbox.platformSerialNo };
+}
+
+/** The `Wechatpay-*` headers WeChat Pay puts on responses and notifications: RSA-SHA256 over `timestamp\nnonce\nbody\n`. */
+export function signWechatMessage(
+  body: string,
+  signer: PlatformSigner,
+  options: { timestamp?: number; nonce?: string } = {},
+): Record<string, string> {
+  const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
+  const nonce = options.nonce ?? randomAlphanumeric(32);
+  const signature = createSign("RSA-SHA256").update(`${timestamp}\n${nonce}\n${body}\n`, "utf8").sign(signer.privateKey, "base64");
+  return {
+    "Wechatpay-Timestamp": timestamp,
+    "Wechatpay-Nonce": nonce,
+    "Wechatpay-Serial": signer.serial,
+    "Wechatpay-Signature": signature,
+    "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+  };
+}
+
+export type EncryptedResource = {
+  algorithm: "AEAD_AES_256_GCM";
+  ciphertext: string;
+  associated_data: string;
+  original_type: string;
+  nonce: string;
+};
+
+/** AEAD_AES_256_GCM as WeChat does it: key = the APIv3 key's bytes, IV = a 12-character nonce string, base64(ciphertext ‖ tag). */
+export function encryptWechatResource(plaintext: string, apiV3Key: string, originalType: string): EncryptedResource {
+  const nonce = randomAlphanumeric(12);
+  const cipher = createCipheriv("aes-256-gcm", Buffer.from(apiV3Key, "utf8"), Buffer.from(nonce, "utf8"));
+  cipher.setAAD(Buffer.from(originalType, "utf8"));
+  const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]);
+  return { algorithm: "AEAD_AES_256_GCM", ciphertext: ciphertext.toString("base64"), associated_data: originalType, original_type: originalType, nonce };
+}
+
+export type WechatEvent = { eventType: "TRANSACTION.SUCCESS" | "REFUND.SUCCESS"; summary: string; originalType: "transaction" | "refund" };
+export const TRANSACTION_SUCCESS: WechatEvent = { eventType: "TRANSACTION.SUCCESS", summary: "支付成功", originalType: "transaction" };
+export const REFUND_SUCCESS: WechatEvent = { eventType: "REFUND.SUCCESS", summary: "退款成功", originalType: "refund" };
+
+/** A notification body: the envelope with `resource` encrypted. */
+export function buildWechatNotification(apiV3Key: string, event: WechatEvent, resource: object): string {
+  return JSON.stringify({
+    id: randomUUID(),
+    create_time: toWechatTime(new Date()),
+    resource_type: "encrypt-resource",
+    event_type: event.eventType,
+    summary: event.summary,
+    resource: encryptWechatResource(JSON.stringify(resource), apiV3Key, event.originalType),
+  });
+}
+
+/** The `tamper` fault: one ciphertext byte changed after signing, so the signature no longer matches. */
+export function tamperWithCiphertext(body: string): string {
+  const notification = JSON.parse(body) as { resource: { ciphertext: string } };
+  const bytes = Buffer.from(notification.resource.ciphertext, "base64");
+  bytes[0] = bytes[0]! ^ 0x01;
+  notification.resource.ciphertext = bytes.toString("base64");
+  return JSON.stringify(notification);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The simulator.
+
+export type WechatSimulatorOptions = {
+  sandbox: WechatSandbox;
+  /** Where payers reach this simulator: each code_url is `${publicUrl}/payer/wechat/<out_trade_no>`. */
+  publicUrl: string;
+  /** Multiplies WeChat's notification retry delays: 0.001 turns 15 s into 15 ms. Default 1. */
+  timeScale?: number;
+  faults?: NotificationFaults;
+  /** Which platform identity responses and notifications name in Wechatpay-Serial. Default "certificate". */
+  signWith?: "certificate" | "publicKey";
+};
+
+const NOTIFY_TIMEOUT_MS = 5_000;
+
+export function createWechatSimulator(options: WechatSimulatorOptions): ProviderSimulator {
+  const signer = wechatPlatformSigner(options.sandbox, options.signWith);
+  const notifier = new NotificationDispatcher({ scheduleMs: WECHAT_RETRY_SCHEDULE_MS, timeScale: options.timeScale ?? 1, faults: options.faults });
+  const book = new WechatOrderBook(options.sandbox, options.publicUrl.replace(/\/+$/, ""), (key, notifyUrl, body) => {
+    const headers = signedHeaders(body, signer);
+    notifier.dispatch({ key, send: ({ tampered }) => postNotification(notifyUrl, body, headers, tampered) });
+  });
+  const router = Router();
+  router.use("/v3", wechatApiRouter(book, options.sandbox, signer));
+  router.use("/payer/wechat", payerRouter(book, options.sandbox));
+  return {
+    provider: "wechat",
+    router,
+    notifier,
+    pay: async (orderId) => book.pay(orderId),
+    cancel: async (orderId) => book.cancel(orderId),
+    trade: (orderId) => book.snapshot(orderId),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Order book: WeChat's rules for trades and refunds, answering as its API does (WechatApiError for refusals).
+
+type WechatTrade = SimulatedTrade & { appId: string; description: string; codeUrl: string; payerOpenId: string };
+type WechatRefund = { refundId: string; outRefundNo: string; orderId: string; amountFen: bigint; createdAt: Date; succeededAt: Date };
+type NativeOrderRequest = z.infer<typeof nativeOrderSchema>;
+type RefundRequestBody = z.infer<typeof refundRequestSchema>;
+/** Hands a signed-and-retried delivery of `body` to the notifier. */
+type Notify = (key: string, notifyUrl: string, body: string) => void;
+
+/** A WeChat Pay API refusal: HTTP status plus the `{code, message}` body. */
+class WechatApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class WechatOrderBook {
+  private readonly trades = new Map<string, WechatTrade>();
+  /** By out_refund_no, which WeChat keeps unique per merchant. */
+  private readonly refunds = new Map<string, WechatRefund>();
+
+  constructor(
+    private readonly sandbox: WechatSandbox,
+    private readonly publicUrl: string,
+    private readonly notify: Notify,
+  ) {}
+
+  /** Trades lapse lazily, as WeChat reports them: an unpaid trade past time_expire is CLOSED from then on. */
+  find(orderId: string): WechatTrade | undefined {
+    const trade = this.trades.get(orderId);
+    if (trade?.status === "pending" && trade.expiresAt && trade.expiresAt.getTime() <= Date.now()) trade.status = "closed";
+    return trade;
+  }
+
+  require(orderId: string): WechatTrade {
+    const trade = this.find(orderId);
+    if (!trade) throw new WechatApiError(404, "ORDER_NOT_EXIST", "订单不存在");
+    return trade;
+  }
+
+  snapshot(orderId: string): SimulatedTrade | undefined {
+    const trade = this.find(orderId);
+    if (!trade) return undefined;
+    const { amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen } = trade;
+    return { orderId, amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen };
+  }
+
+  createNativeOrder(order: NativeOrderRequest): { code_url: string } {
+    if (order.mchid !== this.sandbox.mchId || order.appid !== this.sandbox.appId) {
+      throw new WechatApiError(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配");
+    }
+    const existing = this.find(order.out_trade_no);
+    if (existing) return repeatNativeOrder(existing, order);
+    const expiresAt = order.time_expire === undefined ? undefined : parseWechatTime(order.time_expire);
+    if (expiresAt && expiresAt.getTime() <= Date.now()) throw new WechatApiError(400, "INVALID_REQUEST", "time_expire已过期");
+    const trade: WechatTrade = {
+      orderId: order.out_trade_no,
+      amountFen: BigInt(order.amount.total),
+      status: "pending",
+      gatewayTradeNo: `4200${randomDigits(24)}`,
+      notifyUrl: order.notify_url,
+      createdAt: new Date(),
+      ...(expiresAt ? { expiresAt } : {}),
+      refundedFen: 0n,
+      appId: order.appid,
+      description: order.description,
+      codeUrl: `${this.publicUrl}/payer/wechat/${encodeURIComponent(order.out_trade_no)}`,
+      payerOpenId: `o${randomAlphanumeric(27)}`,
+    };
+    this.trades.set(trade.orderId, trade);
+    return { code_url: trade.codeUrl };
+  }
+
+  close(orderId: string, mchid: string): void {
+    if (mchid !== this.sandbox.mchId) throw new WechatApiError(400, "INVALID_REQUEST", "mchid不匹配");
+    const trade = this.require(orderId);
+    if (trade.status === "paid") throw new WechatApiError(403, "ORDERPAID", "该订单已支付");
+    trade.status = "closed";
+  }
+
+  /** The payer pressed Pay: paid now, and WeChat starts notifying the merchant. */
+  pay(orderId: string): void {
+    const trade = this.find(orderId);
+    if (!trade) throw new Error(`no WeChat trade ${orderId}`);
+    if (trade.status !== "pending") throw new Error(`WeChat trade ${orderId} is ${trade.status}: it cannot be paid`);
+    trade.status = "paid";
+    trade.paidAt = new Date();
+    const body = buildWechatNotification(this.sandbox.apiV3Key, TRANSACTION_SUCCESS, transactionView(trade, this.sandbox));
+    this.notify(`TRANSACTION.SUCCESS:${orderId}`, trade.notifyUrl, body);
+  }
+
+  cancel(orderId: string): void {
+    const trade = this.find(orderId);
+    if (!trade) throw new Error(`no WeChat trade ${orderId}`);
+    if (trade.status === "paid") throw new Error(`WeChat trade ${orderId} is paid: it cannot be cancelled`);
+    trade.status = "closed";
+  }
+
+  refund(request: RefundRequestBody): object {
+    const previous = this.refunds.get(request.out_refund_no);
+    if (previous) return this.repeatRefund(previous, request);
+    const trade = request.out_trade_no ? this.find(request.out_trade_no) : this.findByTransactionId(request.transaction_id);
+    if (!trade) throw new WechatApiError(404, "RESOURCE_NOT_EXISTS", "订单不存在");
+    if (trade.status !== "paid") throw new WechatApiError(400, "INVALID_REQUEST", "订单未支付");
+    if (BigInt(request.amount.total) !== trade.amountFen) throw new WechatApiError(400, "INVALID_REQUEST", "订单金额与原订单不一致");
+    const amountFen = BigInt(request.amount.refund);
+    if (trade.refundedFen + amountFen > trade.amountFen) throw new WechatApiError(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额");
+    trade.refundedFen += amountFen;
+    const now = new Date();
+    const refund: WechatRefund = { refundId: `50${randomDigits(27)}`, outRefundNo: request.out_refund_no, orderId: trade.orderId, amountFen, createdAt: now, succeededAt: now };
+    this.refunds.set(refund.outRefundNo, refund);
+    if (request.notify_url) {
+      const body = buildWechatNotification(this.sandbox.apiV3Key, REFUND_SUCCESS, refundResource(refund, trade, this.sandbox.mchId));
+      this.notify(`REFUND.SUCCESS:${refund.outRefundNo}`, request.notify_url, body);
+    }
+    // WeChat answers PROCESSING and settles later; the simulator settles at once, so a query already says SUCCESS.
+    return refundView(refund, trade, "PROCESSING");
+  }
+
+  queryRefund(outRefundNo: string): object {
+    const refund = this.refunds.get(outRefundNo);
+    if (!refund) throw new WechatApiError(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
+    return refundView(refund, this.trades.get(refund.orderId)!, "SUCCESS");
+  }
+
+  /** Same out_refund_no: the same refund, as long as it asks for the same thing. */
+  private repeatRefund(refund: WechatRefund, request: RefundRequestBody): object {
+    const trade = this.trades.get(refund.orderId)!;
+    const sameTrade = request.out_trade_no ? request.out_trade_no === refund.orderId : request.transaction_id === trade.gatewayTradeNo;
+    if (!sameTrade || BigInt(request.amount.refund) !== refund.amountFen) {
+      throw new WechatApiError(400, "INVALID_REQUEST", "out_refund_no已用于其他退款");
+    }
+    return refundView(refund, trade, "SUCCESS");
+  }
+
+  private findByTransactionId(transactionId: string | undefined): WechatTrade | undefined {
+    return [...this.trades.values()].find((trade) => trade.gatewayTradeNo === transactionId);
+  }
+}
+
+/** The same out_trade_no again: the same code_url while it is payable with the same amount. */
+function repeatNativeOrder(trade: WechatTrade, order: NativeOrderRequest): { code_url: string } {
+  if (trade.status === "paid") throw new WechatApiError(403, "ORDERPAID", "该订单已支付");
+  if (trade.status === "closed") throw new WechatApiError(400, "ORDER_CLOSED", "订单已关闭");
+  if (trade.amountFen !== BigInt(order.amount.total)) throw new WechatApiError(403, "OUT_TRADE_NO_USED", "商户订单号重复");
+  return { code_url: trade.codeUrl };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// HTTP: the v3 API (mounted at /v3) and the payer page (mounted at /payer/wechat).
+
+function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: PlatformSigner): Router {
+  const api = Router();
+  // The merchant's signature covers the exact body bytes, so the API reads bodies as text.
+  api.use(express.text({ type: () => true, limit: "64kb" }));
+  api.use((req, res, next) => {
+    const refusal = merchantSignatureRefusal(req, sandbox);
+    if (refusal) sendSigned(res, signer, 401, { code: "SIGN_ERROR", message: refusal });
+    else next();
+  });
+  api.post("/pay/transactions/native", (req, res) => {
+    sendSigned(res, signer, 200, book.createNativeOrder(parseBody(nativeOrderSchema, req)));
+  });
+  api.get("/pay/transactions/out-trade-no/:orderId", (req, res) => {
+    if (req.query.mchid !== sandbox.mchId) throw new WechatApiError(400, "INVALID_REQUEST", "mchid不匹配");
+    sendSigned(res, signer, 200, transactionView(book.require(param(req, "orderId")), sandbox));
+  });
+  api.post("/pay/transactions/out-trade-no/:orderId/close", (req, res) => {
+    book.close(param(req, "orderId"), parseBody(closeRequestSchema, req).mchid);
+    sendSigned(res, signer, 204);
+  });
+  api.post("/refund/domestic/refunds", (req, res) => {
+    sendSigned(res, signer, 200, book.refund(parseBody(refundRequestSchema, req)));
+  });
+  api.get("/refund/domestic/refunds/:outRefundNo", (req, res) => {
+    sendSigned(res, signer, 200, book.queryRefund(param(req, "outRefundNo")));
+  });
+  api.use((_req: Request, res: Response) => sendSigned(res, signer, 404, { code: "NOT_FOUND", message: "no such API" }));
+  api.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => sendApiError(res, signer, error));
+  return api;
+}
+
+function payerRouter(book: WechatOrderBook, sandbox: WechatSandbox): Router {
+  const payer = Router();
+  payer.get("/:orderId", (req, res) => {
+    const trade = book.find(param(req, "orderId"));
+    if (!trade) res.status(404).type("html").send(payerMessagePage("Unknown order", "This QR code is not a WeChat Pay order."));
+    else res.type("html").send(payerPage(trade, sandbox));
+  });
+  payer.post("/:orderId/:action", (req, res) => {
+    const orderId = param(req, "orderId");
+    const action = param(req, "action");
+    if (action !== "pay" && action !== "cancel") {
+      res.status(404).type("html").send(payerMessagePage("Not found", "No such action."));
+      return;
+    }
+    try {
+      if (action === "pay") book.pay(orderId);
+      else book.cancel(orderId);
+      res.type("html").send(payerMessagePage(action === "pay" ? "Paid" : "Cancelled", `Order ${orderId}`));
+    } catch (error) {
+      res.status(409).type("html").send(payerMessagePage("Not possible", error instanceof Error ? error.message : String(error)));
+    }
+  });
+  return payer;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests.
+
+const fen = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const outTradeNo = z.string().regex(/^[0-9A-Za-z_\-|*]{6,32}$/);
+const nativeOrderSchema = z.object({
+  appid: z.string(),
+  mchid: z.string(),
+  description: z.string().min(1).max(127),
+  out_trade_no: outTradeNo,
+  time_expire: z.string().optional(),
+  notify_url: z.url(),
+  amount: z.object({ total: fen, currency: z.literal("CNY").optional() }),
+});
+const closeRequestSchema = z.object({ mchid: z.string() });
+const refundRequestSchema = z
+  .object({
+    out_trade_no: outTradeNo.optional(),
+    transaction_id: z.string().optional(),
+    out_refund_no: z.string().regex(/^[0-9A-Za-z_\-|*@]{1,64}$/),
+    reason: z.string().max(80).optional(),
+    notify_url: z.url().optional(),
+    amount: z.object({ refund: fen, total: fen, currency: z.literal("CNY") }),
+  })
+  .refine((request) => request.out_trade_no !== undefined || request.transaction_id !== undefined, "out_trade_no or transaction_id");
+
+function parseBody<T>(schema: z.ZodType<T>, req: Request): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof req.body === "string" ? req.body : "");
+  } catch {
+    throw new WechatApiError(400, "PARAM_ERROR", "请求体不是合法的JSON");
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new WechatApiError(400, "PARAM_ERROR", `参数错误: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+function param(req: Request, name: string): string {
+  const value = req.params[name];
+  return typeof value === "string" ? value : "";
+}
+
+const AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048 ";
+const MAX_REQUEST_SKEW_MS = 5 * 60_000;
+
+/** Why the merchant's Authorization does not hold, or undefined when it does. Mirrors WeChat's SIGN_ERROR checks. */
+function merchantSignatureRefusal(req: Request, sandbox: WechatSandbox): string | undefined {
+  const header = req.get("authorization");
+  if (!header?.startsWith(AUTHORIZATION_SCHEME)) return "Authorization is not WECHATPAY2-SHA256-RSA2048";
+  const fields = Object.fromEntries([...header.slice(AUTHORIZATION_SCHEME.length).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+  const { mchid, nonce_str: nonce, timestamp, serial_no: serialNo, signature } = fields;
+  if (!mchid || !nonce || !timestamp || !serialNo || !signature) return "Authorization lacks mchid, nonce_str, timestamp, serial_no or signature";
+  if (mchid !== sandbox.mchId) return `mchid ${mchid} is not this merchant`;
+  if (serialNo.toUpperCase() !== sandbox.merchantSerialNo.toUpperCase()) return `serial_no ${serialNo} is not the merchant certificate's`;
+  if (!/^\d+$/.test(timestamp) || Math.abs(Date.now() - Number(timestamp) * 1000) > MAX_REQUEST_SKEW_MS) return "timestamp is stale";
+  // The client signs the path below its base URL; this router is mounted at /v3 of the simulator, wherever that is.
+  const body = typeof req.body === "string" ? req.body : "";
+  const message = `${req.method}\n/v3${req.url}\n${timestamp}\n${nonce}\n${body}\n`;
+  if (!verifyRsaSha256(sandbox.merchantCertificate, message, signature)) return "signature does not verify with the merchant certificate";
+  return undefined;
+}
+
+function verifyRsaSha256(certificatePem: string, message: string, signatureBase64: string): boolean {
+  try {
+    return createVerify("RSA-SHA256").update(message, "utf8").verify(certificatePem, signatureBase64, "base64");
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Responses.
+
+function sendSigned(res: Response, signer: PlatformSigner, status: number, body?: object): void {
+  const text = body === undefined ? "" : JSON.stringify(body);
+  res.status(status).set(signWechatMessage(text, signer)).set("Request-ID", randomUUID());
+  if (text) res.type("application/json").send(text);
+  else res.end();
+}
+
+function sendApiError(res: Response, signer: PlatformSigner, error: unknown): void {
+  if (error instanceof WechatApiError) {
+    sendSigned(res, signer, error.status, { code: error.code, message: error.message });
+    return;
+  }
+  // body-parser's own refusals (too large, bad charset) carry a 4xx status.
+  const status = typeof error === "object" && error !== null && "status" in error ? error.status : undefined;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    sendSigned(res, signer, 400, { code: "PARAM_ERROR", message: "请求无法解析" });
+    return;
+  }
+  sendSigned(res, signer, 500, { code: "SYSTEM_ERROR", message: "系统错误" });
+}
+
+function tradeState(trade: WechatTrade): { trade_state: string; trade_state_desc: string } {
+  if (trade.status === "closed") return { trade_state: "CLOSED", trade_state_desc: "订单已关闭" };
+  if (trade.status === "pending") return { trade_state: "NOTPAY", trade_state_desc: "订单未支付" };
+  if (trade.refundedFen > 0n) return { trade_state: "REFUND", trade_state_desc: "订单发生过退款" };
+  return { trade_state: "SUCCESS", trade_state_desc: "支付成功" };
+}
+
+/** The query answer, and (paid) the decrypted notification resource: the same transaction object. */
+function transactionView(trade: WechatTrade, sandbox: WechatSandbox): object {
+  const common = { appid: trade.appId, mchid: sandbox.mchId, out_trade_no: trade.orderId, trade_type: "NATIVE", ...tradeState(trade), attach: "" };
+  if (trade.status !== "paid") return { ...common, amount: { total: Number(trade.amountFen), currency: "CNY", payer_currency: "CNY" } };
+  return {
+    ...common,
+    transaction_id: trade.gatewayTradeNo,
+    bank_type: "OTHERS",
+    success_time: toWechatTime(trade.paidAt!),
+    payer: { openid: trade.payerOpenId },
+    amount: { total: Number(trade.amountFen), payer_total: Number(trade.amountFen), currency: "CNY", payer_currency: "CNY" },
+  };
+}
+
+function refundView(refund: WechatRefund, trade: WechatTrade, status: "PROCESSING" | "SUCCESS"): object {
+  const total = Number(trade.amountFen);
+  const refunded = Number(refund.amountFen);
+  return {
+    refund_id: refund.refundId,
+    out_refund_no: refund.outRefundNo,
+    transaction_id: trade.gatewayTradeNo,
+    out_trade_no: trade.orderId,
+    channel: "ORIGINAL",
+    user_received_account: "支付用户零钱",
+    create_time: toWechatTime(refund.createdAt),
+    ...(status === "SUCCESS" ? { success_time: toWechatTime(refund.succeededAt) } : {}),
+    status,
+    funds_account: "AVAILABLE",
+    amount: {
+      total,
+      refund: refunded,
+      payer_total: total,
+      payer_refund: refunded,
+      settlement_total: total,
+      settlement_refund: refunded,
+      discount_refund: 0,
+      currency: "CNY",
+    },
+  };
+}
+
+/** What a REFUND.SUCCESS notification carries (decrypted). */
+function refundResource(refund: WechatRefund, trade: WechatTrade, mchId: string): object {
+  return {
+    mchid: mchId,
+    transaction_id: trade.gatewayTradeNo,
+    out_trade_no: trade.orderId,
+    refund_id: refund.refundId,
+    out_refund_no: refund.outRefundNo,
+    refund_status: "SUCCESS",
+    success_time: toWechatTime(refund.succeededAt),
+    user_received_account: "支付用户零钱",
+    amount: {
+      total: Number(trade.amountFen),
+      refund: Number(refund.amountFen),
+      payer_total: Number(trade.amountFen),
+      payer_refund: Number(refund.amountFen),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Notifications.
+
+/**
+ * Headers for one delivery attempt. Signed afresh once they are a minute old (retries span a day, and a merchant
+ * rejects timestamps older than 5 minutes), but shared by the copies of one attempt, which are the same message.
+ */
+function signedHeaders(body: string, signer: PlatformSigner): () => Record<string, string> {
+  let signed: { at: number; headers: Record<string, string> } | undefined;
+  return () => {
+    if (!signed || Date.now() - signed.at > 60_000) signed = { at: Date.now(), headers: signWechatMessage(body, signer) };
+    return signed.headers;
+  };
+}
+
+async function postNotification(url: string, body: string, headers: () => Record<string, string>, tampered: boolean): Promise<boolean> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "User-Agent": "Mozilla/4.0", ...headers() },
+    body: tampered ? tamperWithCiphertext(body) : body,
+    signal: AbortSignal.timeout(NOTIFY_TIMEOUT_MS),
+  });
+  await response.arrayBuffer();
+  return response.status === 200 || response.status === 204;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Payer page.
+
+function payerPage(trade: WechatTrade, sandbox: WechatSandbox): string {
+  const id = encodeURIComponent(trade.orderId);
+  const payable = trade.status === "pending";
+  return page(
+    "WeChat Pay",
+    `<p>Merchant ${escapeHtml(sandbox.mchId)}</p>
+<p>${escapeHtml(trade.description)}</p>
+<p class="amount">¥${formatYuan(trade.amountFen)}</p>
+<p>Order ${escapeHtml(trade.orderId)}: ${escapeHtml(tradeState(trade).trade_state)}</p>
+${payable ? `<form method="post" action="${id}/pay"><button type="submit">Pay</button></form>\n<form method="post" action="${id}/cancel"><button type="submit">Cancel</button></form>` : ""}`,
+  );
+}
+
+function payerMessagePage(title: string, message: string): string {
+  return page(title, `<p>${escapeHtml(message)}</p>`);
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>${escapeHtml(title)} · WeChat Pay sandbox</title></head>
+<body><h1>${escapeHtml(title)}</h1>
+${body}
+</body></html>`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function formatYuan(fen: bigint): string {
+  return `${fen / 100n}.${(fen % 100n).toString().padStart(2, "0")}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Values.
+
+function parseWechatTime(text: string): Date {
+  const time = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$/.test(text) || Number.isNaN(time)) {
+    throw new WechatApiError(400, "PARAM_ERROR", "time_expire格式错误");
+  }
+  return new Date(time);
+}
+
+const ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+function randomAlphanumeric(length: number): string {
+  return Array.from({ length }, () => ALPHANUMERIC[randomInt(ALPHANUMERIC.length)]).join("");
+}
+
+function randomDigits(length: number): string {
+  return Array.from({ length }, () => randomInt(10)).join("");
+}

@@ -1,0 +1,378 @@
+/**
+ * Alipay (支付宝) behind the PaymentGateway interface, through the official `alipay-sdk` and Alipay's OpenAPI v2
+ * gateway (`gateway.do`): 当面付 precreate for QR checkout, 电脑网站支付 page pay for the browser checkout.
+ *
+ * Amounts cross the wire as yuan strings ("10.00"); we convert them to and from integer fen exactly, never
+ * through floating point. Every gateway response is checked against Alipay's public key (`validateSign`).
+ */
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { AlipayRequestError, AlipaySdk } from "alipay-sdk";
+import { z } from "zod";
+import {
+  type CallbackReply,
+  type CreatedPayment,
+  GatewayError,
+  type GatewayOrder,
+  type IncomingCallback,
+  type PaymentGateway,
+  type RefundRequest,
+  type RefundState,
+  type TradeState,
+  type VerifyCallbackResult,
+} from "../gateway";
+
+export const alipayGatewayConfigSchema = z.object({
+  appId: z.string().min(1),
+  /** The app's RSA-2048 private key: PEM (PKCS#1 or PKCS#8) or the bare base64 Alipay's key tool prints. */
+  privateKey: z.string().min(1),
+  /** Alipay's public key for this app (from the open platform console), not the app's own public key. */
+  alipayPublicKey: z.string().min(1),
+  /** e.g. https://openapi.alipay.com/gateway.do, or the simulator's `${simUrl}/alipay/gateway.do`. */
+  gatewayUrl: z.url(),
+  /** Where Alipay posts payment notifications (our POST /v1/payments/alipay/notify). */
+  notifyUrl: z.url(),
+  /** Where page pay sends the payer's browser back after paying. */
+  returnUrl: z.url().optional(),
+  /** "qr": precreate, the payer scans a QR code; "page": page pay, the payer's browser goes to Alipay. */
+  checkout: z.enum(["qr", "page"]),
+  timeoutMs: z.number().int().positive(),
+});
+export type AlipayGatewayConfig = z.infer<typeof alipayGatewayConfigSchema>;
+
+/** Alipay's "it worked" response code; anything else carries a sub_code saying why not. */
+const ALIPAY_SUCCESS = "10000";
+/** Definitive refusals of a refund are `failed`; these two may pass on a later retry, so they throw instead. */
+const RETRYABLE_REFUND_CODES = new Set(["ACQ.SYSTEM_ERROR", "ACQ.SELLER_BALANCE_NOT_ENOUGH"]);
+const PAID_STATUSES = new Set(["TRADE_SUCCESS", "TRADE_FINISHED"]);
+
+export function createAlipayGateway(config: AlipayGatewayConfig): PaymentGateway {
+  const sdk = new AlipaySdk({
+    appId: config.appId,
+    // The SDK re-wraps the key body under the header `keyType` names, so hand it one canonical encoding.
+    privateKey: toPkcs1Pem(loadPrivateKey(config.privateKey)),
+    keyType: "PKCS1",
+    alipayPublicKey: toSpkiPem(loadPublicKey(config.alipayPublicKey)),
+    gateway: config.gatewayUrl,
+    timeout: config.timeoutMs,
+    // Keep Alipay's own snake_case field names, as in its documentation.
+    camelcase: false,
+  });
+  const call = (method: string, bizContent: Record<string, string>, extra: Record<string, string> = {}) =>
+    execVerified(sdk, method, { ...extra, bizContent });
+
+  async function createPayment(order: GatewayOrder): Promise<CreatedPayment> {
+    const bizContent = {
+      out_trade_no: order.orderId,
+      total_amount: formatYuan(order.amountFen),
+      subject: order.subject,
+      // Whole seconds, rounded down: the gateway never accepts payment after our own expiry.
+      time_expire: formatBeijingTime(order.expiresAt),
+    };
+    if (config.checkout === "page") return { payUrl: pagePayUrl(bizContent) };
+    const method = "alipay.trade.precreate";
+    const reply = await call(method, bizContent, { notify_url: config.notifyUrl });
+    if (reply.code !== ALIPAY_SUCCESS) throw refusal(method, reply);
+    return { qrCode: readReply(method, precreateReplySchema, reply).qr_code };
+  }
+
+  /** Page pay never reaches the gateway from here: the SDK signs a URL and the payer's browser opens it. */
+  function pagePayUrl(bizContent: Record<string, string>): string {
+    return sdk.pageExecute("alipay.trade.page.pay", "GET", {
+      notifyUrl: config.notifyUrl,
+      // An undefined field would be signed and sent as the literal string "undefined".
+      ...(config.returnUrl ? { returnUrl: config.returnUrl } : {}),
+      bizContent: { ...bizContent, product_code: "FAST_INSTANT_TRADE_PAY" },
+    });
+  }
+
+  async function queryTrade(orderId: string): Promise<TradeState> {
+    const method = "alipay.trade.query";
+    const reply = await call(method, { out_trade_no: orderId });
+    // A precreated trade only exists at Alipay once the payer has scanned its QR code.
+    if (reply.sub_code === "ACQ.TRADE_NOT_EXIST") return { status: "not_found" };
+    if (reply.code !== ALIPAY_SUCCESS) throw refusal(method, reply);
+    return tradeStateFrom(method, readReply(method, queryReplySchema, reply));
+  }
+
+  async function closeTrade(orderId: string): Promise<void> {
+    const method = "alipay.trade.close";
+    const reply = await call(method, { out_trade_no: orderId });
+    // TRADE_NOT_EXIST: never scanned. Alipay still locks the QR code, so the payer can no longer pay it.
+    if (reply.code === ALIPAY_SUCCESS || reply.sub_code === "ACQ.TRADE_NOT_EXIST") return;
+    // Alipay answers TRADE_STATUS_ERROR both for a closed trade (fine) and for a paid one (not fine): ask.
+    if (reply.sub_code === "ACQ.TRADE_STATUS_ERROR") {
+      const state = await queryTrade(orderId);
+      if (state.status === "closed") return;
+      if (state.status === "paid") throw new GatewayError(`Alipay ${method}: trade ${orderId} is already paid`, "alipay", reply.sub_code);
+    }
+    throw refusal(method, reply);
+  }
+
+  async function refund(request: RefundRequest): Promise<RefundState> {
+    const method = "alipay.trade.refund";
+    const reply = await call(method, {
+      out_trade_no: request.orderId,
+      out_request_no: request.refundId,
+      refund_amount: formatYuan(request.amountFen),
+      ...(request.reason ? { refund_reason: request.reason } : {}),
+    });
+    if (reply.code === ALIPAY_SUCCESS) {
+      // fund_change "N" means no money moved by this call (e.g. a repeat): only the refund query can tell.
+      if (readReply(method, refundReplySchema, reply).fund_change === "Y") return { status: "succeeded" };
+      const state = await queryRefund(request.orderId, request.refundId);
+      return state.status === "not_found" ? { status: "pending" } : state;
+    }
+    if (reply.code === "40004" && !RETRYABLE_REFUND_CODES.has(reply.sub_code ?? "")) {
+      return { status: "failed", reason: describeReply(reply) };
+    }
+    throw refusal(method, reply);
+  }
+
+  async function queryRefund(orderId: string, refundId: string): Promise<RefundState> {
+    const method = "alipay.trade.fastpay.refund.query";
+    const reply = await call(method, { out_trade_no: orderId, out_request_no: refundId });
+    if (reply.sub_code === "ACQ.TRADE_NOT_EXIST") return { status: "not_found" };
+    if (reply.code !== ALIPAY_SUCCESS) throw refusal(method, reply);
+    const found = readReply(method, refundQueryReplySchema, reply);
+    // Alipay's rule: no refund data means no such refund; data with an empty or REFUND_SUCCESS status means done.
+    if (found.refund_amount === undefined) return { status: "not_found" };
+    if (found.refund_status === undefined || found.refund_status === "REFUND_SUCCESS") return { status: "succeeded" };
+    return { status: "pending" };
+  }
+
+  async function verifyCallback(callback: IncomingCallback): Promise<VerifyCallbackResult> {
+    const form = parseForm(callback);
+    if (!form) return reject("bad_request", "body is not a form-urlencoded Alipay notification");
+    if (!form.sign) return reject("bad_signature", "sign is missing");
+    // checkNotifySign picks the hash from sign_type; RSA (SHA-1) would be a downgrade we never agreed to.
+    if (form.sign_type !== undefined && form.sign_type !== "RSA2") return reject("bad_signature", `sign_type ${form.sign_type} is not RSA2`);
+    if (!checkNotifySignature(sdk, form)) return reject("bad_signature", "signature does not verify with the Alipay public key");
+    if (form.app_id !== config.appId) return reject("merchant_mismatch", `app_id ${form.app_id ?? "(none)"} is not ours`);
+    if (isRefundNotification(form)) return reject("not_a_payment", `refund notification ${form.out_biz_no ?? ""}`.trim());
+    return paymentNotificationFrom(form);
+  }
+
+  return {
+    provider: "alipay",
+    createPayment,
+    queryTrade,
+    closeTrade,
+    refund,
+    queryRefund,
+    verifyCallback,
+    successReply: (): CallbackReply => ({ status: 200, contentType: "text/plain", body: "success" }),
+    // Alipay treats any body but exactly `success` as "not received" and retries; the reason stays with us.
+    failureReply: (_message: string): CallbackReply => ({ status: 200, contentType: "text/plain", body: "fail" }),
+  };
+}
+
+// ---- Gateway calls -------------------------------------------------------------------------------------
+
+const replySchema = z.looseObject({
+  code: z.string(),
+  msg: z.string().optional(),
+  sub_code: z.string().optional(),
+  sub_msg: z.string().optional(),
+});
+type AlipayReply = z.infer<typeof replySchema>;
+
+const precreateReplySchema = z.object({ qr_code: z.string().min(1) });
+const queryReplySchema = z.object({
+  trade_no: z.string(),
+  trade_status: z.string(),
+  total_amount: z.string(),
+  send_pay_date: z.string().optional(),
+});
+const refundReplySchema = z.object({ fund_change: z.string() });
+const refundQueryReplySchema = z.object({ refund_amount: z.string().optional(), refund_status: z.string().optional() });
+
+/** One signed request; the response's signature must verify, or the call fails. */
+async function execVerified(sdk: AlipaySdk, method: string, params: Record<string, unknown>): Promise<AlipayReply> {
+  let raw: unknown;
+  try {
+    raw = await sdk.exec(method, params, { validateSign: true });
+  } catch (error) {
+    throw new GatewayError(`Alipay ${method} failed: ${describeSdkError(error)}`, "alipay");
+  }
+  const reply = replySchema.safeParse(raw);
+  if (!reply.success) throw new GatewayError(`Alipay ${method} failed: response has no code`, "alipay");
+  return reply.data;
+}
+
+function readReply<T>(method: string, schema: z.ZodType<T>, reply: AlipayReply): T {
+  const parsed = schema.safeParse(reply);
+  if (!parsed.success) throw new GatewayError(`Alipay ${method} failed: unexpected response fields`, "alipay", reply.sub_code);
+  return parsed.data;
+}
+
+function refusal(method: string, reply: AlipayReply): GatewayError {
+  return new GatewayError(`Alipay ${method} refused: ${describeReply(reply)}`, "alipay", reply.sub_code ?? reply.code);
+}
+
+function describeReply(reply: AlipayReply): string {
+  return `${reply.sub_code ?? reply.code} ${reply.sub_msg ?? reply.msg ?? ""}`.trim();
+}
+
+/** The SDK reports failures only through its (Chinese) messages; name them, without echoing request data. */
+function describeSdkError(error: unknown): string {
+  if (error instanceof AlipayRequestError) {
+    if (error.message.startsWith("验签失败")) return "response signature does not verify with the Alipay public key";
+    if (error.message.startsWith("HttpClient Request error")) return "gateway unreachable or timed out";
+    if (error.message.startsWith("HTTP 请求错误")) return `gateway answered ${error.message.replace(/^.*status: /, "HTTP ")}`;
+    return "malformed gateway response";
+  }
+  // An unsigned response (e.g. isv.invalid-app-id) makes the SDK's verifier throw a TypeError on the missing sign.
+  if (error instanceof TypeError && error.message.includes('"signature"')) return "response is not signed";
+  return "request could not be sent";
+}
+
+function tradeStateFrom(method: string, trade: z.infer<typeof queryReplySchema>): TradeState {
+  switch (trade.trade_status) {
+    case "WAIT_BUYER_PAY":
+      return { status: "pending" };
+    // Also what a fully refunded trade becomes.
+    case "TRADE_CLOSED":
+      return { status: "closed" };
+    case "TRADE_SUCCESS":
+    case "TRADE_FINISHED": {
+      const amountFen = parseYuan(trade.total_amount);
+      if (amountFen === undefined) throw new GatewayError(`Alipay ${method}: bad total_amount ${trade.total_amount}`, "alipay");
+      const paidAt = trade.send_pay_date ? parseBeijingTime(trade.send_pay_date) : undefined;
+      return { status: "paid", amountFen, gatewayTradeNo: trade.trade_no, ...(paidAt ? { paidAt } : {}) };
+    }
+    default:
+      throw new GatewayError(`Alipay ${method}: unknown trade_status ${trade.trade_status}`, "alipay");
+  }
+}
+
+// ---- Notifications -------------------------------------------------------------------------------------
+
+type NotificationForm = Record<string, string | undefined>;
+
+/** The form fields, or undefined when the body is not a form or repeats a field (which copy was signed?). */
+function parseForm(callback: IncomingCallback): NotificationForm | undefined {
+  const contentType = String(callback.headers["content-type"] ?? "application/x-www-form-urlencoded");
+  if (!contentType.toLowerCase().startsWith("application/x-www-form-urlencoded")) return undefined;
+  const fields = [...new URLSearchParams(callback.rawBody)];
+  const names = new Set(fields.map(([name]) => name));
+  if (fields.length === 0 || names.size !== fields.length) return undefined;
+  return Object.fromEntries(fields);
+}
+
+function checkNotifySignature(sdk: AlipaySdk, form: NotificationForm): boolean {
+  try {
+    // V2 verifies the values as received; the form parser already URL-decoded them once.
+    return sdk.checkNotifySignV2(form);
+  } catch {
+    return false; // e.g. a sign that is not base64 of the right length
+  }
+}
+
+/** Alipay also notifies refunds on the payment's notify_url; they carry the refund's out_biz_no / gmt_refund. */
+function isRefundNotification(form: NotificationForm): boolean {
+  return form.out_biz_no !== undefined || form.gmt_refund !== undefined;
+}
+
+function paymentNotificationFrom(form: NotificationForm): VerifyCallbackResult {
+  const { out_trade_no: orderId, trade_no: gatewayTradeNo, trade_status: gatewayStatus, total_amount: total } = form;
+  if (!orderId || !gatewayTradeNo || !gatewayStatus || !total) {
+    return reject("bad_request", "out_trade_no, trade_no, trade_status or total_amount is missing");
+  }
+  const amountFen = parseYuan(total);
+  if (amountFen === undefined) return reject("bad_request", `total_amount ${total} is not a yuan amount`);
+  const paidAt = form.gmt_payment ? parseBeijingTime(form.gmt_payment) : undefined;
+  return {
+    ok: true,
+    notification: {
+      orderId,
+      amountFen,
+      paid: PAID_STATUSES.has(gatewayStatus),
+      gatewayStatus,
+      gatewayTradeNo,
+      ...(paidAt ? { paidAt } : {}),
+      payload: form,
+    },
+  };
+}
+
+function reject(code: Extract<VerifyCallbackResult, { ok: false }>["code"], detail: string): VerifyCallbackResult {
+  return { ok: false, code, detail };
+}
+
+// ---- Keys ----------------------------------------------------------------------------------------------
+
+/** The app private key as PEM (PKCS#1 or PKCS#8) or bare base64 DER; errors never echo the key. */
+export function loadPrivateKey(text: string): KeyObject {
+  return loadRsaKey("Alipay app private key", text, createPrivateKey, [
+    (der) => createPrivateKey({ key: der, format: "der", type: "pkcs8" }),
+    (der) => createPrivateKey({ key: der, format: "der", type: "pkcs1" }),
+  ]);
+}
+
+/** Alipay's public key as PEM or the bare base64 DER the open platform console shows. */
+export function loadPublicKey(text: string): KeyObject {
+  return loadRsaKey("Alipay public key", text, createPublicKey, [
+    (der) => createPublicKey({ key: der, format: "der", type: "spki" }),
+    (der) => createPublicKey({ key: der, format: "der", type: "pkcs1" }),
+  ]);
+}
+
+function loadRsaKey(what: string, text: string, fromPem: (pem: string) => KeyObject, fromDer: ((der: Buffer) => KeyObject)[]): KeyObject {
+  const trimmed = text.trim();
+  const readers = trimmed.startsWith("-----BEGIN")
+    ? [() => fromPem(trimmed)]
+    : fromDer.map((read) => () => read(Buffer.from(trimmed.replace(/\s+/g, ""), "base64")));
+  for (const read of readers) {
+    try {
+      const key = read();
+      if (key.asymmetricKeyType === "rsa") return key;
+    } catch {
+      // not this encoding; try the next
+    }
+  }
+  throw new Error(`${what} is not an RSA key in PEM or base64 DER form`);
+}
+
+function toPkcs1Pem(key: KeyObject): string {
+  return key.export({ type: "pkcs1", format: "pem" }).toString();
+}
+
+function toSpkiPem(key: KeyObject): string {
+  return key.export({ type: "spki", format: "pem" }).toString();
+}
+
+// ---- Money and time, as Alipay writes them -------------------------------------------------------------
+
+const YUAN_PATTERN = /^(0|[1-9]\d*)(?:\.(\d{1,2}))?$/;
+
+/** "10.00" → 1000n fen; undefined for anything that is not a plain non-negative yuan amount with ≤ 2 decimals. */
+export function parseYuan(text: string): bigint | undefined {
+  const match = YUAN_PATTERN.exec(text);
+  if (!match) return undefined;
+  return BigInt(match[1]!) * 100n + BigInt((match[2] ?? "").padEnd(2, "0"));
+}
+
+/** 1000n fen → "10.00". */
+export function formatYuan(fen: bigint): string {
+  if (fen < 0n) throw new RangeError("a yuan amount cannot be negative");
+  return `${fen / 100n}.${(fen % 100n).toString().padStart(2, "0")}`;
+}
+
+/** Alipay's timestamps are China Standard Time (UTC+8, no daylight saving), "yyyy-MM-dd HH:mm:ss". */
+const BEIJING_OFFSET_MS = 8 * 60 * 60 * 1000;
+const BEIJING_TIME_PATTERN = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2})(?::(\d{2}))?$/;
+
+export function formatBeijingTime(date: Date): string {
+  return new Date(date.getTime() + BEIJING_OFFSET_MS).toISOString().slice(0, 19).replace("T", " ");
+}
+
+/** "2024-01-02 03:04:05" (seconds optional) in UTC+8 → Date; undefined when malformed or not a real time. */
+export function parseBeijingTime(text: string): Date | undefined {
+  const match = BEIJING_TIME_PATTERN.exec(text);
+  if (!match) return undefined;
+  const [year, month, day, hour, minute, second] = match.slice(1).map((part) => Number(part ?? 0)) as number[];
+  const utc = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!);
+  const date = new Date(utc - BEIJING_OFFSET_MS);
+  // Date.UTC rolls "02-30" over into March; a real time formats back to what we read.
+  return formatBeijingTime(date).startsWith(text) ? date : undefined;
+}

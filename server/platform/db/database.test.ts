@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { startFaultProxy } from "../../../devtools/testing/faultProxy";
+import { type Database, DatabaseUnavailableError, connectPostgres } from "./database";
+import { loadMigrations, migrate } from "./migrate";
+import { createTestDatabase, describeWithDatabases } from "../../../devtools/testing/databases";
+
+describeWithDatabases("database", (db, kind) => {
+  it("migrations are recorded and applied once; running them again does nothing", async () => {
+    const versions = loadMigrations().map((m) => m.version);
+    const { rows } = await db().query<{ version: string }>("SELECT version FROM schema_migrations ORDER BY version");
+    assert.deepEqual(rows.map((r) => r.version), versions);
+    assert.deepEqual(await migrate(db()), []);
+  });
+
+  it("int8 columns come back as bigint, beyond 2^53 too", async () => {
+    const { rows } = await db().query<{ small: bigint; big: bigint }>("SELECT 5::bigint AS small, $1::bigint AS big", [9_007_199_254_740_993n]);
+    assert.equal(rows[0]!.small, 5n);
+    assert.equal(rows[0]!.big, 9_007_199_254_740_993n);
+  });
+
+  it("a failed transaction leaves nothing behind", async () => {
+    await assert.rejects(
+      db().transaction(async (tx) => {
+        await tx.query("INSERT INTO accounts (address) VALUES ($1)", [`0x${"ab".repeat(20)}`]);
+        throw new Error("abort");
+      }),
+      /abort/,
+    );
+    assert.equal((await db().query("SELECT 1 FROM accounts WHERE address = $1", [`0x${"ab".repeat(20)}`])).rowCount, 0);
+  });
+
+  it("only one holder of an advisory lock runs at a time", async () => {
+    // on PostgreSQL a second instance is another pool on the same database: other sessions
+    let other = db();
+    if (kind === "postgres") {
+      const { rows } = await db().query<{ name: string }>("SELECT current_database() AS name");
+      const url = new URL(process.env.DATABASE_URL!);
+      url.pathname = `/${rows[0]!.name}`;
+      other = connectPostgres({ connectionString: url.toString(), max: 2 });
+    }
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const first = db().withAdvisoryLock(42n, () => held.then(() => "first"));
+    await new Promise((r) => setTimeout(r, 20));
+    try {
+      const second = await other.withAdvisoryLock(42n, async () => "second");
+      release();
+      assert.deepEqual(second, { acquired: false });
+      assert.deepEqual(await first, { acquired: true, result: "first" });
+      assert.deepEqual(await other.withAdvisoryLock(42n, async () => "third"), { acquired: true, result: "third" });
+    } finally {
+      release();
+      if (other !== db()) await other.close();
+    }
+  });
+});
+
+/**
+ * Connection faults on a real PostgreSQL server (skipped without DATABASE_URL): backends terminated with
+ * pg_terminate_backend, as a restart, a failover or a pooler restart does, and a server that stops answering
+ * (a TCP proxy that stops forwarding). None of them may crash the process; each surfaces as
+ * DatabaseUnavailableError within the configured timeouts, and the pool recovers by itself.
+ */
+describe("PostgreSQL connection faults", { skip: process.env.DATABASE_URL ? false : "needs DATABASE_URL" }, () => {
+  let handle: Awaited<ReturnType<typeof createTestDatabase>>;
+  let admin: Database;
+  before(async () => {
+    handle = await createTestDatabase("postgres");
+    admin = connectPostgres({ connectionString: handle.url!, max: 2 });
+  });
+  after(async () => {
+    await admin?.close();
+    await handle?.drop();
+  });
+  const terminate = (pid: number) => admin.query("SELECT pg_terminate_backend($1)", [pid]);
+
+  it("a backend terminated in the middle of a transaction fails that transaction as unavailable; the process lives and the next query works", async () => {
+    const outcome = handle.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      await terminate(rows[0]!.pid);
+      // the socket closes while the transaction waits for its next statement
+      await new Promise((r) => setTimeout(r, 100));
+      await tx.query("SELECT 1");
+    });
+    await assert.rejects(outcome, (error: unknown) => error instanceof DatabaseUnavailableError);
+    const { rows } = await handle.db.query<{ one: number }>("SELECT 1 AS one");
+    assert.equal(rows[0]!.one, 1);
+  });
+
+  it("a backend terminated while a transaction sits idle (no statement in flight) does not crash the process", async () => {
+    let pid = 0;
+    const outcome = handle.db.transaction(async (tx) => {
+      pid = (await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      await terminate(pid);
+      // the client's 'error' event fires now, with nothing awaiting the connection
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    await assert.rejects(outcome, (error: unknown) => error instanceof DatabaseUnavailableError);
+    assert.ok(pid > 0);
+    assert.equal((await handle.db.query("SELECT 1")).rowCount, 1);
+  });
+
+  it("the backend holding a worker's advisory lock is terminated: the worker's signal aborts, nothing crashes, and the lock can be taken again", async () => {
+    const other = connectPostgres({ connectionString: handle.url!, max: 2 });
+    try {
+      const run = handle.db.withAdvisoryLock(77n, async (signal) => {
+        const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 77 AND granted");
+        await terminate(rows[0]!.pid);
+        for (let i = 0; i < 50 && !signal.aborted; i++) await new Promise((r) => setTimeout(r, 20));
+        return signal.aborted;
+      });
+      assert.deepEqual(await run, { acquired: true, result: true });
+      assert.deepEqual(await other.withAdvisoryLock(77n, async () => "taken"), { acquired: true, result: "taken" });
+      assert.deepEqual(await handle.db.withAdvisoryLock(77n, async () => "again"), { acquired: true, result: "again" });
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("a server that stops answering fails queries and new connections within the timeouts, and they work again when it answers", async () => {
+    const url = new URL(handle.url!);
+    const proxy = await startFaultProxy({ port: Number(url.port || 5432) });
+    url.port = String(proxy.port);
+    const db = connectPostgres({ connectionString: url.toString(), max: 2, connectTimeoutMs: 500, statementTimeoutMs: 500 });
+    try {
+      assert.equal((await db.query("SELECT 1")).rowCount, 1);
+      await proxy.setMode("blackhole");
+      let started = Date.now();
+      await assert.rejects(db.query("SELECT 1"), (error: unknown) => error instanceof DatabaseUnavailableError);
+      assert.ok(Date.now() - started < 5_000, "a wedged connection is given up within statement + 1 s");
+      started = Date.now();
+      await assert.rejects(db.transaction(async (tx) => tx.query("SELECT 1")), (error: unknown) => error instanceof DatabaseUnavailableError);
+      assert.ok(Date.now() - started < 5_000);
+      await proxy.setMode("refuse");
+      await assert.rejects(db.query("SELECT 1"), (error: unknown) => error instanceof DatabaseUnavailableError);
+      await proxy.setMode("forward");
+      let recovered = false;
+      for (let i = 0; i < 50 && !recovered; i++) {
+        recovered = await db.query("SELECT 1").then(
+          () => true,
+          () => new Promise<boolean>((r) => setTimeout(() => r(false), 100)),
+        );
+      }
+      assert.ok(recovered, "the pool reconnects by itself");
+    } finally {
+      await db.close();
+      await proxy.close();
+    }
+  });
+
+  it("a closed database answers unavailable, not the driver's 'Cannot use a pool after calling end'", async () => {
+    const db = connectPostgres({ connectionString: handle.url!, max: 1 });
+    await db.close();
+    await assert.rejects(db.query("SELECT 1"), (error: unknown) => error instanceof DatabaseUnavailableError && /closed/.test(error.message));
+  });
+});

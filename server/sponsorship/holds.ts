@@ -1,0 +1,365 @@
+/**
+ * Holds: the worst-case charge of a UserOperation, reserved from the account's available quota before its
+ * paymasterData leaves the server. Rules (SPEC §5.2):
+ *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
+ *     larger amount — only one operation with that nonce can ever execute;
+ *   - a replacement keeps the hold's validUntil (its signature is signed with it), so re-asking never stretches
+ *     how long quota stays reserved;
+ *   - at most `maxHolds` open holds per sender, `maxHoldsPerApiKey` of them taken through one API key and
+ *     `maxHoldsPerIp` from one client IP, so no single caller can take every hold a sender may have;
+ *   - the hold and the operation's locked quote commit before the signature is returned.
+ * Reservations are group-committed (server/db/groupCommit.ts): one transaction locks every account of the
+ * batch in address order (no deadlocks between batches), decides each request in memory against the locked
+ * balances, and writes all holds and ledger entries with a few array statements.
+ */
+import { randomUUID } from "node:crypto";
+import type { Hex } from "viem";
+import type { Database, Queryable } from "../platform/db/database";
+import { GroupCommitter } from "../platform/db/groupCommit";
+import { type BatchEntry, applyEntries, lockBalance, release } from "../ledger/ledger";
+import { SponsorError } from "./errors";
+import type { Quote } from "./pricing";
+
+export type HoldRequest = {
+  chainId: number;
+  /** The sender, lower-cased: the account whose quota pays. */
+  account: string;
+  nonce: bigint;
+  amountFen: bigint;
+  maxCostWei: bigint;
+  validUntil: Date;
+  apiKeyId: string | null;
+  /** The client IP the request came from, if known. */
+  clientIp?: string;
+  userOpHash: Hex;
+  quote: Quote;
+  maxHolds: number;
+  /** Open holds one API key may hold on this sender (default: maxHolds). */
+  maxHoldsPerApiKey?: number;
+  /** Open holds one client IP may hold on this sender (default: maxHolds). */
+  maxHoldsPerIp?: number;
+};
+
+/** The request was signed with another validUntil than the open hold for its nonce keeps: sign again with `validUntil`. */
+export class HoldWindowConflict extends Error {
+  override name = "HoldWindowConflict";
+  constructor(readonly validUntil: Date) {
+    super(`the open hold for this nonce is valid until ${validUntil.toISOString()}; sign with that`);
+  }
+}
+
+export type HoldResult = {
+  holdId: string;
+  /** What the hold reserves now (the larger of the old and new amounts when it replaced one). */
+  heldFen: bigint;
+  replaced: boolean;
+  /** What this request added to the hold (0 when it replaced a larger one). */
+  addedFen: bigint;
+  availableFen: bigint;
+};
+
+type OpenHold = {
+  id: string;
+  chainId: number;
+  nonce: string;
+  amountFen: bigint;
+  revision: number;
+  isNew: boolean;
+  maxCostWei: bigint;
+  validUntil: Date;
+  apiKeyId: string | null;
+  clientIp: string | null;
+};
+
+/** Decides and writes one batch of hold requests in the transaction `tx`. */
+export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest[]): Promise<Array<HoldResult | SponsorError | HoldWindowConflict>> {
+  const accounts = [...new Set(requests.map((r) => r.account))].sort();
+  const balances = new Map<string, bigint>();
+  const open = new Map<string, OpenHold[]>();
+  // lock the batch's accounts (in address order: batches never deadlock), then read their open holds. Two
+  // statements on purpose: under READ COMMITTED a statement that waited for a lock still reads with the snapshot
+  // it started with, so holds committed by the batch that held the lock are only visible to the next statement.
+  const { rows: locked } = await tx.query<{ address: string; available_fen: bigint }>(
+    "SELECT address, available_fen FROM accounts WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE",
+    [accounts],
+  );
+  for (const row of locked) balances.set(row.address, row.available_fen);
+  const { rows: existing } = await tx.query<{
+    id: string;
+    chain_id: bigint;
+    account: string;
+    nonce: string;
+    amount_fen: bigint;
+    revision: number;
+    max_cost_wei: string;
+    valid_until: Date;
+    api_key_id: string | null;
+    client_ip: string | null;
+  }>(
+    `SELECT id, chain_id, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
+       FROM holds WHERE status = 'open' AND account = ANY($1::text[])`,
+    [accounts],
+  );
+  for (const h of existing) {
+    const list = open.get(h.account) ?? [];
+    list.push({
+      id: h.id,
+      chainId: Number(h.chain_id),
+      nonce: h.nonce,
+      amountFen: h.amount_fen,
+      revision: h.revision,
+      isNew: false,
+      maxCostWei: BigInt(h.max_cost_wei),
+      validUntil: h.valid_until,
+      apiKeyId: h.api_key_id,
+      clientIp: h.client_ip,
+    });
+    open.set(h.account, list);
+  }
+
+  const results: Array<HoldResult | SponsorError | HoldWindowConflict> = [];
+  const entries: BatchEntry[] = [];
+  const touched = new Map<string, { hold: OpenHold; request: HoldRequest }>();
+  const operations: Array<{ request: HoldRequest; holdId: string }> = [];
+
+  for (const request of requests) {
+    const available = balances.get(request.account) ?? 0n;
+    const holds = open.get(request.account) ?? [];
+    const nonce = request.nonce.toString();
+    const same = holds.find((h) => h.chainId === request.chainId && h.nonce === nonce);
+    const increase = same ? (request.amountFen > same.amountFen ? request.amountFen - same.amountFen : 0n) : request.amountFen;
+    if (!same) {
+      const full = capReached(holds, request);
+      if (full) {
+        results.push(full);
+        continue;
+      }
+    }
+    // the hold must cover every signature it backs, and re-asking must never stretch it: a request signed with a
+    // later window is answered with the hold's (the sponsor signs again); an earlier one is covered already
+    if (same && request.validUntil > same.validUntil) {
+      results.push(new HoldWindowConflict(same.validUntil));
+      continue;
+    }
+    if (increase > available) {
+      results.push(
+        new SponsorError(
+          "insufficient_quota",
+          `account ${request.account} has ${available} fen available; this operation needs a hold of ${increase} fen (its worst-case cost)`,
+          { availableFen: available.toString(), requiredFen: increase.toString() },
+        ),
+      );
+      continue;
+    }
+    const hold: OpenHold = same ?? {
+      id: `h_${randomUUID()}`,
+      chainId: request.chainId,
+      nonce,
+      amountFen: 0n,
+      revision: 0,
+      isNew: true,
+      maxCostWei: 0n,
+      validUntil: request.validUntil,
+      apiKeyId: request.apiKeyId,
+      clientIp: request.clientIp ?? null,
+    };
+    if (!same) {
+      holds.push(hold);
+      open.set(request.account, holds);
+    }
+    if (increase > 0n) {
+      hold.revision++;
+      hold.amountFen += increase;
+      entries.push({ account: request.account, kind: "hold", availableDeltaFen: -increase, heldDeltaFen: increase, reference: `hold:${hold.id}:${hold.revision}` });
+      balances.set(request.account, available - increase);
+    }
+    if (request.maxCostWei > hold.maxCostWei) hold.maxCostWei = request.maxCostWei;
+    if (request.validUntil > hold.validUntil) hold.validUntil = request.validUntil;
+    touched.set(hold.id, { hold, request });
+    operations.push({ request, holdId: hold.id });
+    results.push({ holdId: hold.id, heldFen: hold.amountFen, replaced: !!same, addedFen: increase, availableFen: available - increase });
+  }
+
+  if (operations.length === 0) return results;
+  const held = [...touched.values()];
+  // one statement for the holds (new and raised) and the signed operations, one for the ledger
+  await tx.query(
+    `WITH incoming AS (
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[])
+         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip)
+     ), created AS (
+       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, client_ip, status, amount_fen, max_cost_wei, revision, valid_until)
+       SELECT id, chain_id, account, nonce, api_key_id, client_ip, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
+     ), raised AS (
+       UPDATE holds h SET amount_fen = i.amount_fen, max_cost_wei = i.max_cost_wei, revision = i.revision, valid_until = i.valid_until, updated_at = now()
+         FROM incoming i WHERE NOT i.is_new AND h.id = i.id
+     )
+     INSERT INTO sponsored_operations (user_op_hash, hold_id, fen_per_native, markup_bps, max_charge_fen, valid_until)
+     SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::int[], $15::bigint[], $16::timestamptz[])
+     ON CONFLICT (user_op_hash) DO NOTHING`,
+    [
+      held.map((t) => t.hold.id),
+      held.map((t) => t.request.chainId),
+      held.map((t) => t.request.account),
+      held.map((t) => t.hold.nonce),
+      held.map((t) => t.hold.apiKeyId),
+      held.map((t) => t.hold.amountFen.toString()),
+      held.map((t) => t.hold.maxCostWei.toString()),
+      held.map((t) => t.hold.revision),
+      held.map((t) => t.hold.validUntil.toISOString()),
+      held.map((t) => t.hold.isNew),
+      operations.map((o) => o.request.userOpHash.toLowerCase()),
+      operations.map((o) => o.holdId),
+      operations.map((o) => o.request.quote.fenPerNative.toString()),
+      operations.map((o) => o.request.quote.markupBps),
+      operations.map((o) => o.request.amountFen.toString()),
+      operations.map((o) => o.request.validUntil.toISOString()),
+      held.map((t) => t.hold.clientIp),
+    ],
+  );
+  await applyEntries(tx, entries);
+  return results;
+}
+
+/** The cap a new hold would go over (sender, API key on the sender, client IP on the sender), if any. */
+function capReached(holds: readonly OpenHold[], request: HoldRequest): SponsorError | undefined {
+  if (holds.length >= request.maxHolds) {
+    return new SponsorError("too_many_holds", `sender ${request.account} already has ${holds.length} operations awaiting settlement (at most ${request.maxHolds}); wait for them to land or expire`, {
+      scope: "sender",
+      openHolds: holds.length,
+      maxHolds: request.maxHolds,
+    });
+  }
+  const perKey = request.maxHoldsPerApiKey ?? request.maxHolds;
+  const byKey = request.apiKeyId === null ? 0 : holds.filter((h) => h.apiKeyId === request.apiKeyId).length;
+  if (byKey >= perKey) {
+    return new SponsorError("too_many_holds", `this API key already has ${byKey} operations of sender ${request.account} awaiting settlement (at most ${perKey} per sender and key); wait for them to land or expire`, {
+      scope: "apiKey",
+      openHolds: byKey,
+      maxHolds: perKey,
+    });
+  }
+  const perIp = request.maxHoldsPerIp ?? request.maxHolds;
+  const byIp = request.clientIp === undefined ? 0 : holds.filter((h) => h.clientIp === request.clientIp).length;
+  if (byIp >= perIp) {
+    return new SponsorError("too_many_holds", `your address already has ${byIp} operations of sender ${request.account} awaiting settlement (at most ${perIp} per sender and client); wait for them to land or expire`, {
+      scope: "ip",
+      openHolds: byIp,
+      maxHolds: perIp,
+    });
+  }
+  return undefined;
+}
+
+/** Group-commits hold requests on `db`. */
+export function createHoldReserver(db: Database, options: { maxBatch?: number; maxConcurrent?: number } = {}) {
+  const committer = new GroupCommitter<HoldRequest, HoldResult>((batch) => db.transaction((tx) => reserveHolds(tx, batch)), {
+    maxBatch: options.maxBatch ?? 256,
+    // two transactions in flight keep the disk busy while the next batch gathers; more only shrinks batches
+    // (more statements per hold) without more commits per second — measured with npm run bench:sponsorship
+    maxConcurrent: options.maxConcurrent ?? (db.kind === "pglite" ? 1 : 2),
+  });
+  return { reserve: (request: HoldRequest) => committer.submit(request), stats: () => committer.stats(), drain: () => committer.drain() };
+}
+export type HoldReserver = ReturnType<typeof createHoldReserver>;
+
+/**
+ * Releases the open holds of `chainId` whose validUntil is more than `graceSeconds` before `chainTime`: the
+ * timestamp of the newest confirmed block the settlement worker has read. Chain time, not the server's clock,
+ * because the EntryPoint accepts a signature while block.timestamp ≤ validUntil: only once settlement has read a
+ * block past that time can no later block carry the operation, and every earlier block has been settled. Holds
+ * whose operation failed to settle (an open settlement_failures row) stay until it is resolved. Returns how many
+ * were released.
+ */
+export async function releaseExpiredHolds(db: Database, options: { chainId: number; chainTime: Date; graceSeconds: number; limit?: number }): Promise<number> {
+  const cutoff = new Date(options.chainTime.getTime() - options.graceSeconds * 1000).toISOString();
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT h.id FROM holds h
+      WHERE h.status = 'open' AND h.chain_id = $1 AND h.valid_until < $2
+        AND NOT EXISTS (SELECT 1 FROM sponsored_operations so JOIN settlement_failures f ON f.user_op_hash = so.user_op_hash AND f.chain_id = h.chain_id
+                         WHERE so.hold_id = h.id AND f.resolved_at IS NULL)
+      ORDER BY h.valid_until LIMIT $3`,
+    [options.chainId, cutoff, options.limit ?? 500],
+  );
+  let released = 0;
+  for (const { id } of rows) {
+    if (await releaseHold(db, id, "valid_until < $2", [cutoff])) released++;
+  }
+  return released;
+}
+
+/**
+ * Releases one open hold in its own transaction if `condition` still holds: the account first, then the hold —
+ * the order reservations lock them in — and the release entry per revision, so a hold a reorg reopened releases
+ * again rather than silently not.
+ */
+async function releaseHold(db: Database, id: string, condition: string, params: unknown[]): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const { rows: found } = await tx.query<{ account: string }>("SELECT account FROM holds WHERE id = $1", [id]);
+    if (!found[0]) return false;
+    await lockBalance(tx, found[0].account);
+    const { rows: held } = await tx.query<{ account: string; amount_fen: bigint; revision: number }>(
+      `UPDATE holds SET status = 'released', updated_at = now() WHERE id = $1 AND status = 'open' AND ${condition} RETURNING account, amount_fen, revision`,
+      [id, ...params],
+    );
+    const hold = held[0];
+    if (!hold) return false;
+    const { applied } = await release(tx, { account: hold.account, reservationId: `expire:${id}:${hold.revision}`, amountFen: hold.amount_fen });
+    if (!applied) throw new Error(`hold ${id} revision ${hold.revision} was released before: its release entry exists`);
+    return true;
+  });
+}
+
+/**
+ * Holds of chains this server no longer settles (removed from CHAINS) would stay open for good: once their
+ * validUntil is `olderThanSeconds` behind the server's clock — far beyond any signature's window — they are
+ * released. Returns how many.
+ */
+export async function releaseOrphanedHolds(db: Database, options: { configuredChainIds: number[]; olderThanSeconds: number; now?: Date }): Promise<number> {
+  const cutoff = new Date((options.now ?? new Date()).getTime() - options.olderThanSeconds * 1000).toISOString();
+  const { rows } = await db.query<{ id: string }>(
+    "SELECT id FROM holds WHERE status = 'open' AND NOT (chain_id = ANY($1::bigint[])) AND valid_until < $2 ORDER BY valid_until LIMIT 500",
+    [options.configuredChainIds, cutoff],
+  );
+  let released = 0;
+  for (const { id } of rows) {
+    if (await releaseHold(db, id, "valid_until < $2 AND NOT (chain_id = ANY($3::bigint[]))", [cutoff, options.configuredChainIds])) released++;
+  }
+  return released;
+}
+
+export type HoldView = {
+  id: string;
+  chainId: number;
+  nonce: string;
+  status: "open" | "settled" | "released" | "merged";
+  amountFen: bigint;
+  chargedFen: bigint | null;
+  validUntil: Date;
+  createdAt: Date;
+};
+
+export async function listHolds(db: Queryable, account: string, options: { status?: "open"; limit?: number } = {}): Promise<HoldView[]> {
+  const { rows } = await db.query<{ id: string; chain_id: bigint; nonce: string; status: HoldView["status"]; amount_fen: bigint; charged_fen: bigint | null; valid_until: Date; created_at: Date }>(
+    `SELECT id, chain_id, nonce, status, amount_fen, charged_fen, valid_until, created_at FROM holds
+      WHERE account = $1 ${options.status ? "AND status = 'open'" : ""} ORDER BY created_at DESC LIMIT $2`,
+    [account.toLowerCase(), options.limit ?? 20],
+  );
+  return rows.map((r) => ({ id: r.id, chainId: Number(r.chain_id), nonce: r.nonce, status: r.status, amountFen: r.amount_fen, chargedFen: r.charged_fen, validUntil: r.valid_until, createdAt: r.created_at }));
+}
+
+/** Sum of the worst-case cost of open holds on a chain, in wei: what the paymaster's deposit must cover. */
+export async function outstandingHoldsWei(db: Queryable, chainId: number): Promise<bigint> {
+  const { rows } = await db.query<{ total: string }>("SELECT COALESCE(SUM(max_cost_wei), 0)::text AS total FROM holds WHERE status = 'open' AND chain_id = $1", [chainId]);
+  return BigInt(rows[0]!.total);
+}
+
+/** What a sender (or, without one, an API key) spent or reserved since `since`: for policy spend limits. */
+export async function spentSince(db: Queryable, p: { apiKeyId: string; account?: string; since: Date }): Promise<bigint> {
+  const { rows } = await db.query<{ total: bigint }>(
+    `SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN charged_fen WHEN status = 'open' THEN amount_fen ELSE 0 END), 0)::bigint AS total
+       FROM holds WHERE api_key_id = $1 AND created_at >= $2 ${p.account ? "AND account = $3" : ""}`,
+    p.account ? [p.apiKeyId, p.since.toISOString(), p.account.toLowerCase()] : [p.apiKeyId, p.since.toISOString()],
+  );
+  return rows[0]!.total;
+}
