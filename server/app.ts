@@ -15,7 +15,8 @@ import { requireJsonBody } from "./http/contentType";
 import { type Logger, createLogger, requestLogging } from "./platform/logger";
 import { type Metrics, createMetrics, httpMetrics } from "./platform/metrics";
 import { openApiDocument } from "./http/openapi";
-import { HttpError, problemHandler, sendProblem } from "./http/problem";
+import { AppError } from "./platform/errors";
+import { problemHandler, sendProblem } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./platform/rateLimit";
 import { type Readiness, createReadiness } from "./http/readiness";
 import { webRouter } from "./http/web";
@@ -210,8 +211,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       sponsor:
         sponsor ??
         ({
-          getStubData: () => Promise.reject(new HttpError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
-          sponsor: () => Promise.reject(new HttpError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
+          getStubData: () => Promise.reject(new AppError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
+          sponsor: () => Promise.reject(new AppError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
         } as SponsorService),
       chains,
       db,
@@ -278,7 +279,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   app.use(webRouter());
 
-  app.use((req, _res, next) => next(new HttpError(404, "not_found", `no route ${req.method} ${req.path}`)));
+  app.use((req, _res, next) => next(new AppError(404, "not_found", `no route ${req.method} ${req.path}`)));
   app.use(problemHandler(log));
 
   const reconciler = config.reconcile.enabled

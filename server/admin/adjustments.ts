@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Database, Queryable } from "../platform/db/database";
-import { HttpError } from "../http/problem";
+import { AppError } from "../platform/errors";
 import { adjust, lockBalance } from "../ledger/ledger";
 import { recordAdminAction } from "./queries";
 
@@ -59,7 +59,7 @@ export async function applyAdjustment(db: Database, input: AdjustmentInput, by: 
     const earlier = input.idempotencyKey ? await existingAdjustment(tx, adjustmentId) : undefined;
     if (earlier) {
       if (earlier.account !== account || earlier.available_delta_fen !== input.amountFen || earlier.memo !== reason) {
-        throw new HttpError(409, "conflict", `idempotencyKey ${input.idempotencyKey} was already used for another adjustment (${earlier.available_delta_fen} fen to ${earlier.account})`, {
+        throw new AppError(409, "conflict", `idempotencyKey ${input.idempotencyKey} was already used for another adjustment (${earlier.available_delta_fen} fen to ${earlier.account})`, {
           adjustmentId,
         });
       }
@@ -76,7 +76,7 @@ export async function applyAdjustment(db: Database, input: AdjustmentInput, by: 
       };
     }
     if (input.amountFen < 0n && -input.amountFen > before.availableFen) {
-      throw new HttpError(
+      throw new AppError(
         409,
         "insufficient_balance",
         `cannot debit ${-input.amountFen} fen from ${account}: its available balance is ${before.availableFen} fen (held fen cannot be adjusted)`,

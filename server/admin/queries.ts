@@ -7,7 +7,7 @@
  * (created_at, id) — or (updated_at, address) for accounts — read from the cursor's own row.
  */
 import type { Queryable } from "../platform/db/database";
-import { HttpError } from "../http/problem";
+import { AppError } from "../platform/errors";
 import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
 
 export type Page<T> = { items: T[]; nextBefore: string | null };
@@ -44,7 +44,7 @@ function toPage<R, T>(rows: R[], limit: number, view: (row: R) => T, cursor: (ro
 /** A `before` naming a row that does not exist is a mistake of the caller, not an empty page. */
 async function requireCursorRow(db: Queryable, sql: string, before: string, what: string): Promise<void> {
   const { rows } = await db.query(sql, [before]);
-  if (rows.length === 0) throw new HttpError(400, "invalid_request", `before: no ${what} ${before}`);
+  if (rows.length === 0) throw new AppError(400, "invalid_request", `before: no ${what} ${before}`);
 }
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);

@@ -12,7 +12,7 @@ import express, { type RequestHandler, type Router } from "express";
 import { z } from "zod";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Database } from "../platform/db/database";
-import { HttpError } from "../http/problem";
+import { AppError } from "../platform/errors";
 import { PROVIDERS, type Provider } from "../payments/gateway";
 import { accountSchema } from "../payments/routes";
 import { applyAdjustment } from "./adjustments";
@@ -131,7 +131,7 @@ const adjustmentSchema = z.strictObject({
 function parseInput<T extends z.ZodType>(schema: T, input: unknown, where: string): z.output<T> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  throw new HttpError(400, "invalid_request", result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : where}: ${i.message}`).join("; "));
+  throw new AppError(400, "invalid_request", result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : where}: ${i.message}`).join("; "));
 }
 
 export function adminRouter(deps: AdminRouterDeps): Router {
@@ -147,7 +147,7 @@ export function adminRouter(deps: AdminRouterDeps): Router {
     const id = parseInput(orderId, req.params.id, "id");
     const { raw = false } = parseInput(orderQuery, req.query, "query");
     const order = await findOrder(db, id);
-    if (!order) throw new HttpError(404, "not_found", `no order ${id}`);
+    if (!order) throw new AppError(404, "not_found", `no order ${id}`);
     const [callbacks, refunds] = await Promise.all([callbacksOfOrder(db, id, raw), refundsOfOrder(db, id)]);
     res.json({ order, callbacks, refunds });
   });
@@ -206,9 +206,9 @@ export function adminRouter(deps: AdminRouterDeps): Router {
     // by default up to the end of the current bucket, so the latest point is the bucket in progress
     const until = query.until ? new Date(query.until) : new Date(bucketStart(new Date(), query.bucket).getTime() + step);
     const since = query.since ? new Date(query.since) : new Date(until.getTime() - DEFAULT_RANGE_BUCKETS[query.bucket] * step);
-    if (since.getTime() >= until.getTime()) throw new HttpError(400, "invalid_request", "since must be before until");
+    if (since.getTime() >= until.getTime()) throw new AppError(400, "invalid_request", "since must be before until");
     const buckets = Math.ceil((until.getTime() - bucketStart(since, query.bucket).getTime()) / step);
-    if (buckets > MAX_BUCKETS) throw new HttpError(400, "invalid_request", `the range spans ${buckets} ${query.bucket}s; at most ${MAX_BUCKETS} per request`);
+    if (buckets > MAX_BUCKETS) throw new AppError(400, "invalid_request", `the range spans ${buckets} ${query.bucket}s; at most ${MAX_BUCKETS} per request`);
     res.json(await readStats(db, { bucket: query.bucket, since, until }));
   });
 

@@ -1,28 +1,13 @@
 /**
  * Errors become RFC 9457 `application/problem+json` answers with a stable `type` and a message that names the
- * problem. Unknown errors are logged with their stack and answered with a bare 500 that reveals nothing.
+ * problem. Domains throw `AppError`s (server/platform/errors.ts), which carry their own status and type, so this
+ * file knows no domain. Unknown errors are logged with their stack and answered with a bare 500 that reveals nothing.
  */
 import type { ErrorRequestHandler, Response } from "express";
 import { ZodError } from "zod";
 import { isDatabaseUnavailable } from "../platform/db/database";
-import { InsufficientBalanceError, LedgerInputError } from "../ledger/ledger";
-import { GatewayUnavailableError, NotFoundError, PaymentConflictError, PaymentInputError } from "../payments/errors";
-import { GatewayError } from "../payments/gateway";
-import { ApiKeyInputError } from "../sponsorship/apiKeys";
-import { SponsorError } from "../sponsorship/errors";
-import { PolicyConfigError } from "../sponsorship/policy";
+import { AppError } from "../platform/errors";
 import type { Logger } from "../platform/logger";
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
-}
 
 export function sendProblem(res: Response, status: number, type: string, detail: string, extra: Record<string, unknown> = {}): void {
   res.status(status).type("application/problem+json").send(JSON.stringify({ type, title: titles[status] ?? "Error", status, detail, ...extra }));
@@ -49,23 +34,15 @@ function describeZod(error: ZodError): string {
 export function problemHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     if (res.headersSent) return;
-    if (error instanceof HttpError) return sendProblem(res, error.status, error.type, error.message, error.extra);
-    if (error instanceof SponsorError) {
-      if (error.reason === "rate_limited") res.setHeader("retry-after", String(error.data.retryAfterSeconds ?? 60));
-      return sendProblem(res, error.httpStatus, error.reason, error.message, error.data);
+    if (error instanceof AppError) {
+      if (error.retryAfterSeconds !== undefined) res.setHeader("retry-after", String(error.retryAfterSeconds));
+      return sendProblem(res, error.status, error.type, error.detail, error.details);
     }
-    if (error instanceof PolicyConfigError || error instanceof ApiKeyInputError) return sendProblem(res, 400, "invalid_request", error.message);
     if (error instanceof ZodError) return sendProblem(res, 400, "invalid_request", describeZod(error));
-    if (error instanceof PaymentInputError || error instanceof LedgerInputError) return sendProblem(res, 400, "invalid_request", error.message);
-    if (error instanceof NotFoundError) return sendProblem(res, 404, "not_found", error.message);
-    if (error instanceof PaymentConflictError) return sendProblem(res, 409, "conflict", error.message, error.details);
-    if (error instanceof InsufficientBalanceError) return sendProblem(res, 409, "insufficient_balance", error.message);
     if (isDatabaseUnavailable(error)) {
       res.setHeader("retry-after", "5");
       return sendProblem(res, 503, "unavailable", "the database is unavailable; retry shortly");
     }
-    if (error instanceof GatewayUnavailableError) return sendProblem(res, 503, "gateway_unavailable", error.message);
-    if (error instanceof GatewayError) return sendProblem(res, 502, "gateway_error", `${error.provider} refused: ${error.message}`, { gatewayCode: error.gatewayCode });
     // body-parser's errors carry a status and a type
     const e = error as { status?: number; type?: string; message?: string };
     if (e?.type === "entity.parse.failed") return sendProblem(res, 400, "invalid_json", "the body is not valid JSON");

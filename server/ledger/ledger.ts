@@ -7,6 +7,7 @@
  * Amounts are integer fen (bigint). Database CHECKs keep both balances ≥ 0.
  */
 import { type Queryable, sqlState } from "../platform/db/database";
+import { AppError } from "../platform/errors";
 
 export type LedgerKind = "topup" | "hold" | "release" | "charge" | "refund" | "adjust";
 
@@ -24,19 +25,23 @@ export type LedgerEntry = {
 };
 
 /** The entry would make a balance negative. */
-export class InsufficientBalanceError extends Error {
+export class InsufficientBalanceError extends AppError {
   override name = "InsufficientBalanceError";
   constructor(
     readonly account: string,
     readonly balance: "available" | "held",
     readonly requiredFen: bigint,
   ) {
-    super(`account ${account} has too little ${balance} balance for ${requiredFen} fen`);
+    super(409, "insufficient_balance", `account ${account} has too little ${balance} balance for ${requiredFen} fen`);
   }
 }
 
-export class LedgerInputError extends Error {
+/** An entry no ledger can take (a zero amount, an unknown kind): 400 when it came from a request. */
+export class LedgerInputError extends AppError {
   override name = "LedgerInputError";
+  constructor(message: string) {
+    super(400, "invalid_request", message);
+  }
 }
 
 export type AppliedEntry = { applied: boolean; balance: Balance };

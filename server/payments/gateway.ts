@@ -4,6 +4,7 @@
  *
  * Amounts are integer fen (`bigint`). Order ids are ours (`out_trade_no` at the gateway).
  */
+import { AppError } from "../platform/errors";
 export type Provider = "alipay" | "wechat";
 export const PROVIDERS: readonly Provider[] = ["alipay", "wechat"];
 
@@ -79,7 +80,8 @@ export type VerifyCallbackResult =
 /** The HTTP reply the gateway expects. */
 export type CallbackReply = { status: number; contentType: string; body: string };
 
-export class GatewayError extends Error {
+/** The gateway answered with a refusal (502 to our caller). */
+export class GatewayError extends AppError {
   override name = "GatewayError";
   constructor(
     message: string,
@@ -87,7 +89,7 @@ export class GatewayError extends Error {
     /** The gateway's error code when it answered (e.g. ACQ.TRADE_NOT_EXIST, ORDER_NOT_EXIST). */
     readonly gatewayCode?: string,
   ) {
-    super(message);
+    super(502, "gateway_error", message, { gatewayCode }, { detail: `${provider} refused: ${message}` });
   }
 }
 

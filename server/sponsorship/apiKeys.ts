@@ -5,12 +5,16 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Queryable } from "../platform/db/database";
+import { AppError } from "../platform/errors";
 import { type Policy, parsePolicy, policyToJson } from "./policy";
 
 export type ApiKey = { id: string; name: string; policy: Policy; createdAt: Date; revokedAt: Date | null };
 
-export class ApiKeyInputError extends Error {
+export class ApiKeyInputError extends AppError {
   override name = "ApiKeyInputError";
+  constructor(message: string) {
+    super(400, "invalid_request", message);
+  }
 }
 
 const KEY_PATTERN = /^fpk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$/;

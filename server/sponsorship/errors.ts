@@ -7,6 +7,7 @@
  * and retries some of them (-32005 "limit exceeded"), which would resend a refused sponsorship request.
  */
 import { isDatabaseUnavailable } from "../platform/db/database";
+import { AppError } from "../platform/errors";
 
 export type SponsorErrorReason =
   | "invalid_params"
@@ -45,14 +46,14 @@ const codes: Record<SponsorErrorReason, { rpc: number; http: number }> = {
 
 export const SPONSOR_ERROR_CODES = Object.fromEntries(Object.entries(codes).map(([k, v]) => [k, v.rpc])) as Record<SponsorErrorReason, number>;
 
-export class SponsorError extends Error {
+export class SponsorError extends AppError {
   override name = "SponsorError";
   constructor(
     readonly reason: SponsorErrorReason,
     message: string,
     readonly data: Record<string, unknown> = {},
   ) {
-    super(message);
+    super(codes[reason].http, reason, message, data, reason === "rate_limited" ? { retryAfterSeconds: Number(data.retryAfterSeconds ?? 60) } : {});
   }
   get rpcCode(): number {
     return codes[this.reason].rpc;

@@ -14,6 +14,7 @@
  */
 import type { Address, Hex } from "viem";
 import { z } from "zod";
+import { AppError } from "../platform/errors";
 import { decodeCallTargets } from "./callData";
 import type { SenderProofPolicy } from "./senderProof";
 
@@ -95,11 +96,11 @@ export type EvaluatePolicyParameters = {
 };
 
 /** A stored policy that cannot be used. `field` names the first bad field (`senderSpendLimit.fen`, `allowedTargets[2]`). */
-export class PolicyConfigError extends Error {
+export class PolicyConfigError extends AppError {
   override name = "PolicyConfigError";
   readonly field: string;
   constructor(readonly problems: { field: string; message: string }[]) {
-    super(`invalid sponsorship policy: ${problems.map((p) => `${p.field} ${p.message}`).join("; ")}`);
+    super(400, "invalid_request", `invalid sponsorship policy: ${problems.map((p) => `${p.field} ${p.message}`).join("; ")}`);
     this.field = problems[0]?.field ?? "policy";
   }
 }

@@ -8,7 +8,7 @@ import { numberToHex } from "viem";
 import { z } from "zod";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Database } from "../platform/db/database";
-import { HttpError } from "../http/problem";
+import { AppError } from "../platform/errors";
 import { type ApiKey, createApiKey, listApiKeys, revokeApiKey, updateApiKeyPolicy } from "./apiKeys";
 import { SponsorError } from "./errors";
 import { policyToJson } from "./policy";
@@ -112,11 +112,11 @@ export function sponsorRoutes(options: SponsorRoutesOptions): Router {
   });
   router.put("/admin/api-keys/:id/policy", options.requireAdmin, json, async (req, res) => {
     const key = await updateApiKeyPolicy(options.db, String(req.params.id), req.body);
-    if (!key) throw new HttpError(404, "not_found", `no API key ${req.params.id}`);
+    if (!key) throw new AppError(404, "not_found", `no API key ${req.params.id}`);
     res.json(apiKeyView(key));
   });
   router.delete("/admin/api-keys/:id", options.requireAdmin, async (req, res) => {
-    if (!(await revokeApiKey(options.db, String(req.params.id)))) throw new HttpError(404, "not_found", `no live API key ${req.params.id}`);
+    if (!(await revokeApiKey(options.db, String(req.params.id)))) throw new AppError(404, "not_found", `no live API key ${req.params.id}`);
     req.log.info({ apiKeyId: req.params.id }, "API key revoked");
     res.status(204).end();
   });
