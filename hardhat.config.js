@@ -1,12 +1,14 @@
-import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
-import type { HardhatUserConfig } from "hardhat/types";
+// @ts-check
+// Plain CommonJS so Hardhat needs no TypeScript loader (ts-node) of its own.
+const { subtask } = require("hardhat/config");
+const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/task-names");
 
 // The compiler comes from the npm `solc` package (pinned in package-lock.json), so compiling never downloads
 // anything and the bytecode, hence the CREATE2 address, is the same on every machine.
-const SOLC_VERSION: string = require("solc/package.json").version;
+/** @type {string} */
+const SOLC_VERSION = require("solc/package.json").version;
 
-subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (/** @type {{ solcVersion: string }} */ args, _hre, runSuper) => {
   if (args.solcVersion !== SOLC_VERSION) return runSuper();
   return {
     compilerPath: require.resolve("solc/soljson.js"),
@@ -16,7 +18,8 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
   };
 });
 
-const config: HardhatUserConfig = {
+/** @type {import("hardhat/types").HardhatUserConfig} */
+module.exports = {
   solidity: {
     version: SOLC_VERSION,
     settings: {
@@ -27,5 +30,3 @@ const config: HardhatUserConfig = {
   },
   paths: { sources: "./contracts", artifacts: "./artifacts", cache: "./cache" },
 };
-
-export default config;
