@@ -2,6 +2,7 @@
  * Test helpers: build, sponsor, sign and submit v0.7 UserOperations from permissionless SimpleAccounts straight
  * to the EntryPoint (`handleOps`), the way a bundler would.
  */
+import { entryPoint07Abi } from "viem/account-abstraction";
 import {
   type Abi,
   type Address,
@@ -20,14 +21,14 @@ import { type UserOperation, toPackedUserOperation } from "viem/account-abstract
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ToSimpleSmartAccountReturnType, toSimpleSmartAccount } from "permissionless/accounts";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
-import { loadAccountAbstractionArtifact, loadProjectArtifact } from "../server/chain/artifacts";
+import { loadProjectArtifact } from "../server/chain/artifacts";
 import { type SponsoredUserOperation, encodePaymasterData, getPaymasterHash } from "../server/sponsorship/signing/paymasterData";
 import type { OperatorWallet } from "../server/chain/operator";
 
 export type SimpleAccount = ToSimpleSmartAccountReturnType<"0.7">;
 export type UserOp = UserOperation<"0.7">;
 
-export const entryPointAbi = (): Abi => loadAccountAbstractionArtifact("EntryPoint").abi;
+export const entryPointAbi = (): Abi => entryPoint07Abi;
 
 /** A fresh SimpleAccount (counterfactual: not deployed, zero ETH) with a random owner key. */
 export async function newSimpleAccount(client: PublicClient): Promise<SimpleAccount> {

@@ -3,10 +3,12 @@
  */
 import type { RequestListener } from "node:http";
 import express from "express";
-import proxyAddr from "proxy-addr";
 import { adminRouter } from "./admin/routes";
 import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
-import { type DepositMonitor, type Worker, checkDeposit, every, startDepositMonitor, startSettlementWorker } from "./sponsorship/workers";
+import { DepositMonitor } from "./sponsorship/depositMonitor";
+import { startSettlementWorker } from "./sponsorship/settlementWorker";
+import { type Worker, every } from "./platform/every";
+import { compileTrustProxy } from "./http/clientAddress";
 import type { Config } from "./config/env";
 import { type Database, openDatabase } from "./platform/db/database";
 import { migrate } from "./platform/db/migrate";
@@ -45,6 +47,8 @@ export type AppOptions = {
   now?: () => Date;
   /** Do not start the background workers (tests drive them by hand). */
   workers?: boolean;
+  /** Serve /rpc through express only, without the fast path in front (the /rpc tests run against both). */
+  rpcFastPath?: boolean;
 };
 
 export type App = {
@@ -61,7 +65,7 @@ export type App = {
   metrics: Metrics;
   rateLimiter: RateLimiter;
   settlement?: Worker;
-  depositMonitor?: DepositMonitor;
+  depositMonitor: DepositMonitor;
   readiness: Readiness;
   log: Logger;
   /**
@@ -77,13 +81,13 @@ export type App = {
 const CALLBACK_PURGE_LOCK = 0x6670636270757267n;
 const CALLBACK_PURGE_INTERVAL_MS = 3_600_000;
 
-/** The same rule express applies for "trust proxy", for the /rpc fast path (which runs before express). */
-function compileTrustProxy(setting: boolean | number | string): (address: string, hop: number) => boolean {
-  if (setting === false) return () => false;
-  if (setting === true) return () => true;
-  if (typeof setting === "number") return (_address, hop) => hop < setting;
-  return proxyAddr.compile(setting.split(",").map((s) => s.trim()));
-}
+const SPONSORSHIP_OFF = "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)";
+
+/** What the REST sponsorship routes call when sponsorship is not configured: every request is a 503. */
+const sponsorshipOff: SponsorService = {
+  getStubData: () => Promise.reject(new AppError(503, "sponsorship_off", SPONSORSHIP_OFF)),
+  sponsor: () => Promise.reject(new AppError(503, "sponsorship_off", SPONSORSHIP_OFF)),
+};
 
 export function createGateways(config: Config, log: Logger): Map<Provider, PaymentGateway> {
   const gateways = new Map<Provider, PaymentGateway>();
@@ -143,7 +147,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const signer = options.signer ?? (sp.signerKey ? createLocalSigner(sp.signerKey) : undefined);
   const holds = createHoldReserver(db);
   const workers = options.workers !== false && chains.size > 0;
-  const depositMonitor = workers ? startDepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs }) : undefined;
+  const depositMonitor = new DepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs });
+  if (workers) depositMonitor.start();
   const sponsor =
     signer && chains.size > 0
       ? createSponsorService({
@@ -158,14 +163,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           maxHoldsPerSender: sp.maxHoldsPerSender,
           maxHoldsPerSenderPerApiKey: sp.maxHoldsPerSenderPerApiKey,
           maxHoldsPerSenderPerIp: sp.maxHoldsPerSenderPerIp,
-          recheckDeposit: (chain) => (depositMonitor ? depositMonitor.recheck(chain) : checkDeposit(db, chain, { log, metrics }).catch(() => {})),
+          deposits: depositMonitor,
           recheckTimeoutMs: sp.rpcRequestTimeoutMs,
           now: options.now,
         })
       : undefined;
   if (signer) log.info({ signer: signer.address, chains: [...chains.keys()] }, "sponsorship signer ready");
-  await Promise.all([...chains.values()].map((chain) => (depositMonitor ? depositMonitor.recheck(chain) : checkDeposit(db, chain, { log, metrics }))));
-  const readiness = createReadiness({ db, chains: [...chains.values()] });
+  await Promise.all([...chains.values()].map((chain) => depositMonitor.check(chain)));
+  const readiness = createReadiness({ db, chains: [...chains.values()], deposits: depositMonitor });
+  const requireAdmin = requireAdminToken(config.adminToken);
+  const trustProxy = compileTrustProxy(config.trustProxy);
   if (config.trustProxy === false && !config.sandbox && (chains.size > 0 || gateways.size > 0)) {
     log.warn(
       "TRUST_PROXY is off: per-client limits and hold caps see the connecting address; behind a load balancer that is the balancer for everyone — set TRUST_PROXY to its hop count",
@@ -177,7 +184,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // API answers are not cached by clients: skip hashing every response body for an ETag
   app.set("etag", false);
   // req.ip feeds the per-IP rate limit: only trust X-Forwarded-For hops the operator declared
-  app.set("trust proxy", config.trustProxy);
+  app.set("trust proxy", trustProxy);
   app.use(requestLogging(log));
   app.use(httpMetrics(metrics));
   // money endpoints take JSON only (a cross-origin "simple" POST must not create orders or holds)
@@ -203,32 +210,27 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   if (sponsor) app.use(rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }));
   else {
     app.post("/rpc", (_req, res) => {
-      res.status(503).json({ jsonrpc: "2.0", id: null, error: { code: SPONSOR_ERROR_CODES.unavailable, message: "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)" } });
+      res.status(503).json({ jsonrpc: "2.0", id: null, error: { code: SPONSOR_ERROR_CODES.unavailable, message: SPONSORSHIP_OFF } });
     });
   }
   app.use(
     sponsorRoutes({
-      sponsor:
-        sponsor ??
-        ({
-          getStubData: () => Promise.reject(new AppError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
-          sponsor: () => Promise.reject(new AppError(503, "sponsorship_off", "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)")),
-        } as SponsorService),
+      sponsor: sponsor ?? sponsorshipOff,
       chains,
       db,
       authenticate,
-      requireAdmin: requireAdminToken(config.adminToken),
+      requireAdmin,
       maxBodyBytes: sp.maxBodyBytes,
     }),
   );
-  app.use(adminRouter({ db, chains, requireAdmin: requireAdminToken(config.adminToken) }));
+  app.use(adminRouter({ db, chains, deposits: depositMonitor, requireAdmin }));
 
   app.use(
     paymentsRouter({
       db,
       gateways,
       limits: config.orders,
-      requireAdmin: requireAdminToken(config.adminToken),
+      requireAdmin,
       callbackAdmission: config.callbacks,
       rateLimiter,
       onCallback: (provider, result, req) =>
@@ -284,14 +286,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   const reconciler = config.reconcile.enabled
     ? startReconciler(
-        { db, gateways, log: (event, data) => log.info(data, event) },
+        { db, gateways, log },
         { afterMs: config.reconcile.afterSeconds * 1000, intervalMs: config.reconcile.intervalSeconds * 1000 },
       )
     : undefined;
 
-  const fastPath = sponsor
-    ? rpcFastPath({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log, metrics, trustProxy: compileTrustProxy(config.trustProxy) })
-    : undefined;
+  const fastPath = sponsor && options.rpcFastPath !== false ? rpcFastPath({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log, metrics, trustProxy }) : undefined;
   const handler: RequestListener = (req, res) => {
     // once shutdown has begun, every answer — also to a request that arrived before — closes its connection, so
     // keep-alive clients reconnect to another instance
@@ -337,7 +337,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     beginShutdown: () => readiness.shutDown(),
     close: async () => {
       readiness.shutDown();
-      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor?.stop(), callbackRetention?.stop()]);
+      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop()]);
       // the hold reserver's last batch commits before the pool goes
       await holds.drain();
       await rateLimiter.close();

@@ -182,7 +182,7 @@ describe("the chain's RPC wedged or down under the running service", () => {
     await stack.rpcFaults!.setMode("refuse");
     try {
       const deadline = Date.now() + 15_000;
-      while (chain.deposit.healthy) {
+      while (stack.app.depositMonitor.health(chain.config.chainId).healthy) {
         assert.ok(Date.now() < deadline, "the deposit never went unreadable");
         await sleep(100);
       }

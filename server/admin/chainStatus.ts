@@ -8,16 +8,14 @@
  * answered regardless.
  */
 import { type Address, parseAbi } from "viem";
+import { entryPoint07Abi } from "viem/account-abstraction";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Queryable } from "../platform/db/database";
-import { outstandingHoldsWei } from "../sponsorship/holds";
+import type { DepositHealth } from "../sponsorship/depositMonitor";
+import { countOpenHolds, outstandingHoldsWei } from "../sponsorship/holds";
 
 /** The FiatPaymaster and EntryPoint v0.7 views read here (typed reads, no compiled artifact needed at runtime). */
 const paymasterAbi = parseAbi(["function owner() view returns (address)", "function pendingOwner() view returns (address)", "function signers() view returns (address[])"]);
-const entryPointAbi = parseAbi([
-  "struct DepositInfo { uint256 deposit; bool staked; uint112 stake; uint32 unstakeDelaySec; uint48 withdrawTime; }",
-  "function getDepositInfo(address account) view returns (DepositInfo info)",
-]);
 
 const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
 
@@ -72,7 +70,7 @@ async function readChain(chain: ChainRuntime) {
   const { client, config } = chain;
   const [headBlock, info, owner, pendingOwner, signers] = await Promise.all([
     client.getBlockNumber({ cacheTime: 0 }),
-    client.readContract({ address: config.entryPoint, abi: entryPointAbi, functionName: "getDepositInfo", args: [config.paymaster] }),
+    client.readContract({ address: config.entryPoint, abi: entryPoint07Abi, functionName: "getDepositInfo", args: [config.paymaster] }),
     client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "owner" }),
     client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "pendingOwner" }),
     client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "signers" }),
@@ -80,11 +78,11 @@ async function readChain(chain: ChainRuntime) {
   return { headBlock, info, owner, pendingOwner: pendingOwner === ZERO_ADDRESS ? null : pendingOwner, signers: [...signers] };
 }
 
-export async function readChainStatus(db: Queryable, chain: ChainRuntime, options: { timeoutMs: number }): Promise<ChainStatus> {
+export async function readChainStatus(db: Queryable, chain: ChainRuntime, options: { timeoutMs: number; deposit: DepositHealth }): Promise<ChainStatus> {
   const { config } = chain;
   const [outstanding, open, cursor, failures, onChain] = await Promise.all([
     outstandingHoldsWei(db, config.chainId),
-    db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open' AND chain_id = $1", [config.chainId]),
+    countOpenHolds(db, config.chainId),
     db.query<{ block_number: bigint; updated_at: Date; block_timestamp: Date | null }>("SELECT block_number, updated_at, block_timestamp FROM chain_cursors WHERE chain_id = $1", [config.chainId]),
     db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM settlement_failures WHERE chain_id = $1 AND resolved_at IS NULL", [config.chainId]),
     withDeadline(readChain(chain), options.timeoutMs, `chain ${config.chainId}'s RPC`).then(
@@ -92,7 +90,7 @@ export async function readChainStatus(db: Queryable, chain: ChainRuntime, option
       (error: Error) => ({ ok: false as const, error: error.message.split("\n")[0]! }),
     ),
   ]);
-  const monitor = chain.deposit;
+  const monitor = options.deposit;
   const read = onChain.ok ? onChain.read : undefined;
   const depositWei = read?.info.deposit ?? monitor.depositWei;
   const spare = depositWei === undefined ? undefined : depositWei - outstanding;
@@ -111,7 +109,7 @@ export async function readChainStatus(db: Queryable, chain: ChainRuntime, option
       depositWei: depositWei?.toString() ?? null,
       source: read ? "chain" : monitor.depositWei !== undefined ? "monitor" : null,
       outstandingWei: outstanding.toString(),
-      openHolds: Number(open.rows[0]!.n),
+      openHolds: open,
       spareWei: spare?.toString() ?? null,
       monitor: {
         depositWei: monitor.depositWei?.toString() ?? null,

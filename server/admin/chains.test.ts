@@ -16,7 +16,7 @@ import { ENTRY_POINT_V07 } from "../chain/addresses";
 import { parseChains } from "../config/chains";
 import { type ChainRuntime, createChainRuntime } from "../chain/chainRuntime";
 import { settleChain } from "../sponsorship/settlement";
-import { checkDeposit } from "../sponsorship/workers";
+import { UNCHECKED_DEPOSIT } from "../sponsorship/depositMonitor";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { checkLedger } from "../ledger/ledger";
 import { chargeFen } from "../sponsorship/pricing";
@@ -89,7 +89,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       outstandingWei: "0",
       openHolds: 0,
       spareWei: onChain.deposit.toString(),
-      monitor: { depositWei: onChain.deposit.toString(), outstandingWei: "0", checkedAt: chain.deposit.checkedAt!.toISOString() },
+      monitor: { depositWei: onChain.deposit.toString(), outstandingWei: "0", checkedAt: stack.app.depositMonitor.health(chain.config.chainId).checkedAt!.toISOString() },
     });
     assert.equal(status.rpc.headBlock, (await stack.chain.client.getBlockNumber({ cacheTime: 0 })).toString());
     assert.deepEqual(status.settlement, { cursorBlock: null, cursorUpdatedAt: null, cursorBlockTime: null, lagBlocks: null, confirmations: 0, openFailures: 0 });
@@ -167,7 +167,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       const [config] = parseChains([{ chainId: 424242, name: "silent", rpcUrl: `http://127.0.0.1:${port}`, paymaster: stack.chain.paymaster, fenPerNative: "1" }]);
       const runtime = createChainRuntime(config!);
       const started = Date.now();
-      const status = await readChainStatus(db(), runtime, { timeoutMs: 300 });
+      const status = await readChainStatus(db(), runtime, { timeoutMs: 300, deposit: UNCHECKED_DEPOSIT });
       assert.ok(Date.now() - started < 3_000, "answers at the deadline, not at the RPC client's timeout");
       assert.equal(status.rpc.ok, false);
       assert.match(status.rpc.error!, /did not answer within 300 ms/);
@@ -178,8 +178,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       assert.equal(status.lowDeposit, false);
 
       // with the monitor's last figure, that figure is answered
-      runtime.deposit = { healthy: true, depositWei: 5n, outstandingWei: 0n, checkedAt: new Date() };
-      const known = await readChainStatus(db(), runtime, { timeoutMs: 300 });
+      const known = await readChainStatus(db(), runtime, { timeoutMs: 300, deposit: { healthy: true, depositWei: 5n, outstandingWei: 0n, checkedAt: new Date() } });
       assert.deepEqual([known.deposit.depositWei, known.deposit.source, known.lowDeposit], ["5", "monitor", true]);
     } finally {
       for (const socket of sockets) socket.destroy();
@@ -195,9 +194,9 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
 
     const fresh = await chainStatus();
     assert.deepEqual([fresh.deposit.depositWei, fresh.deposit.source, fresh.lowDeposit, fresh.healthy], [keep.toString(), "chain", true, true]);
-    assert.equal(fresh.deposit.monitor.depositWei, chain.deposit.depositWei!.toString(), "the monitor has not looked since");
+    assert.equal(fresh.deposit.monitor.depositWei, stack.app.depositMonitor.health(chain.config.chainId).depositWei!.toString(), "the monitor has not looked since");
 
-    await checkDeposit(db(), chain);
+    await stack.app.depositMonitor.check(chain);
     const seen = await chainStatus();
     assert.deepEqual([seen.lowDeposit, seen.healthy], [true, false]);
     assert.match(seen.reason, /below the threshold/);
@@ -209,7 +208,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
     assert.equal(Date.parse(unlocking.stake.withdrawTime), (Number(block.timestamp) + unlocking.stake.unstakeDelaySec) * 1000);
 
     await depositToPaymaster(stack.chain.client, owner, stack.chain.paymaster, before.deposit - keep);
-    await checkDeposit(db(), chain);
+    await stack.app.depositMonitor.check(chain);
     const restored = await chainStatus();
     assert.deepEqual([restored.lowDeposit, restored.healthy, restored.deposit.depositWei], [false, true, before.deposit.toString()]);
   });

@@ -1,5 +1,5 @@
 /**
- * The admin API the operations dashboard reads and acts through (SPEC §5.4): orders with their callbacks and
+ * The admin API the operations dashboard reads and acts through: orders with their callbacks and
  * refunds, accounts and their ledger, holds, settlements, chains (deposit, stake, signers, settlement lag),
  * reconciliation runs, time series, and manual adjustments (audited). Every route needs the admin token; refunds
  * are started with `POST /v1/refunds` (payments/routes.ts).
@@ -16,6 +16,7 @@ import { AppError } from "../platform/errors";
 import { PROVIDERS, type Provider } from "../payments/gateway";
 import { accountSchema } from "../payments/routes";
 import { applyAdjustment } from "./adjustments";
+import type { DepositMonitor } from "../sponsorship/depositMonitor";
 import { readChainStatus } from "./chainStatus";
 import {
   callbacksOfOrder,
@@ -37,6 +38,8 @@ import { BUCKET_MS, DEFAULT_RANGE_BUCKETS, MAX_BUCKETS, type StatsBucket, bucket
 export type AdminRouterDeps = {
   db: Database;
   chains: ReadonlyMap<number, ChainRuntime>;
+  /** Each chain's deposit health as the deposit monitor last read it. */
+  deposits: Pick<DepositMonitor, "health">;
   requireAdmin: RequestHandler;
   /** How long GET /admin/chains waits for a chain's RPC before answering without the fresh reads. */
   chainReadTimeoutMs?: number;
@@ -197,7 +200,7 @@ export function adminRouter(deps: AdminRouterDeps): Router {
 
   router.get("/admin/chains", deps.requireAdmin, async (_req, res) => {
     const timeoutMs = deps.chainReadTimeoutMs ?? 5_000;
-    res.json({ chains: await Promise.all([...deps.chains.values()].map((chain) => readChainStatus(db, chain, { timeoutMs }))) });
+    res.json({ chains: await Promise.all([...deps.chains.values()].map((chain) => readChainStatus(db, chain, { timeoutMs, deposit: deps.deposits.health(chain.config.chainId) }))) });
   });
 
   router.get("/admin/stats", deps.requireAdmin, async (req, res) => {

@@ -1,7 +1,7 @@
 import type { Address, Hex } from "viem";
 
-/** EntryPoint v0.7, at the same address on every chain that has it. */
-export const ENTRY_POINT_V07: Address = "0x0000000071727De22E5E9d8BAf0edAc6f37da032";
+/** EntryPoint v0.7, at the same address on every chain that has it (viem's constant, under the name we use). */
+export { entryPoint07Address as ENTRY_POINT_V07 } from "viem/account-abstraction";
 
 /** eth-infinitism's SimpleAccountFactory for EntryPoint v0.7 (permissionless' default). */
 export const SIMPLE_ACCOUNT_FACTORY_V07: Address = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";

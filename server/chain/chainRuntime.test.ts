@@ -5,6 +5,7 @@ import type { Address } from "viem";
 import { type LocalChain, startLocalChain } from "../../devtools/chain/localChain";
 import { loadProjectArtifact } from "./artifacts";
 import { parseChains } from "../config/chains";
+import { DepositMonitor } from "../sponsorship/depositMonitor";
 import { PriceFeedError, cached, createChainRuntime, readFeedPrice } from "./chainRuntime";
 
 describe("chain runtime: gas price and price feeds", () => {
@@ -74,8 +75,9 @@ describe("chain runtime: gas price and price feeds", () => {
     const [config] = parseChains([{ chainId: chain.anvil.chainId, rpcUrl: chain.anvil.rpcUrl, paymaster: chain.paymaster, fenPerNative: 2_500_000, markupBps: 0 }]);
     const runtime = createChainRuntime(config!);
     assert.deepEqual(await runtime.quote(), { fenPerNative: 2_500_000n, markupBps: 0 });
-    assert.equal(runtime.deposit.healthy, false);
-    assert.match(runtime.deposit.reason!, /not been checked yet/);
+    const deposit = new DepositMonitor({ db: undefined as never, chains: [runtime], intervalMs: 1_000 }).health(config!.chainId);
+    assert.equal(deposit.healthy, false);
+    assert.match(deposit.reason!, /not been checked yet/);
   });
 });
 

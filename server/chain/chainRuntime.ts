@@ -2,8 +2,8 @@
  * What the sponsorship path needs to know about a chain, cached so a request never waits on an RPC call it
  * does not have to: the current gas price and priority fee (refreshed when older than `maxAgeMs`, one request
  * shared by every caller; while a refresh fails, the last value serves for up to a minute), the price of the
- * native token in fen (config, or Chainlink feeds when configured), and the deposit health the deposit monitor
- * last saw.
+ * native token in fen (config, or Chainlink feeds when configured). (Deposit health is the deposit monitor's:
+ * `server/sponsorship/depositMonitor.ts`.)
  *
  * Two RPC clients: the workers' (`client`: 10 s timeout, one retry) and the request path's (`requestClient`:
  * `rpcRequestTimeoutMs`, no retry, concurrent contract reads aggregated into one Multicall3 eth_call and other
@@ -13,19 +13,6 @@
 import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, http, parseAbi, toFunctionSelector } from "viem";
 import type { Quote } from "../sponsorship/pricing";
 import type { ChainConfig } from "../config/chains";
-
-export type DepositHealth = {
-  healthy: boolean;
-  depositWei?: bigint;
-  outstandingWei?: bigint;
-  checkedAt?: Date;
-  /** The last read failed (the RPC did not answer); the monitor retries every second meanwhile. */
-  failing?: boolean;
-  /** Unhealthy because the deposit could not be read for a while (an outage), not because it is low. */
-  unreadable?: boolean;
-  /** Why sponsorship is refused, when it is. */
-  reason?: string;
-};
 
 export type ChainRuntime = {
   config: ChainConfig;
@@ -47,7 +34,6 @@ export type ChainRuntime = {
   currentNonce(sender: Address, nonce: bigint): Promise<bigint>;
   /** The quote a sponsorship signed now locks. */
   quote(): Promise<Quote>;
-  deposit: DepositHealth;
 };
 
 const aggregatorAbi = parseAbi([
@@ -188,7 +174,5 @@ export function createChainRuntime(
     priorityFee,
     currentNonce,
     quote: async () => ({ fenPerNative: feedPrice ? await feedPrice() : config.fenPerNative, markupBps: config.markupBps }),
-    // unknown until the deposit monitor's first check (the app runs one before it serves)
-    deposit: { healthy: false, reason: "the paymaster's deposit has not been checked yet" },
   };
 }

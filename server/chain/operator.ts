@@ -12,8 +12,9 @@ import {
   formatEther,
   getAddress,
 } from "viem";
+import { entryPoint07Abi } from "viem/account-abstraction";
 import { ENTRY_POINT_V07 } from "./addresses";
-import { fiatPaymasterArtifact, loadAccountAbstractionArtifact } from "./artifacts";
+import { fiatPaymasterArtifact } from "./artifacts";
 
 export type OperatorWallet = WalletClient<Transport, Chain, Account>;
 
@@ -38,14 +39,13 @@ export type PaymasterStatus = {
 };
 
 const paymasterAbi = (): Abi => fiatPaymasterArtifact().abi;
-const entryPointAbi = (): Abi => loadAccountAbstractionArtifact("EntryPoint").abi;
 
 type DepositInfo = { deposit: bigint; staked: boolean; stake: bigint; unstakeDelaySec: number; withdrawTime: number };
 
 async function readDepositInfo(client: PublicClient, paymaster: Address): Promise<DepositInfo> {
   return (await client.readContract({
     address: ENTRY_POINT_V07,
-    abi: entryPointAbi(),
+    abi: entryPoint07Abi,
     functionName: "getDepositInfo",
     args: [paymaster],
   })) as DepositInfo;

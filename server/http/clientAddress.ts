@@ -4,6 +4,21 @@
  * otherwise one host could be any number of "clients".
  */
 import { isIPv4, isIPv6 } from "node:net";
+import proxyAddr from "proxy-addr";
+
+/** Which hops' X-Forwarded-For to believe: the TRUST_PROXY setting compiled once, as express compiles it. */
+export type TrustProxy = (address: string, hop: number) => boolean;
+
+/**
+ * TRUST_PROXY as a function. express is given this same function (`app.set("trust proxy", fn)`) and the /rpc
+ * fast path calls `proxyAddr` with it, so both stacks see the same client address.
+ */
+export function compileTrustProxy(setting: boolean | number | string): TrustProxy {
+  if (setting === false) return () => false;
+  if (setting === true) return () => true;
+  if (typeof setting === "number") return (_address, hop) => hop < setting;
+  return proxyAddr.compile(setting.split(",").map((s) => s.trim()));
+}
 
 /** Expands an IPv6 address to its eight 16-bit groups (no zone, no embedded IPv4 handled beyond the mapped form). */
 function groups(ip: string): string[] | undefined {

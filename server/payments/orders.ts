@@ -185,3 +185,8 @@ export async function openOrdersBefore(db: Queryable, olderThan: Date, limit: nu
   );
   return rows.map(toOrder);
 }
+
+/** What has been refunded of an order: raised when a refund is requested, lowered again if the gateway refuses it. */
+export async function addRefundedFen(tx: Queryable, orderId: string, deltaFen: bigint): Promise<void> {
+  await tx.query("UPDATE orders SET refunded_fen = refunded_fen + $2, updated_at = now() WHERE id = $1", [orderId, deltaFen]);
+}

@@ -4,6 +4,7 @@
  * the gateway and then queried once more (a payment that raced the close is credited, not lost). Refunds the
  * gateway has not confirmed are polled to completion. One instance at a time runs it (advisory lock).
  */
+import type { Logger } from "../platform/logger";
 import type { Database } from "../platform/db/database";
 import { GatewayError, type PaymentGateway, type Provider } from "./gateway";
 import { creditPaidOrder, markOrderClosed, openOrdersBefore, type Order } from "./orders";
@@ -28,7 +29,7 @@ export type ReconcileReport = {
   errors: { orderId?: string; refundId?: string; message: string }[];
 };
 
-export type ReconcileDeps = { db: Database; gateways: ReadonlyMap<Provider, PaymentGateway>; log?: (event: string, data: Record<string, unknown>) => void };
+export type ReconcileDeps = { db: Database; gateways: ReadonlyMap<Provider, PaymentGateway>; log?: Logger };
 
 async function reconcileOrder(deps: ReconcileDeps, gateway: PaymentGateway, order: Order, now: Date): Promise<"credited" | "closed" | "open"> {
   let trade = await gateway.queryTrade(order.id);
@@ -70,7 +71,7 @@ export async function reconcileOnce(deps: ReconcileDeps, options: ReconcileOptio
       const result = await reconcileOrder(deps, gateway, order, now);
       if (result === "credited") report.credited++;
       if (result === "closed") report.closed++;
-      if (result !== "open") deps.log?.(`reconcile.order_${result}`, { orderId: order.id, provider: order.provider });
+      if (result !== "open") deps.log?.info({ orderId: order.id, provider: order.provider }, `reconcile.order_${result}`);
     } catch (error) {
       report.errors.push({ orderId: order.id, message: (error as Error).message });
     }
@@ -111,7 +112,7 @@ export function startReconciler(deps: ReconcileDeps, options: ReconcileOptions &
   const runNow = () => {
     running ??= reconcileLocked(deps, options)
       .catch((error: unknown) => {
-        deps.log?.("reconcile.failed", { error: (error as Error).message });
+        deps.log?.warn({ err: (error as Error).message }, "reconcile.failed");
         return undefined;
       })
       .finally(() => {

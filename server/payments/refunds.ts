@@ -3,6 +3,7 @@ import { type Database, type Queryable, sqlState } from "../platform/db/database
 import { debitRefund, lockBalance, reverseRefund } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
 import type { PaymentGateway, Provider, RefundState } from "./gateway";
+import { addRefundedFen } from "./orders";
 
 export type RefundStatus = "requested" | "succeeded" | "failed";
 
@@ -107,7 +108,7 @@ function recordRefundRequest(db: Database, input: RequestRefundInput): Promise<{
        RETURNING ${REFUND_COLUMNS}`,
       [id, input.orderId, order.account, amountFen, input.idempotencyKey ?? null],
     );
-    await tx.query("UPDATE orders SET refunded_fen = refunded_fen + $2, updated_at = now() WHERE id = $1", [input.orderId, amountFen]);
+    await addRefundedFen(tx, input.orderId, amountFen);
     await debitRefund(tx, { account: order.account, refundId: id, amountFen });
     return { refund: toRefund(inserted.rows[0]!), fresh: true };
   });
@@ -154,7 +155,7 @@ async function recordRefundState(db: Database, refund: Refund, state: RefundStat
         [refund.id, state.reason],
       );
       if (!rows[0]) return getRefund(tx, refund.id);
-      await tx.query("UPDATE orders SET refunded_fen = refunded_fen - $2, updated_at = now() WHERE id = $1", [refund.orderId, refund.amountFen]);
+      await addRefundedFen(tx, refund.orderId, -refund.amountFen);
       await reverseRefund(tx, { account: refund.account, refundId: refund.id, amountFen: refund.amountFen });
       return toRefund(rows[0]);
     });

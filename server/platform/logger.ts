@@ -34,11 +34,15 @@ Object.defineProperty(express.request, "log", {
   },
 });
 
+/** The request id of a request: the caller's `x-request-id` when it is a sane token, else a new one. */
+export function requestIdFrom(incoming: string | string[] | undefined): string {
+  return typeof incoming === "string" && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+}
+
 /** A request id (the caller's `x-request-id`, or a new one), a child logger, and one log line per request. */
 export function requestLogging(log: Logger): RequestHandler {
   return (req, res, next) => {
-    const incoming = req.header("x-request-id");
-    req.id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    req.id = requestIdFrom(req.headers["x-request-id"]);
     // the child logger is made on first use (see the getter below): at level warn most requests never log
     (req as LazyLogRequest)[BASE_LOG] = log;
     res.setHeader("x-request-id", req.id);

@@ -60,15 +60,22 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** Starts timing a request; the returned function records its duration and counts it, under its route pattern. */
+export function timeRequest(metrics: Metrics | undefined): (labels: { method: string; route: string }, status: number) => void {
+  const end = metrics?.httpDuration.startTimer();
+  return (labels, status) => {
+    end?.(labels);
+    metrics?.httpRequests.inc({ ...labels, status: String(status) });
+  };
+}
+
 /** Counts and times each request under its route pattern (not the raw path: addresses would explode labels). */
 export function httpMetrics(metrics: Metrics): RequestHandler {
   return (req, res, next) => {
-    const end = metrics.httpDuration.startTimer();
+    const done = timeRequest(metrics);
     res.on("finish", () => {
       const route = (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? "unmatched" : req.baseUrl || "other");
-      const labels = { method: req.method, route: `${req.baseUrl}${route === req.baseUrl ? "" : route}` };
-      end(labels);
-      metrics.httpRequests.inc({ ...labels, status: String(res.statusCode) });
+      done({ method: req.method, route: `${req.baseUrl}${route === req.baseUrl ? "" : route}` }, res.statusCode);
     });
     next();
   };

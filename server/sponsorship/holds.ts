@@ -1,6 +1,6 @@
 /**
  * Holds: the worst-case charge of a UserOperation, reserved from the account's available quota before its
- * paymasterData leaves the server. Rules (SPEC §5.2):
+ * paymasterData leaves the server. Rules (docs/architecture.md, "A sponsorship"):
  *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
  *     larger amount — only one operation with that nonce can ever execute;
  *   - a replacement keeps the hold's validUntil (its signature is signed with it), so re-asking never stretches
@@ -355,6 +355,11 @@ export async function outstandingHoldsWei(db: Queryable, chainId: number): Promi
 }
 
 /** What a sender (or, without one, an API key) spent or reserved since `since`: for policy spend limits. */
+export async function countOpenHolds(db: Queryable, chainId: number): Promise<number> {
+  const { rows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open' AND chain_id = $1", [chainId]);
+  return Number(rows[0]!.n);
+}
+
 export async function spentSince(db: Queryable, p: { apiKeyId: string; account?: string; since: Date }): Promise<bigint> {
   const { rows } = await db.query<{ total: bigint }>(
     `SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN charged_fen WHEN status = 'open' THEN amount_fen ELSE 0 END), 0)::bigint AS total
@@ -362,4 +367,78 @@ export async function spentSince(db: Queryable, p: { apiKeyId: string; account?:
     p.account ? [p.apiKeyId, p.since.toISOString(), p.account.toLowerCase()] : [p.apiKeyId, p.since.toISOString()],
   );
   return rows[0]!.total;
+}
+
+/** What was signed for a userOpHash on a chain: its hold, the quote it was priced at, the sender and nonce. */
+export type SignedOperation = { hold_id: string; fen_per_native: bigint; markup_bps: number; account: string; nonce: string };
+
+export async function findSignedOperation(tx: Queryable, chainId: number, userOpHash: string): Promise<SignedOperation | undefined> {
+  const { rows } = await tx.query<SignedOperation>(
+    `SELECT so.hold_id, so.fen_per_native, so.markup_bps, h.account, h.nonce
+       FROM sponsored_operations so JOIN holds h ON h.id = so.hold_id
+      WHERE so.user_op_hash = $1 AND h.chain_id = $2`,
+    [userOpHash, chainId],
+  );
+  return rows[0];
+}
+
+export type HoldToSettle = { id: string; status: string; amount_fen: bigint };
+
+/**
+ * Locks the hold a landed operation is charged from: its own if still open; otherwise (`late`) an open hold for
+ * the same (chain, sender, nonce) — the nonce it was reserved for is now used — or none.
+ */
+export async function lockHoldToSettle(tx: Queryable, chainId: number, signed: SignedOperation): Promise<{ hold: HoldToSettle | undefined; late: boolean }> {
+  const own = (await tx.query<HoldToSettle>("SELECT id, status, amount_fen FROM holds WHERE id = $1 FOR UPDATE", [signed.hold_id])).rows[0];
+  if (own?.status === "open") return { hold: own, late: false };
+  const other = await tx.query<HoldToSettle>("SELECT id, status, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' FOR UPDATE", [
+    chainId,
+    signed.account,
+    signed.nonce,
+  ]);
+  return { hold: other.rows[0], late: true };
+}
+
+export async function markHoldSettled(tx: Queryable, holdId: string, chargedFen: bigint): Promise<void> {
+  await tx.query("UPDATE holds SET status = 'settled', charged_fen = $2, updated_at = now() WHERE id = $1", [holdId, chargedFen]);
+}
+
+/**
+ * A reorg undid the settlement of `holdId`, whose charge and released rest (`amountFen`, as far as the account
+ * still has it) the caller has held again: the hold is open once more — unless the server has meanwhile signed a
+ * new sponsorship for the same nonce, whose open hold then absorbs this one (one hold per nonce, the larger amount
+ * kept, the rest released, every signed variant of both pointing at it).
+ */
+export async function reopenHold(tx: Queryable, p: { holdId: string; account: string; amountFen: bigint; settlementId: bigint }): Promise<void> {
+  const { rows: mine } = await tx.query<{ chain_id: bigint; nonce: string; max_cost_wei: string; valid_until: Date }>(
+    "SELECT chain_id, nonce, max_cost_wei::text AS max_cost_wei, valid_until FROM holds WHERE id = $1 FOR UPDATE",
+    [p.holdId],
+  );
+  const old = mine[0]!;
+  const { rows: newer } = await tx.query<{ id: string; amount_fen: bigint }>(
+    "SELECT id, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' AND id <> $4 FOR UPDATE",
+    [old.chain_id, p.account, old.nonce, p.holdId],
+  );
+  const open = newer[0];
+  if (open) {
+    const keep = p.amountFen > open.amount_fen ? p.amountFen : open.amount_fen;
+    const excess = p.amountFen + open.amount_fen - keep;
+    if (excess > 0n) await release(tx, { account: p.account, reservationId: `merge:${p.settlementId}`, amountFen: excess });
+    await tx.query(
+      `UPDATE holds SET amount_fen = $2, max_cost_wei = GREATEST(max_cost_wei, $3::numeric), valid_until = GREATEST(valid_until, $4::timestamptz), updated_at = now()
+        WHERE id = $1`,
+      [open.id, keep, old.max_cost_wei, old.valid_until.toISOString()],
+    );
+    await tx.query("UPDATE holds SET status = 'merged', merged_into = $2, charged_fen = NULL, updated_at = now() WHERE id = $1", [p.holdId, open.id]);
+    await tx.query("UPDATE sponsored_operations SET hold_id = $2 WHERE hold_id = $1", [p.holdId, open.id]);
+    return;
+  }
+  // a new revision: a later expiry of the reopened hold writes its own release entry (expire:<id>:<revision>)
+  await tx.query(
+    `UPDATE holds SET status = CASE WHEN $2::bigint > 0 THEN 'open' ELSE 'released' END,
+                      amount_fen = CASE WHEN $2::bigint > 0 THEN $2::bigint ELSE amount_fen END,
+                      revision = revision + 1, charged_fen = NULL, updated_at = now()
+      WHERE id = $1`,
+    [p.holdId, p.amountFen],
+  );
 }

@@ -1,5 +1,5 @@
 /**
- * Sponsorship policies (SPEC: per-API-key policies), pure. A policy is JSON stored with an API key; every field
+ * Sponsorship policies (per API key), pure. A policy is JSON stored with an API key; every field
  * is optional and an absent field imposes nothing. What a present field says is enforced strictly:
  *
  * - Fail closed. An unknown field is a configuration error rather than something ignored (a misspelt

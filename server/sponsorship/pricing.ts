@@ -1,5 +1,5 @@
 /**
- * Pricing rules (SPEC §3), pure: gas in wei is priced in fen at a quote locked when the sponsorship is signed.
+ * Pricing rules (docs/architecture.md, "Pricing"), pure: gas in wei is priced in fen at a quote locked when the sponsorship is signed.
  *
  *   charge = ceil(actualGasCost × fenPerNative × (10000 + markupBps) / (1e18 × 10000))
  *   hold   = the same formula on the worst case: (every gas limit, paymaster limits included) × maxFeePerGas

@@ -129,7 +129,9 @@ function withDeepNesting(body: unknown, depth = 10_000): string {
   return JSON.stringify(body).replace(`"${DEEP}"`, "[".repeat(depth) + "]".repeat(depth));
 }
 
-describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed input", (db) => {
+// both HTTP stacks that serve /rpc — the fast path in front of express, and express alone — must answer alike
+for (const pipeline of ["fast path", "express"] as const)
+describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed input (${pipeline})`, (db) => {
   let stack: SponsorStack;
   let maxFeePerGas: bigint;
   let rpcUrl: string;
@@ -164,6 +166,7 @@ describeWithDatabases("ERC-7677 POST /rpc and REST under malformed and fuzzed in
   before(async () => {
     stack = await startSponsorStack({
       db: db(),
+      app: { rpcFastPath: pipeline === "fast path" },
       env: { RATE_LIMIT_SENDER_PER_MINUTE: "0", RATE_LIMIT_IP_PER_MINUTE: "0", RATE_LIMIT_API_KEY_PER_MINUTE: "0" },
     });
     rpcUrl = `${stack.url}/rpc`;

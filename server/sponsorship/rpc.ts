@@ -10,14 +10,14 @@
  * request without an `id`) is never executed — it could not receive its answer, so it must not sign or hold —
  * and gets no answer (HTTP 204 when nothing else is left to answer).
  */
-import { randomUUID } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import express, { type Request, type Response, type Router } from "express";
 import proxyAddr from "proxy-addr";
 import { numberToHex } from "viem";
+import type { TrustProxy } from "../http/clientAddress";
 import { declaresJson } from "../http/contentType";
-import type { Logger } from "../platform/logger";
-import type { Metrics } from "../platform/metrics";
+import { type Logger, requestIdFrom } from "../platform/logger";
+import { type Metrics, timeRequest } from "../platform/metrics";
 import type { ApiKey } from "./apiKeys";
 import { SponsorError, asSponsorError } from "./errors";
 import type { PaymasterFields, SponsorService, SponsorshipParams } from "./service";
@@ -45,11 +45,20 @@ export function formatPaymasterFields(fields: PaymasterFields): Record<string, u
   };
 }
 
+/**
+ * The API key a request presents: the `x-api-key` header, else one `?apikey=` (a repeated parameter counts as
+ * none). Both /rpc stacks and the REST routes read it here.
+ */
+export function presentedApiKey(headers: IncomingHttpHeaders, url: string): string | undefined {
+  const header = headers["x-api-key"];
+  if (typeof header === "string" && header) return header.trim();
+  const q = url.indexOf("?");
+  const values = q === -1 ? [] : new URLSearchParams(url.slice(q + 1)).getAll("apikey");
+  return values.length === 1 ? values[0]!.trim() : undefined;
+}
+
 export function apiKeyOf(req: Request): string | undefined {
-  const header = req.header("x-api-key");
-  if (header) return header.trim();
-  const query = req.query.apikey;
-  return typeof query === "string" ? query.trim() : undefined;
+  return presentedApiKey(req.headers, req.originalUrl);
 }
 
 export type RpcRouterOptions = {
@@ -127,6 +136,12 @@ function notJson(contentType: string | undefined): JsonRpcResponse {
   return rpcError(null, RPC_ERRORS.invalidRequest, `the body must be JSON with content-type application/json (got ${JSON.stringify((contentType ?? "none").slice(0, 100))})`);
 }
 
+function tooLarge(maxBodyBytes: number): JsonRpcResponse {
+  return rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${maxBodyBytes} bytes`);
+}
+
+const RPC_ROUTE = { method: "POST", route: "/rpc" };
+
 export function rpcRouter(options: RpcRouterOptions): Router {
   const router = express.Router();
   const body = express.text({ type: () => true, limit: options.maxBodyBytes });
@@ -137,12 +152,13 @@ export function rpcRouter(options: RpcRouterOptions): Router {
     body(req, res, (error?: unknown) => {
       if (!error) return next();
       const e = error as { type?: string };
-      if (e.type === "entity.too.large") return void res.status(413).json(rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
+      if (e.type === "entity.too.large") return void res.status(413).json(tooLarge(options.maxBodyBytes));
       res.status(400).json(rpcError(null, RPC_ERRORS.parse, "the request body could not be read"));
     });
   });
 
   router.post("/rpc", async (req: Request, res: Response) => {
+    // req.ip: express applies the same compiled TRUST_PROXY function the fast path gives proxyAddr
     const value = await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, requestId: req.id, log: () => req.log });
     if (value === undefined) res.status(204).end();
     else res.json(value);
@@ -155,10 +171,12 @@ export function rpcRouter(options: RpcRouterOptions): Router {
  * The sponsorship hot path without express: a plain `POST /rpc` with an identity-encoded body is answered
  * straight from the Node request, which saves express' routing, middleware and body-parser work on every call
  * (a large share of a sponsorship's CPU). Anything else — another route, a compressed body, an odd method —
- * returns false and goes to express, where the same answerer runs behind the usual middleware. Request ids,
- * the client IP (with the same trust-proxy rule), metrics and logs match the express path.
+ * returns false and goes to express, where the same answerer runs behind the usual middleware. Both stacks take
+ * the request id (`requestIdFrom`), the API key (`presentedApiKey`), the client IP (one compiled TRUST_PROXY
+ * function), the body limit and its answer, and the metrics (`timeRequest`) from the same code; the /rpc tests run
+ * against both.
  */
-export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; trustProxy: (address: string, hop: number) => boolean }) {
+export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; trustProxy: TrustProxy }) {
   const answer = rpcAnswerer(options);
   const send = (res: ServerResponse, status: number, value: unknown, requestId: string) => {
     if (value === undefined) {
@@ -177,15 +195,13 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
     if (encoding !== undefined && encoding.toLowerCase() !== "identity") return false;
     const charset = /charset=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]?.toLowerCase();
     if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") return false;
-    const end = options.metrics?.httpDuration.startTimer({ method: "POST", route: "/rpc" });
-    const incoming = req.headers["x-request-id"];
-    const requestId = typeof incoming === "string" && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    const done = timeRequest(options.metrics);
+    const requestId = requestIdFrom(req.headers["x-request-id"]);
     let child: Logger | undefined;
     const ctx: CallContext = { ip: proxyAddr(req, options.trustProxy), requestId, log: () => (child ??= options.log.child({ reqId: requestId })) };
     const finish = (status: number, value: unknown) => {
       send(res, status, value, requestId);
-      end?.();
-      options.metrics?.httpRequests.inc({ method: "POST", route: "/rpc", status: String(status) });
+      done(RPC_ROUTE, status);
     };
     if (!declaresJson(req)) {
       finish(415, notJson(req.headers["content-type"]));
@@ -194,7 +210,7 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
     }
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > options.maxBodyBytes) {
-      finish(413, rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
+      finish(413, tooLarge(options.maxBodyBytes));
       req.resume();
       return true;
     }
@@ -206,7 +222,7 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
       size += chunk.length;
       if (size > options.maxBodyBytes) {
         refused = true;
-        finish(413, rpcError(null, RPC_ERRORS.invalidRequest, `the request body is larger than ${options.maxBodyBytes} bytes`));
+        finish(413, tooLarge(options.maxBodyBytes));
         return;
       }
       chunks.push(chunk);
@@ -217,12 +233,7 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
     });
     req.on("end", () => {
       if (refused) return;
-      // as express reads ?apikey=: a repeated parameter counts as none
-      const values = url.indexOf("?") === -1 ? [] : new URLSearchParams(url.slice(url.indexOf("?") + 1)).getAll("apikey");
-      const query = values.length === 1 ? values[0] : undefined;
-      const header = req.headers["x-api-key"];
-      const presented = typeof header === "string" && header ? header.trim() : (query?.trim() ?? undefined);
-      answer(Buffer.concat(chunks).toString("utf8"), presented, ctx).then(
+      answer(Buffer.concat(chunks).toString("utf8"), presentedApiKey(req.headers, url), ctx).then(
         (value) => finish(value === undefined ? 204 : 200, value),
         (error: unknown) => {
           ctx.log().error({ err: error }, "rpc failed");

@@ -1,5 +1,5 @@
 /**
- * Settlement: turns the chain's `UserOperationEvent`s for our paymaster into ledger charges (SPEC §5.2).
+ * Settlement: turns the chain's `UserOperationEvent`s for our paymaster into ledger charges (docs/architecture.md, "A sponsorship").
  *
  * The worker reads logs up to `head − confirmations`, from a cursor persisted with the hash and timestamp of its
  * block. Each event's userOpHash finds the hold it was signed under; the account is charged ceil(actualGasCost ×
@@ -18,18 +18,17 @@
  *     alerted, retried every pass, and never stops the cursor. An outage (database or RPC) fails the pass, which
  *     the next tick repeats: every step is idempotent, so a crash anywhere repeats work without repeating money.
  */
-import { type Hex, type Log, RpcRequestError, parseAbiItem } from "viem";
+import { type Hex, type Log, RpcRequestError, getAbiItem } from "viem";
+import { entryPoint07Abi } from "viem/account-abstraction";
 import { type Database, type Queryable, isDatabaseUnavailable } from "../platform/db/database";
 import type { Logger } from "../platform/logger";
 import type { Metrics } from "../platform/metrics";
 import { charge, chargeAvailable, hold, lockBalance, release, reverseCharge } from "../ledger/ledger";
-import { releaseExpiredHolds } from "./holds";
+import { findSignedOperation, lockHoldToSettle, markHoldSettled, releaseExpiredHolds, reopenHold } from "./holds";
 import { chargeFen } from "./pricing";
 import type { ChainRuntime } from "../chain/chainRuntime";
 
-export const userOperationEvent = parseAbiItem(
-  "event UserOperationEvent(bytes32 indexed userOpHash, address indexed sender, address indexed paymaster, uint256 nonce, bool success, uint256 actualGasCost, uint256 actualGasUsed)",
-);
+export const userOperationEvent = getAbiItem({ abi: entryPoint07Abi, name: "UserOperationEvent" });
 
 export type UserOperationEventLog = {
   userOpHash: Hex;
@@ -49,7 +48,6 @@ export type SettleOutcome =
   | { result: "duplicate" }
   | { result: "unknown"; settlementId: bigint };
 
-type HoldRow = { id: string; status: string; amount_fen: bigint };
 
 /**
  * Settles one event in `tx`. A second call for the same event does nothing.
@@ -61,30 +59,10 @@ type HoldRow = { id: string; status: string; amount_fen: bigint };
  */
 export async function settleEvent(tx: Queryable, chainId: number, event: UserOperationEventLog): Promise<SettleOutcome> {
   const hash = event.userOpHash.toLowerCase();
-  const { rows } = await tx.query<{ hold_id: string; fen_per_native: bigint; markup_bps: number; account: string; nonce: string }>(
-    `SELECT so.hold_id, so.fen_per_native, so.markup_bps, h.account, h.nonce
-       FROM sponsored_operations so JOIN holds h ON h.id = so.hold_id
-      WHERE so.user_op_hash = $1 AND h.chain_id = $2`,
-    [hash, chainId],
-  );
-  const signed = rows[0];
+  const signed = await findSignedOperation(tx, chainId, hash);
   // serialises with reservations and other settlements of the same account
   const balance = signed ? await lockBalance(tx, signed.account) : undefined;
-  let holdRow: HoldRow | undefined;
-  let late = false;
-  if (signed) {
-    holdRow = (await tx.query<HoldRow>("SELECT id, status, amount_fen FROM holds WHERE id = $1 FOR UPDATE", [signed.hold_id])).rows[0];
-    if (holdRow?.status !== "open") {
-      late = true;
-      holdRow = (
-        await tx.query<HoldRow>("SELECT id, status, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' FOR UPDATE", [
-          chainId,
-          signed.account,
-          signed.nonce,
-        ])
-      ).rows[0];
-    }
-  }
+  const { hold: holdRow, late } = signed ? await lockHoldToSettle(tx, chainId, signed) : { hold: undefined, late: false };
   const { rows: inserted } = await tx.query<{ id: bigint }>(
     `INSERT INTO settlements (chain_id, user_op_hash, hold_id, account, nonce, success, actual_gas_cost_wei, actual_gas_used,
                               block_number, block_hash, transaction_hash, log_index, status)
@@ -122,7 +100,7 @@ export async function settleEvent(tx: Queryable, chainId: number, event: UserOpe
   if (fromHeld > 0n) await charge(tx, { account: signed.account, reservationId: reference, amountFen: fromHeld });
   if (fromAvailable > 0n) await chargeAvailable(tx, { account: signed.account, reference: `${reference}:available`, amountFen: fromAvailable });
   if (released > 0n) await release(tx, { account: signed.account, reservationId: reference, amountFen: released });
-  if (holdRow) await tx.query("UPDATE holds SET status = 'settled', charged_fen = $2, updated_at = now() WHERE id = $1", [holdRow.id, fromHeld + fromAvailable]);
+  if (holdRow) await markHoldSettled(tx, holdRow.id, fromHeld + fromAvailable);
   await tx.query("UPDATE settlements SET charged_fen = $2, released_fen = $3, shortfall_fen = $4 WHERE id = $1", [settlementId, fromHeld + fromAvailable, released, shortfall]);
   return { result: "settled", settlementId, chargedFen: fromHeld + fromAvailable, releasedFen: released, shortfallFen: shortfall, account: signed.account, late };
 }
@@ -149,37 +127,7 @@ export async function undoSettlement(tx: Queryable, settlementId: bigint): Promi
   if (reheld > 0n) await hold(tx, { account: s.account, reservationId: reference, amountFen: reheld });
   const amount = s.charged_fen + reheld;
 
-  const { rows: mine } = await tx.query<{ chain_id: bigint; nonce: string; max_cost_wei: string; valid_until: Date }>(
-    "SELECT chain_id, nonce, max_cost_wei::text AS max_cost_wei, valid_until FROM holds WHERE id = $1 FOR UPDATE",
-    [s.hold_id],
-  );
-  const old = mine[0]!;
-  const { rows: newer } = await tx.query<{ id: string; amount_fen: bigint }>(
-    "SELECT id, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' AND id <> $4 FOR UPDATE",
-    [old.chain_id, s.account, old.nonce, s.hold_id],
-  );
-  const open = newer[0];
-  if (open) {
-    const keep = amount > open.amount_fen ? amount : open.amount_fen;
-    const excess = amount + open.amount_fen - keep;
-    if (excess > 0n) await release(tx, { account: s.account, reservationId: `merge:${settlementId}`, amountFen: excess });
-    await tx.query(
-      `UPDATE holds SET amount_fen = $2, max_cost_wei = GREATEST(max_cost_wei, $3::numeric), valid_until = GREATEST(valid_until, $4::timestamptz), updated_at = now()
-        WHERE id = $1`,
-      [open.id, keep, old.max_cost_wei, old.valid_until.toISOString()],
-    );
-    await tx.query("UPDATE holds SET status = 'merged', merged_into = $2, charged_fen = NULL, updated_at = now() WHERE id = $1", [s.hold_id, open.id]);
-    await tx.query("UPDATE sponsored_operations SET hold_id = $2 WHERE hold_id = $1", [s.hold_id, open.id]);
-    return true;
-  }
-  // a new revision: a later expiry of the reopened hold writes its own release entry (expire:<id>:<revision>)
-  await tx.query(
-    `UPDATE holds SET status = CASE WHEN $2::bigint > 0 THEN 'open' ELSE 'released' END,
-                      amount_fen = CASE WHEN $2::bigint > 0 THEN $2::bigint ELSE amount_fen END,
-                      revision = revision + 1, charged_fen = NULL, updated_at = now()
-      WHERE id = $1`,
-    [s.hold_id, amount],
-  );
+  await reopenHold(tx, { holdId: s.hold_id, account: s.account, amountFen: amount, settlementId });
   return true;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The sponsorship signer: signs the paymaster hash with the EIP-191 prefix, as FiatPaymaster verifies it.
  * Behind a small interface so a KMS can be plugged in. The local implementation uses the `secp256k1` package's
- * prebuilt native binding (about 12× faster than pure JS) and falls back to viem when the binding is missing.
+ * prebuilt native binding (about 12× faster than pure JS), loaded through its documented entry point, and falls
+ * back to viem when the binding is missing.
  */
 import { type Address, type Hex, hexToBytes, isHex, toBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -20,8 +21,11 @@ type NativeSecp256k1 = {
 
 function loadNative(): NativeSecp256k1 | undefined {
   try {
-    // the native binding only: the package's own fallback is the slow pure-JS `elliptic`
-    return require("secp256k1/bindings") as NativeSecp256k1;
+    // the package's documented entry point: its native binding, or (when the addon cannot load) pure-JS elliptic,
+    // which is slower than viem — so that fallback is not used (the package is pinned; signer.test.ts checks that
+    // this machine gets the binding)
+    const secp256k1 = require("secp256k1") as NativeSecp256k1;
+    return require.cache[require.resolve("secp256k1/elliptic")] ? undefined : secp256k1;
   } catch {
     return undefined;
   }
