@@ -22,6 +22,22 @@ export default tseslint.config(
     },
   },
   {
+    // the layers below the domains know none of them: platform (logging, metrics, errors, database) and chain access
+    files: ["server/platform/**/*.ts", "server/chain/**/*.ts", "server/http/problem.ts"],
+    ignores: ["server/**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: ["**/devtools/**", "**/scripts/**", "**/contracts/test/**"], message: "server/ must not import dev tooling or scripts" },
+            { group: ["**/sponsorship/**", "**/payments/**", "**/admin/**", "**/ledger/**"], message: "platform/ and chain/ sit below the domains and import none of them" },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["web/src/**/*.ts"],
     languageOptions: {
       globals: { window: "readonly", document: "readonly", location: "readonly", history: "readonly", navigator: "readonly", fetch: "readonly", crypto: "readonly", localStorage: "readonly", console: "readonly", URLSearchParams: "readonly", setTimeout: "readonly", sessionStorage: "readonly", HTMLElement: "readonly" },

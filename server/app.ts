@@ -7,7 +7,7 @@ import { adminRouter } from "./admin/routes";
 import { type ChainRuntime, createChainRuntime } from "./chain/chainRuntime";
 import { DepositMonitor } from "./sponsorship/depositMonitor";
 import { startSettlementWorker } from "./sponsorship/settlementWorker";
-import { type Worker, every } from "./platform/every";
+import type { Worker } from "./platform/every";
 import { compileTrustProxy } from "./http/clientAddress";
 import type { Config } from "./config/env";
 import { type Database, openDatabase } from "./platform/db/database";
@@ -21,9 +21,10 @@ import { AppError } from "./platform/errors";
 import { problemHandler, sendProblem } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./platform/rateLimit";
 import { type Readiness, createReadiness } from "./http/readiness";
+import { serveWithShutdown } from "./http/server";
 import { webRouter } from "./http/web";
 import { getBalance, recentEntries } from "./ledger/ledger";
-import { purgeUnverifiedCallbacks } from "./payments/callbacks";
+import { startCallbackPurge } from "./payments/callbacks";
 import { createAlipayGateway } from "./payments/gateways/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
 import { type Reconciler, startReconciler } from "./payments/reconcile";
@@ -76,10 +77,6 @@ export type App = {
   /** Stops the workers and closes the database (after the HTTP server has stopped accepting). */
   close: () => Promise<void>;
 };
-
-/** Advisory lock of the unverified-callback purge ("fpcbpurg"), and how often it runs. */
-const CALLBACK_PURGE_LOCK = 0x6670636270757267n;
-const CALLBACK_PURGE_INTERVAL_MS = 3_600_000;
 
 const SPONSORSHIP_OFF = "sponsorship is not configured on this server (set CHAINS and SIGNER_PRIVATE_KEY)";
 
@@ -292,32 +289,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     : undefined;
 
   const fastPath = sponsor && options.rpcFastPath !== false ? rpcFastPath({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log, metrics, trustProxy }) : undefined;
-  const handler: RequestListener = (req, res) => {
-    // once shutdown has begun, every answer — also to a request that arrived before — closes its connection, so
-    // keep-alive clients reconnect to another instance
-    const writeHead = res.writeHead;
-    res.writeHead = ((...args: Parameters<typeof res.writeHead>) => {
-      if (readiness.shuttingDown) res.setHeader("connection", "close");
-      return writeHead.apply(res, args);
-    }) as typeof res.writeHead;
+  const handler = serveWithShutdown(readiness, (req, res) => {
     if (!fastPath?.(req, res)) app(req, res);
-  };
+  });
+
 
   const settlement = workers
     ? startSettlementWorker({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.settleIntervalMs, holdGraceSeconds: sp.holdGraceSeconds })
     : undefined;
   // forged or broken callbacks are kept for the retention period only (one instance at a time does the purge)
-  const callbackRetention =
-    options.workers !== false
-      ? every(CALLBACK_PURGE_INTERVAL_MS, async () => {
-          try {
-            const run = await db.withAdvisoryLock(CALLBACK_PURGE_LOCK, () => purgeUnverifiedCallbacks(db, { retentionHours: config.callbacks.unverifiedRetentionHours }));
-            if (run.acquired && run.result > 0) log.info({ deleted: run.result }, "unverified callbacks past their retention deleted");
-          } catch (error) {
-            log.warn({ err: (error as Error).message }, "purging unverified callbacks failed; retrying later");
-          }
-        })
-      : undefined;
+  const callbackRetention = options.workers !== false ? startCallbackPurge({ db, log, retentionHours: config.callbacks.unverifiedRetentionHours }) : undefined;
 
   return {
     app,

@@ -11,7 +11,6 @@
  * `unavailable`.
  */
 import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, http, parseAbi, toFunctionSelector } from "viem";
-import type { Quote } from "../sponsorship/pricing";
 import type { ChainConfig } from "../config/chains";
 
 export type ChainRuntime = {
@@ -33,7 +32,7 @@ export type ChainRuntime = {
   /** The sender's next EntryPoint nonce for the key of `nonce` (the upper 192 bits); never cached. */
   currentNonce(sender: Address, nonce: bigint): Promise<bigint>;
   /** The quote a sponsorship signed now locks. */
-  quote(): Promise<Quote>;
+  quote(): Promise<{ fenPerNative: bigint; markupBps: number }>;
 };
 
 const aggregatorAbi = parseAbi([

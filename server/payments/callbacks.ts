@@ -1,4 +1,6 @@
 import type { Database, Queryable } from "../platform/db/database";
+import { type Worker, every } from "../platform/every";
+import type { Logger } from "../platform/logger";
 import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway } from "./gateway";
 import { type CreditOutcome, creditPaidOrder } from "./orders";
 
@@ -135,4 +137,20 @@ export async function handlePaymentCallback(db: Database, gateway: PaymentGatewa
 function reply(gateway: PaymentGateway, result: { outcome: CallbackOutcome; orderId?: string }, detail?: string): CallbackResult {
   const acknowledged = ACKNOWLEDGED.has(result.outcome);
   return { ...result, reply: acknowledged ? gateway.successReply() : gateway.failureReply(detail ?? result.outcome) };
+}
+
+/** Advisory lock of the unverified-callback purge ("fpcbpurg"), and how often it runs. */
+const CALLBACK_PURGE_LOCK = 0x6670636270757267n;
+const CALLBACK_PURGE_INTERVAL_MS = 3_600_000;
+
+/** Every hour, deletes unverified callbacks past their retention; one instance at a time (an advisory lock). */
+export function startCallbackPurge(p: { db: Database; log: Logger; retentionHours: number }): Worker {
+  return every(CALLBACK_PURGE_INTERVAL_MS, async () => {
+    try {
+      const run = await p.db.withAdvisoryLock(CALLBACK_PURGE_LOCK, () => purgeUnverifiedCallbacks(p.db, { retentionHours: p.retentionHours }));
+      if (run.acquired && run.result > 0) p.log.info({ deleted: run.result }, "unverified callbacks past their retention deleted");
+    } catch (error) {
+      p.log.warn({ err: (error as Error).message }, "purging unverified callbacks failed; retrying later");
+    }
+  });
 }
