@@ -115,8 +115,9 @@ function variable<T, const F>(schema: z.ZodType<T, string>, fallback: F, options
       const parsed = schema.safeParse(raw);
       if (parsed.success) return parsed.data;
       for (const issue of parsed.error.issues) {
-        // the schemas of secrets never quote their input; this makes sure of it
-        const message = options.secret && issue.message.includes(raw) ? "is not valid" : issue.message;
+        // the schemas of secrets never quote their input; this makes sure of it (a value of a few characters
+        // would match ordinary words of the message)
+        const message = options.secret && raw.length >= 4 && issue.message.includes(raw) ? "is not valid" : issue.message;
         ctx.issues.push({ code: "custom", message, input: options.secret ? "(secret)" : raw, continue: true });
       }
       return "invalid" in options ? (options.invalid as T | F) : fallback;
