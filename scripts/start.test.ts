@@ -37,6 +37,7 @@ describe("npm start: the local stack", () => {
         DATA_DIR: path.join(deploymentsDir, "pglite"),
         LOCAL_STACK_FILE: path.join(deploymentsDir, "local-stack.json"),
         DATABASE_URL: "", // the local stack runs on PGlite, whatever the tests run with
+        REDIS_URL: "", // and on per-process rate limits
         SANDBOX_DIR: path.join(deploymentsDir, "sandbox"),
       },
       stdio: ["ignore", "pipe", "pipe"],

@@ -16,6 +16,7 @@ import { createRateLimiter } from "./platform/rateLimit";
 import { createApiKey } from "./sponsorship/apiKeys";
 import { SPONSOR_ERROR_CODES } from "./sponsorship/errors";
 import { type FaultProxy, startFaultProxy } from "../devtools/testing/faultProxy";
+import { redisAddress, skipWithoutPostgres, skipWithoutRedis } from "../devtools/testing/services";
 import { type SponsorStack, startSponsorStack } from "../devtools/testing/sponsorStack";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -61,7 +62,7 @@ async function rpc(stack: SponsorStack, sender: Address, gasPrice: bigint, apiKe
   return (await response.json()) as { result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } };
 }
 
-describe("PostgreSQL down or wedged under the running service", { skip: process.env.DATABASE_URL ? false : "needs DATABASE_URL" }, () => {
+describe("PostgreSQL down or wedged under the running service", { skip: skipWithoutPostgres }, () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let proxy: FaultProxy;
   let db: Database;
@@ -197,9 +198,9 @@ describe("the chain's RPC wedged or down under the running service", () => {
   });
 });
 
-describe("Redis that stops answering", () => {
+describe("Redis that stops answering", { skip: skipWithoutRedis }, () => {
   it("the rate limiter falls back to its in-memory count within the command timeout, limits, and does not wait on Redis again at once", { timeout: 20_000 }, async () => {
-    const proxy = await startFaultProxy({ port: 6379 });
+    const proxy = await startFaultProxy(redisAddress());
     const limiter = createRateLimiter({ limits: { sender: 3 }, redisUrl: `redis://127.0.0.1:${proxy.port}`, keyPrefix: `fp-test-wedge-${process.pid}`, commandTimeoutMs: 300 });
     try {
       // reach Redis once, so the connection is up before it wedges

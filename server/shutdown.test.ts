@@ -16,6 +16,7 @@ import pg from "pg";
 import { createTestDatabase } from "../devtools/testing/databases";
 import { type FaultProxy, startFaultProxy } from "../devtools/testing/faultProxy";
 import { type ServerProcess, startServerProcess } from "../devtools/testing/serverProcess";
+import { skipWithoutPostgres } from "../devtools/testing/services";
 import { type Simulator, startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 
 type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
@@ -123,7 +124,7 @@ describe("graceful shutdown on SIGTERM", () => {
   });
 });
 
-describe("dropped PostgreSQL connections under a running server process", { skip: process.env.DATABASE_URL ? false : "needs DATABASE_URL" }, () => {
+describe("dropped PostgreSQL connections under a running server process", { skip: skipWithoutPostgres }, () => {
   let simulator: Simulator;
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let dir: string;

@@ -1,22 +1,19 @@
 /**
  * Browser-test support: Debian's Chromium (installed by .ci/run through apt; Playwright downloads nothing)
- * driven by playwright-core. Screenshots go to test-results/ (CI keeps them as artifacts).
+ * driven by playwright-core. Which Chromium, and the browser tests' `{ skip }` without one, are in
+ * devtools/testing/services.ts. Screenshots go to test-results/ (CI keeps them as artifacts).
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { type Browser, type Page, chromium } from "playwright-core";
+import { chromiumPath, skipWithoutChromium } from "../devtools/testing/services";
 
 export const SCREENSHOTS = path.resolve(__dirname, "..", "test-results", "screenshots");
-const CANDIDATES = [process.env.CHROMIUM_PATH, "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-
-export function chromiumPath(): string {
-  const found = CANDIDATES.find((p): p is string => !!p && existsSync(p));
-  if (!found) throw new Error("no Chromium found: install Debian's `chromium` (apt-get install chromium) or set CHROMIUM_PATH");
-  return found;
-}
 
 export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  const executablePath = chromiumPath();
+  if (!executablePath) throw new Error(`no Chromium found (${skipWithoutChromium})`);
+  return chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 }
 
 /** Collects console errors and uncaught page errors: a page under test must produce none. */

@@ -12,10 +12,11 @@ import { getBalance } from "../server/ledger/ledger";
 import { reconcileOnce } from "../server/payments/reconcile";
 import { type Stack, startPaymentsStack } from "../devtools/testing/paymentsStack";
 import { accessibilityProblems, contrastRatio, launchBrowser, screenshot, watchErrors } from "./browser";
+import { skipWithoutChromium } from "../devtools/testing/services";
 
 const ACCOUNT = "0x7e57000000000000000000000000000000c0ffee";
 
-describe("checkout page in a browser", () => {
+describe("checkout page in a browser", { skip: skipWithoutChromium }, () => {
   let stack: Stack;
   let browser: Browser;
   let context: BrowserContext;

@@ -8,10 +8,11 @@ import type { Browser, Page } from "playwright-core";
 import { getBalance } from "../server/ledger/ledger";
 import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../devtools/testing/paymentsStack";
 import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
+import { skipWithoutChromium } from "../devtools/testing/services";
 
 const ACCOUNT = "0xda5b0a2d00000000000000000000000000000042";
 
-describe("ops dashboard actions in a browser", () => {
+describe("ops dashboard actions in a browser", { skip: skipWithoutChromium }, () => {
   let stack: Stack;
   let browser: Browser;
   let page: Page;

@@ -14,12 +14,13 @@ import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext } from "playwright-core";
 import { freePort } from "../devtools/chain/anvil";
 import { accessibilityProblems, launchBrowser, screenshot, watchErrors } from "./browser";
+import { skipWithoutChromium } from "../devtools/testing/services";
 import { waitForOutput } from "../devtools/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
 
 
-describe("the local stack in a browser: DApp → checkout → payer page → sponsored operation, settled", () => {
+describe("the local stack in a browser: DApp → checkout → payer page → sponsored operation, settled", { skip: skipWithoutChromium }, () => {
   let stack: ChildProcess;
   let serverUrl: string;
   let adminToken: string;
@@ -43,6 +44,7 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
         SANDBOX_DIR: path.join(dir, "sandbox"),
         LOCAL_STACK_FILE: path.join(dir, "local-stack.json"),
         DATABASE_URL: "",
+        REDIS_URL: "",
       },
       stdio: ["ignore", "pipe", "pipe"],
     });

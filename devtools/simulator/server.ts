@@ -8,7 +8,7 @@ import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import express from "express";
-import type { SandboxFile } from "../../server/config/env";
+import type { SandboxFile } from "../../server/config/sandbox";
 import type { Provider } from "../../server/payments/gateway";
 import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "./alipay";
 import type { NotificationFaults } from "./notifier";

@@ -1,17 +1,19 @@
 /**
  * Test support: every database test runs on PGlite (in memory) and, when DATABASE_URL is set (CI sets it), on
- * the real PostgreSQL server too, each in a database of its own that is dropped afterwards.
+ * the real PostgreSQL server too, each in a database of its own that is dropped afterwards; without it the
+ * PostgreSQL suites of `describeWithDatabases` are reported as skipped (./services.ts).
  */
 import { randomBytes } from "node:crypto";
 import { after, before, describe } from "node:test";
 import pg from "pg";
 import { type Database, connectPostgres, openPglite } from "../../server/platform/db/database";
 import { migrate } from "../../server/platform/db/migrate";
+import { postgresUrl, skipWithoutPostgres } from "./services";
 
 export type DatabaseKind = "pglite" | "postgres";
 
 export function testedDatabaseKinds(): DatabaseKind[] {
-  return process.env.DATABASE_URL ? ["pglite", "postgres"] : ["pglite"];
+  return postgresUrl() ? ["pglite", "postgres"] : ["pglite"];
 }
 
 /** A fresh, migrated database of `kind`; `drop` closes and deletes it. */
@@ -21,7 +23,7 @@ export async function createTestDatabase(kind: DatabaseKind, options: { poolSize
     await migrate(db);
     return { db, drop: () => db.close() };
   }
-  const adminUrl = process.env.DATABASE_URL!;
+  const adminUrl = postgresUrl()!;
   const name = `fp_test_${process.pid}_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -60,4 +62,5 @@ export function describeWithDatabases(name: string, body: (db: () => Database, k
       body(() => handle!.db, kind);
     });
   }
+  if (skipWithoutPostgres) describe(`${name} [postgres]`, { skip: skipWithoutPostgres }, () => {});
 }

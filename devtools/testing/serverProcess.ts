@@ -24,7 +24,8 @@ export async function startServerProcess(env: Record<string, string>, port?: num
   const url = `http://127.0.0.1:${chosen}`;
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
     cwd: ROOT,
-    env: { ...process.env, HOST: "127.0.0.1", PORT: String(chosen), PUBLIC_URL: url, LOG_LEVEL: "warn", ...env },
+    // the tests' own Redis (REDIS_URL) is not this server's: it shares rate limits only when a test says so
+    env: { ...process.env, HOST: "127.0.0.1", PORT: String(chosen), PUBLIC_URL: url, LOG_LEVEL: "warn", REDIS_URL: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -55,6 +55,95 @@ describe("configuration", () => {
     assert.match(problems({ ALIPAY_PRIVATE_KEY_FILE: path.join(dir, "missing.pem") })[0]!, /ALIPAY_PRIVATE_KEY_FILE: cannot read .*ENOENT/);
   });
 
+  describe("secrets from files (NAME_FILE)", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fp-config-"));
+    const secretFile = (name: string, content: string) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, content);
+      return file;
+    };
+    const signerKey = `0x${"ab".repeat(32)}`;
+    const apiV3Key = "k".repeat(32);
+    const wechat = { WECHAT_APP_ID: "wx1", WECHAT_MCH_ID: "1900000001", WECHAT_MERCHANT_SERIAL_NO: "ABC", WECHAT_MERCHANT_CERTIFICATE: "c", WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" };
+
+    it("reads every secret from its file, trailing newline trimmed", () => {
+      const config = loadConfig({
+        ...wechat,
+        ALIPAY_APP_ID: "2021000000000001",
+        ALIPAY_PUBLIC_KEY: "MIIBIjANBg",
+        SIGNER_PRIVATE_KEY_FILE: secretFile("signer", `${signerKey}\n`),
+        ADMIN_TOKEN_FILE: secretFile("admin", "admin-token-0123456789\n"),
+        DATABASE_URL_FILE: secretFile("database", "postgres://app:pw@db.internal/app\n"),
+        REDIS_URL_FILE: secretFile("redis", "redis://:pw@cache.internal:6379\n"),
+        BOOTSTRAP_API_KEY_FILE: secretFile("bootstrap", "fp_demo_key\n"),
+        ALIPAY_PRIVATE_KEY_FILE: secretFile("alipay", "alipay-private-key\n"),
+        WECHAT_MERCHANT_PRIVATE_KEY_FILE: secretFile("wechat-key", "wechat-private-key\n"),
+        WECHAT_API_V3_KEY_FILE: secretFile("apiv3", `${apiV3Key}\n`),
+      });
+      assert.equal(config.sponsorship.signerKey, signerKey);
+      assert.equal(config.adminToken, "admin-token-0123456789");
+      assert.equal(config.database.url, "postgres://app:pw@db.internal/app");
+      assert.equal(config.sponsorship.redisUrl, "redis://:pw@cache.internal:6379");
+      assert.equal(config.bootstrapApiKey, "fp_demo_key");
+      assert.equal(config.alipay!.privateKey, "alipay-private-key");
+      assert.equal(config.wechat!.merchantPrivateKey, "wechat-private-key");
+      assert.equal(config.wechat!.apiV3Key, apiV3Key);
+    });
+
+    it("refuses a variable set both directly and through its file, naming both and quoting neither", () => {
+      const found = problems({ ADMIN_TOKEN: "direct-admin-token-value", ADMIN_TOKEN_FILE: secretFile("admin-both", "file-admin-token-value\n") });
+      assert.deepEqual(found, ["ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set: set only one"]);
+    });
+
+    it("reports an unreadable or empty file naming the variable and the path, with every other problem", () => {
+      const missing = path.join(dir, "missing");
+      const empty = secretFile("empty", "\n");
+      const found = problems({ SIGNER_PRIVATE_KEY_FILE: missing, WECHAT_API_V3_KEY_FILE: empty, PORT: "http" });
+      assert.equal(found.length, 3, found.join("\n"));
+      assert.ok(found.includes(`SIGNER_PRIVATE_KEY_FILE: cannot read ${missing} (ENOENT)`), found.join("\n"));
+      assert.ok(found.includes(`WECHAT_API_V3_KEY_FILE: ${empty} is empty`), found.join("\n"));
+      assert.ok(found.some((p) => p.startsWith("PORT must be a whole number")));
+    });
+
+    it("never quotes a bad secret read from a file", () => {
+      const found = problems({
+        SIGNER_PRIVATE_KEY_FILE: secretFile("bad-signer", "0xnot-the-signer-secret\n"),
+        ADMIN_TOKEN_FILE: secretFile("bad-admin", "shortsecret\n"),
+        REDIS_URL_FILE: secretFile("bad-redis", "http://user:redis-password@cache\n"),
+      });
+      assert.equal(found.length, 3, found.join("\n"));
+      for (const leaked of ["not-the-signer-secret", "shortsecret", "redis-password"]) assert.ok(found.every((p) => !p.includes(leaked)), leaked);
+      assert.deepEqual([...found].sort(), ["ADMIN_TOKEN must be at least 16 characters", "REDIS_URL must be a redis:// or rediss:// URL", "SIGNER_PRIVATE_KEY must be 32 bytes of 0x-prefixed hex"]);
+    });
+  });
+
+  describe("the simulator's sandbox folder (SANDBOX_DIR)", () => {
+    const sandboxDir = (content: unknown) => {
+      const dir = mkdtempSync(path.join(tmpdir(), "fp-sandbox-"));
+      writeFileSync(path.join(dir, "sandbox.json"), typeof content === "string" ? content : JSON.stringify(content));
+      return dir;
+    };
+    const alipay = { appId: "2021000000000001", privateKey: "sandbox-private-key", alipayPublicKey: "pk", gatewayUrl: "http://127.0.0.1:4000/alipay/gateway.do" };
+
+    it("takes the gateways from sandbox.json", () => {
+      const config = loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ALIPAY_CHECKOUT: "page" });
+      assert.deepEqual(config.alipay, { ...alipay, notifyUrl: "http://127.0.0.1:3000/v1/payments/alipay/notify", returnUrl: undefined, checkout: "page", timeoutMs: 10_000 });
+      assert.equal(config.wechat, undefined);
+      assert.equal(config.sandbox, true);
+    });
+
+    it("names the file and the bad field of a sandbox.json it cannot use, without quoting its keys", () => {
+      const dir = sandboxDir({ alipay: { ...alipay, gatewayUrl: "not a url" }, wechat: { appId: "wx" } });
+      const found = problems({ SANDBOX_DIR: dir });
+      assert.equal(found.length, 1, found.join("\n"));
+      assert.ok(found[0]!.startsWith(`SANDBOX_DIR: ${path.join(dir, "sandbox.json")} is not a sandbox file the simulator wrote`), found[0]);
+      assert.match(found[0]!, /alipay\.gatewayUrl/);
+      assert.match(found[0]!, /wechat\.mchId/);
+      const broken = sandboxDir('{"alipay": {"privateKey": "sandbox-private-key"');
+      assert.deepEqual(problems({ SANDBOX_DIR: broken }), [`SANDBOX_DIR: ${path.join(broken, "sandbox.json")} is not valid JSON; start the simulator again to rewrite it`]);
+    });
+  });
+
   it("needs a platform key for WeChat Pay and a 32-character APIv3 key", () => {
     const wechat = {
       WECHAT_APP_ID: "wx1",

@@ -1,11 +1,15 @@
 /**
- * Configuration, parsed once at start from the environment into a typed object that is handed down. Secrets
- * (keys, tokens) can come from files: `NAME_FILE` names a file holding the value of `NAME`. Problems are all
- * reported together, each naming its variable; secret values never appear in messages.
+ * Configuration, parsed once at start from the environment into a typed object that is handed down: one zod
+ * schema over the variables (`environmentSchema`) yields the `Config`. Any variable `NAME` can instead come from
+ * the file named by `NAME_FILE` (a mounted secret; surrounding whitespace trimmed), never from both. Problems are
+ * all reported together, each naming its variable; secret values never appear in messages.
  */
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { type ChainConfig, ChainConfigError, parseChains } from "./chains";
+import { type SandboxFile, readSandboxFile } from "./sandbox";
+import { expectSecret, httpUrl, oneOf, positiveFen, text, wholeNumber } from "./values";
 import { POSTGRES_DEFAULTS } from "../platform/db/database";
 import type { AlipayGatewayConfig } from "../payments/gateways/alipay";
 import type { WechatGatewayConfig } from "../payments/gateways/wechat";
@@ -90,255 +94,321 @@ export class ConfigError extends Error {
 
 export type Env = Record<string, string | undefined>;
 
-/** Reads a sandbox folder written by the gateway simulator (`npm run simulator`): its credentials and URLs. */
-export type SandboxFile = { alipay?: Omit<AlipayGatewayConfig, "notifyUrl" | "timeoutMs" | "checkout">; wechat?: Omit<WechatGatewayConfig, "notifyUrl" | "timeoutMs"> };
+// ---- What a variable may hold ------------------------------------------------------------------------------
 
-export function loadConfig(env: Env): Config {
-  const problems: string[] = [];
-
-  const text = (name: string): string | undefined => {
-    const file = env[`${name}_FILE`];
-    if (file) {
-      try {
-        return readFileSync(file, "utf8").trim();
-      } catch (error) {
-        problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
-        return undefined;
-      }
-    }
-    const value = env[name]?.trim();
-    return value === "" ? undefined : value;
-  };
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = text(name);
-    if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      problems.push(`${name} must be a whole number in [${min}, ${max}]: got ${raw}`);
-      return fallback;
-    }
-    return Number(raw);
-  };
-  const fen = (name: string, fallback: bigint): bigint => {
-    const raw = text(name);
-    if (raw === undefined) return fallback;
-    if (!/^\d{1,15}$/.test(raw) || BigInt(raw) === 0n) {
-      problems.push(`${name} must be a positive whole number of fen: got ${raw}`);
-      return fallback;
-    }
-    return BigInt(raw);
-  };
-  const url = (name: string, fallback?: string): string | undefined => {
-    const raw = text(name) ?? fallback;
-    if (raw === undefined) return undefined;
-    try {
-      const parsed = new URL(raw);
-      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
-      return raw.replace(/\/+$/, "");
-    } catch {
-      problems.push(`${name} must be an http(s) URL: got ${raw}`);
-      return fallback;
-    }
-  };
-
-  const port = int("PORT", 3000, 0, 65535);
-  const host = text("HOST") ?? "0.0.0.0";
-  const publicUrl = url("PUBLIC_URL") ?? `http://127.0.0.1:${port}`;
-  const gatewayTimeoutMs = int("GATEWAY_TIMEOUT_MS", 10_000, 100, 120_000);
-  const orders = { minFen: fen("ORDER_MIN_FEN", 100n), maxFen: fen("ORDER_MAX_FEN", 500_000n), ttlSeconds: int("ORDER_TTL_SECONDS", 900, 60, 86_400) };
-  const orderRateLimits = { perIp: int("RATE_LIMIT_ORDERS_IP_PER_MINUTE", 30, 0, 10_000_000), perAccount: int("RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE", 10, 0, 10_000_000) };
-  if (orders.minFen > orders.maxFen) problems.push(`ORDER_MIN_FEN (${orders.minFen}) is above ORDER_MAX_FEN (${orders.maxFen})`);
-  const adminToken = text("ADMIN_TOKEN");
-  if (adminToken !== undefined && adminToken.length < 16) problems.push("ADMIN_TOKEN must be at least 16 characters");
-
-  const sandboxDir = text("SANDBOX_DIR");
-  let sandbox: SandboxFile = {};
-  if (sandboxDir) {
-    try {
-      sandbox = JSON.parse(readFileSync(path.join(sandboxDir, "sandbox.json"), "utf8")) as SandboxFile;
-    } catch (error) {
-      problems.push(`SANDBOX_DIR: cannot read ${path.join(sandboxDir, "sandbox.json")} (${(error as Error).message}); start the simulator first`);
-    }
-  }
-
-  const alipay = loadAlipay(text, url, problems, sandbox, { publicUrl, gatewayTimeoutMs });
-  const wechat = loadWechat(text, url, problems, sandbox, { publicUrl, gatewayTimeoutMs });
-
-  const reconcileFlag = text("RECONCILE") ?? "on";
-  if (!["on", "off"].includes(reconcileFlag)) problems.push(`RECONCILE must be on or off: got ${reconcileFlag}`);
-
-  const sponsorship = loadSponsorship(text, int, problems);
-  const trustProxy = parseTrustProxy(text("TRUST_PROXY"), problems);
-
-  // everything is parsed before the problems are counted: each bad variable is reported, none silently defaulted
-  const config: Config = {
-    host,
-    port,
-    publicUrl,
-    logLevel: text("LOG_LEVEL") ?? "info",
-    database: {
-      url: text("DATABASE_URL"),
-      dataDir: text("DATA_DIR") ?? path.resolve(".data/pglite"),
-      poolSize: int("DATABASE_POOL_SIZE", 16, 1, 500),
-      connectTimeoutMs: int("DATABASE_CONNECT_TIMEOUT_MS", POSTGRES_DEFAULTS.connectTimeoutMs, 100, 120_000),
-      statementTimeoutMs: int("DATABASE_STATEMENT_TIMEOUT_MS", POSTGRES_DEFAULTS.statementTimeoutMs, 100, 600_000),
-    },
-    adminToken,
-    orders,
-    orderRateLimits,
-    reconcile: {
-      enabled: reconcileFlag === "on",
-      afterSeconds: int("RECONCILE_AFTER_SECONDS", 120, 0, 86_400),
-      intervalSeconds: int("RECONCILE_INTERVAL_SECONDS", 30, 1, 3_600),
-    },
-    gatewayTimeoutMs,
-    callbacks: {
-      concurrency: int("CALLBACK_CONCURRENCY", 16, 1, 1_000),
-      maxWaitMs: int("CALLBACK_MAX_WAIT_MS", 3_000, 10, 60_000),
-      unverifiedPerIpPerMinute: int("RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE", 30, 0, 10_000_000),
-      unverifiedRetentionHours: int("UNVERIFIED_CALLBACK_RETENTION_HOURS", 168, 1, 100_000),
-    },
-    alipay,
-    wechat,
-    sponsorship,
-    trustProxy,
-    sponsorName: text("SPONSOR_NAME") ?? "fiat-paymaster",
-    bootstrapApiKey: text("BOOTSTRAP_API_KEY"),
-    shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, 600_000),
-    shutdownDrainMs: int("SHUTDOWN_DRAIN_MS", 10_000, 0, 600_000),
-    sandbox: sandboxDir !== undefined,
-  };
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config;
+/** A variable without a default: its value, or undefined when unset. */
+function optional<T>(schema: z.ZodType<T, string>) {
+  return variable(schema, undefined);
 }
+
+/**
+ * A variable's value, `fallback` when unset. A bad value is reported and `invalid` (by default the fallback) used
+ * in its place, so the checks across variables still run and every problem is reported at once (the result is
+ * then thrown away): `invalid` is what a bad value stands for there, e.g. "set, but unusable".
+ */
+function variable<T, const F>(schema: z.ZodType<T, string>, fallback: F, options: { secret?: boolean; invalid?: T | F } = {}) {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx): T | F => {
+      if (raw === undefined) return fallback;
+      const parsed = schema.safeParse(raw);
+      if (parsed.success) return parsed.data;
+      for (const issue of parsed.error.issues) {
+        // the schemas of secrets never quote their input; this makes sure of it (a value of a few characters
+        // would match ordinary words of the message)
+        const message = options.secret && raw.length >= 4 && issue.message.includes(raw) ? "is not valid" : issue.message;
+        ctx.issues.push({ code: "custom", message, input: options.secret ? "(secret)" : raw, continue: true });
+      }
+      return "invalid" in options ? (options.invalid as T | F) : fallback;
+    });
+}
+
+/** A key, token or password (or a URL that may hold one): never quoted in a message. */
+function secret<T>(schema: z.ZodType<T, string>, options: { invalid?: T } = {}) {
+  return variable(schema, undefined, { secret: true, ...options });
+}
+
+const signerKey = expectSecret(z.string().regex(/^0x[0-9a-fA-F]{64}$/).transform((key) => key as `0x${string}`), "32 bytes of 0x-prefixed hex");
+const redisUrl = expectSecret(z.string().regex(/^rediss?:\/\//), "a redis:// or rediss:// URL");
+
+/** The chains array (./chains.ts), as JSON text. */
+const chainsJson = z.string().transform((raw, ctx): ChainConfig[] => {
+  try {
+    return parseChains(JSON.parse(raw));
+  } catch (error) {
+    ctx.issues.push({ code: "custom", message: `CHAINS (or CHAINS_FILE): ${error instanceof ChainConfigError ? error.message : `not valid JSON (${(error as Error).message})`}`, input: raw });
+    return z.NEVER;
+  }
+});
 
 /**
  * Which X-Forwarded-For hops to believe. Default none: behind a load balancer set the number of proxies in
  * front of the server (e.g. 1) or their addresses, or every client can pick its own IP for the rate limits.
  */
-function parseTrustProxy(raw: string | undefined, problems: string[]): boolean | number | string {
-  if (raw === undefined || raw === "false") return false;
+const trustProxy = z.string().transform((raw, ctx): boolean | number | string => {
+  if (raw === "false") return false;
   if (/^\d{1,2}$/.test(raw)) return Number(raw);
-  if (raw === "true") {
-    problems.push("TRUST_PROXY=true would let any client forge its IP; give the number of proxies in front of the server or their addresses");
-    return false;
-  }
   if (/^[0-9a-fA-F.:/, ]+$|^(loopback|linklocal|uniquelocal)(,|$)/.test(raw)) return raw;
-  problems.push(`TRUST_PROXY must be false, a number of proxy hops, or a comma-separated list of proxy addresses/subnets: got ${raw}`);
-  return false;
-}
+  const message =
+    raw === "true"
+      ? "TRUST_PROXY=true would let any client forge its IP; give the number of proxies in front of the server or their addresses"
+      : `TRUST_PROXY must be false, a number of proxy hops, or a comma-separated list of proxy addresses/subnets: got ${raw}`;
+  ctx.issues.push({ code: "custom", message, input: raw });
+  return z.NEVER;
+});
 
-function loadSponsorship(text: Text, int: (name: string, fallback: number, min: number, max: number) => number, problems: string[]): SponsorshipConfig {
-  let chains: ChainConfig[] = [];
-  const raw = text("CHAINS");
-  if (raw !== undefined) {
-    try {
-      chains = parseChains(JSON.parse(raw));
-    } catch (error) {
-      problems.push(`CHAINS (or CHAINS_FILE): ${error instanceof ChainConfigError ? error.message : `not valid JSON (${(error as Error).message})`}`);
+/** The simulator's sandbox folder (./sandbox.ts): the gateways' merchant configuration. */
+const sandboxDir = z.string().transform((dir, ctx): { dir: string; file: SandboxFile } => {
+  const read = readSandboxFile(dir);
+  if ("problem" in read) {
+    ctx.issues.push({ code: "custom", message: read.problem, input: dir });
+    return z.NEVER;
+  }
+  return { dir, file: read.sandbox };
+});
+
+/** A folder of WeChat Pay platform certificates, `<serial>.pem` each: the certificates by serial. */
+const certificatesDir = z.string().transform((dir, ctx): Record<string, string> => {
+  try {
+    const files = readdirSync(dir).filter((f) => f.endsWith(".pem"));
+    if (files.length === 0) ctx.issues.push({ code: "custom", message: `WECHAT_PLATFORM_CERTIFICATES_DIR ${dir} holds no <serial>.pem file`, input: dir });
+    return Object.fromEntries(files.map((f) => [f.replace(/\.pem$/, ""), readFileSync(path.join(dir, f), "utf8")]));
+  } catch (error) {
+    ctx.issues.push({ code: "custom", message: `WECHAT_PLATFORM_CERTIFICATES_DIR: cannot read ${dir} (${(error as NodeJS.ErrnoException).code ?? "error"})`, input: dir });
+    return z.NEVER;
+  }
+});
+
+const minutely = (fallback: number) => variable(wholeNumber(0, 10_000_000), fallback);
+
+// ---- The environment ---------------------------------------------------------------------------------------
+
+const ALIPAY_REQUIRED = ["ALIPAY_APP_ID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"] as const;
+const WECHAT_REQUIRED = ["WECHAT_APP_ID", "WECHAT_MCH_ID", "WECHAT_MERCHANT_SERIAL_NO", "WECHAT_MERCHANT_PRIVATE_KEY", "WECHAT_MERCHANT_CERTIFICATE", "WECHAT_API_V3_KEY"] as const;
+
+/** Every variable the service reads, what it may hold and its default; secrets are marked `secret`. */
+const variables = z.object({
+  PORT: variable(wholeNumber(0, 65_535), 3000),
+  HOST: variable(text, "0.0.0.0"),
+  PUBLIC_URL: optional(httpUrl),
+  LOG_LEVEL: variable(text, "info"),
+  DATABASE_URL: secret(text),
+  DATA_DIR: optional(text),
+  DATABASE_POOL_SIZE: variable(wholeNumber(1, 500), 16),
+  DATABASE_CONNECT_TIMEOUT_MS: variable(wholeNumber(100, 120_000), POSTGRES_DEFAULTS.connectTimeoutMs),
+  DATABASE_STATEMENT_TIMEOUT_MS: variable(wholeNumber(100, 600_000), POSTGRES_DEFAULTS.statementTimeoutMs),
+  ADMIN_TOKEN: secret(expectSecret(z.string().min(16), "at least 16 characters")),
+  ORDER_MIN_FEN: variable(positiveFen, 100n),
+  ORDER_MAX_FEN: variable(positiveFen, 500_000n),
+  ORDER_TTL_SECONDS: variable(wholeNumber(60, 86_400), 900),
+  RATE_LIMIT_ORDERS_IP_PER_MINUTE: minutely(30),
+  RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE: minutely(10),
+  RECONCILE: variable(oneOf(["on", "off"]), "on"),
+  RECONCILE_AFTER_SECONDS: variable(wholeNumber(0, 86_400), 120),
+  RECONCILE_INTERVAL_SECONDS: variable(wholeNumber(1, 3_600), 30),
+  GATEWAY_TIMEOUT_MS: variable(wholeNumber(100, 120_000), 10_000),
+  CALLBACK_CONCURRENCY: variable(wholeNumber(1, 1_000), 16),
+  CALLBACK_MAX_WAIT_MS: variable(wholeNumber(10, 60_000), 3_000),
+  RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE: minutely(30),
+  UNVERIFIED_CALLBACK_RETENTION_HOURS: variable(wholeNumber(1, 100_000), 168),
+  TRUST_PROXY: variable(trustProxy, false),
+  SPONSOR_NAME: variable(text, "fiat-paymaster"),
+  BOOTSTRAP_API_KEY: secret(text),
+  SHUTDOWN_DELAY_MS: variable(wholeNumber(0, 600_000), 0),
+  SHUTDOWN_DRAIN_MS: variable(wholeNumber(0, 600_000), 10_000),
+  SANDBOX_DIR: optional(sandboxDir),
+
+  CHAINS: variable(chainsJson, [] as ChainConfig[]),
+  // a bad key is still a key that is set: CHAINS is not reported as lacking one
+  SIGNER_PRIVATE_KEY: secret(signerKey, { invalid: "0x" as const }),
+  SPONSORSHIP_VALID_SECONDS: variable(wholeNumber(30, 86_400), 600),
+  HOLD_GRACE_SECONDS: variable(wholeNumber(0, 86_400), 120),
+  MAX_HOLDS_PER_SENDER: variable(wholeNumber(1, 1_000), 8),
+  MAX_HOLDS_PER_SENDER_PER_API_KEY: variable(wholeNumber(1, 1_000), 4),
+  MAX_HOLDS_PER_SENDER_PER_IP: variable(wholeNumber(1, 1_000), 2),
+  RPC_REQUEST_TIMEOUT_MS: variable(wholeNumber(100, 60_000), 2_000),
+  REDIS_COMMAND_TIMEOUT_MS: variable(wholeNumber(10, 60_000), 500),
+  SETTLE_INTERVAL_MS: variable(wholeNumber(50, 600_000), 2_000),
+  DEPOSIT_CHECK_INTERVAL_MS: variable(wholeNumber(50, 3_600_000), 15_000),
+  RATE_LIMIT_IP_PER_MINUTE: minutely(600),
+  RATE_LIMIT_API_KEY_PER_MINUTE: minutely(6_000),
+  RATE_LIMIT_SENDER_PER_MINUTE: minutely(60),
+  REDIS_URL: secret(redisUrl),
+  SPONSORSHIP_MAX_BODY_BYTES: variable(wholeNumber(1_024, 10 * 1024 * 1024), 64 * 1024),
+
+  ALIPAY_APP_ID: optional(text),
+  ALIPAY_PRIVATE_KEY: secret(text),
+  ALIPAY_PUBLIC_KEY: optional(text),
+  ALIPAY_GATEWAY_URL: variable(httpUrl, "https://openapi.alipay.com/gateway.do"),
+  ALIPAY_CHECKOUT: variable(oneOf(["qr", "page"]), "qr"),
+  ALIPAY_RETURN_URL: optional(httpUrl),
+
+  WECHAT_APP_ID: optional(text),
+  WECHAT_MCH_ID: optional(text),
+  WECHAT_MERCHANT_SERIAL_NO: optional(text),
+  WECHAT_MERCHANT_PRIVATE_KEY: secret(text),
+  WECHAT_MERCHANT_CERTIFICATE: optional(text),
+  WECHAT_API_V3_KEY: secret(text),
+  WECHAT_PAY_PUBLIC_KEY: optional(text),
+  WECHAT_PAY_PUBLIC_KEY_ID: optional(text),
+  // an unreadable folder is still the platform key mode chosen: not reported as lacking one
+  WECHAT_PLATFORM_CERTIFICATES_DIR: variable(certificatesDir, undefined, { invalid: {} }),
+  WECHAT_BASE_URL: variable(httpUrl, "https://api.mch.weixin.qq.com"),
+});
+type Variables = z.infer<typeof variables>;
+
+/** The variables' names: each may also come from `NAME_FILE`. */
+export const VARIABLES = Object.keys(variables.shape) as (keyof Variables)[];
+
+/** What no single variable can say: limits that contradict each other, a gateway configured in part. */
+function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
+  const problem = (message: string) => ctx.addIssue({ code: "custom", message, input: undefined, continue: true });
+  if (v.ORDER_MIN_FEN > v.ORDER_MAX_FEN) problem(`ORDER_MIN_FEN (${v.ORDER_MIN_FEN}) is above ORDER_MAX_FEN (${v.ORDER_MAX_FEN})`);
+  const missing = (names: readonly (keyof Variables)[]) => names.filter((n) => v[n] === undefined);
+  const partly = (names: readonly (keyof Variables)[], provider: string) => {
+    const absent = missing(names);
+    if (absent.length > 0 && absent.length < names.length) problem(`${provider} is partly configured: missing ${absent.join(", ")} (or their _FILE variants)`);
+  };
+  const sandbox = v.SANDBOX_DIR?.file;
+  if (!sandbox?.alipay) partly(ALIPAY_REQUIRED, "Alipay");
+  if (!sandbox?.wechat) {
+    partly(WECHAT_REQUIRED, "WeChat Pay");
+    if (missing(WECHAT_REQUIRED).length === 0) {
+      if (v.WECHAT_API_V3_KEY!.length !== 32) problem("WECHAT_API_V3_KEY must be 32 characters");
+      if (!(v.WECHAT_PAY_PUBLIC_KEY && v.WECHAT_PAY_PUBLIC_KEY_ID) && !v.WECHAT_PLATFORM_CERTIFICATES_DIR) {
+        problem("WeChat Pay needs WECHAT_PAY_PUBLIC_KEY and WECHAT_PAY_PUBLIC_KEY_ID, or WECHAT_PLATFORM_CERTIFICATES_DIR");
+      }
     }
   }
-  const signerKey = text("SIGNER_PRIVATE_KEY");
-  if (signerKey !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(signerKey)) problems.push("SIGNER_PRIVATE_KEY must be 32 bytes of 0x-prefixed hex");
-  if (chains.length > 0 && signerKey === undefined) problems.push("CHAINS is set but SIGNER_PRIVATE_KEY (or SIGNER_PRIVATE_KEY_FILE) is not: sponsorships cannot be signed");
-  const redisUrl = text("REDIS_URL");
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) problems.push("REDIS_URL must be a redis:// or rediss:// URL");
+  if (v.CHAINS.length > 0 && v.SIGNER_PRIVATE_KEY === undefined) problem("CHAINS is set but SIGNER_PRIVATE_KEY (or SIGNER_PRIVATE_KEY_FILE) is not: sponsorships cannot be signed");
+}
+
+function toConfig(v: Variables): Config {
+  const publicUrl = v.PUBLIC_URL ?? `http://127.0.0.1:${v.PORT}`;
   return {
-    chains,
-    signerKey: signerKey as `0x${string}` | undefined,
-    validSeconds: int("SPONSORSHIP_VALID_SECONDS", 600, 30, 86_400),
-    holdGraceSeconds: int("HOLD_GRACE_SECONDS", 120, 0, 86_400),
-    maxHoldsPerSender: int("MAX_HOLDS_PER_SENDER", 8, 1, 1_000),
-    maxHoldsPerSenderPerApiKey: int("MAX_HOLDS_PER_SENDER_PER_API_KEY", 4, 1, 1_000),
-    maxHoldsPerSenderPerIp: int("MAX_HOLDS_PER_SENDER_PER_IP", 2, 1, 1_000),
-    rpcRequestTimeoutMs: int("RPC_REQUEST_TIMEOUT_MS", 2_000, 100, 60_000),
-    redisCommandTimeoutMs: int("REDIS_COMMAND_TIMEOUT_MS", 500, 10, 60_000),
-    settleIntervalMs: int("SETTLE_INTERVAL_MS", 2_000, 50, 600_000),
-    depositIntervalMs: int("DEPOSIT_CHECK_INTERVAL_MS", 15_000, 50, 3_600_000),
-    rateLimits: {
-      perIp: int("RATE_LIMIT_IP_PER_MINUTE", 600, 0, 10_000_000),
-      perApiKey: int("RATE_LIMIT_API_KEY_PER_MINUTE", 6_000, 0, 10_000_000),
-      perSender: int("RATE_LIMIT_SENDER_PER_MINUTE", 60, 0, 10_000_000),
+    host: v.HOST,
+    port: v.PORT,
+    publicUrl,
+    logLevel: v.LOG_LEVEL,
+    database: {
+      url: v.DATABASE_URL,
+      dataDir: v.DATA_DIR ?? path.resolve(".data/pglite"),
+      poolSize: v.DATABASE_POOL_SIZE,
+      connectTimeoutMs: v.DATABASE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: v.DATABASE_STATEMENT_TIMEOUT_MS,
     },
-    redisUrl,
-    maxBodyBytes: int("SPONSORSHIP_MAX_BODY_BYTES", 64 * 1024, 1_024, 10 * 1024 * 1024),
+    adminToken: v.ADMIN_TOKEN,
+    orders: { minFen: v.ORDER_MIN_FEN, maxFen: v.ORDER_MAX_FEN, ttlSeconds: v.ORDER_TTL_SECONDS },
+    orderRateLimits: { perIp: v.RATE_LIMIT_ORDERS_IP_PER_MINUTE, perAccount: v.RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE },
+    reconcile: { enabled: v.RECONCILE === "on", afterSeconds: v.RECONCILE_AFTER_SECONDS, intervalSeconds: v.RECONCILE_INTERVAL_SECONDS },
+    gatewayTimeoutMs: v.GATEWAY_TIMEOUT_MS,
+    callbacks: {
+      concurrency: v.CALLBACK_CONCURRENCY,
+      maxWaitMs: v.CALLBACK_MAX_WAIT_MS,
+      unverifiedPerIpPerMinute: v.RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE,
+      unverifiedRetentionHours: v.UNVERIFIED_CALLBACK_RETENTION_HOURS,
+    },
+    alipay: alipayConfig(v, publicUrl),
+    wechat: wechatConfig(v, publicUrl),
+    sponsorship: {
+      chains: v.CHAINS,
+      signerKey: v.SIGNER_PRIVATE_KEY,
+      validSeconds: v.SPONSORSHIP_VALID_SECONDS,
+      holdGraceSeconds: v.HOLD_GRACE_SECONDS,
+      maxHoldsPerSender: v.MAX_HOLDS_PER_SENDER,
+      maxHoldsPerSenderPerApiKey: v.MAX_HOLDS_PER_SENDER_PER_API_KEY,
+      maxHoldsPerSenderPerIp: v.MAX_HOLDS_PER_SENDER_PER_IP,
+      rpcRequestTimeoutMs: v.RPC_REQUEST_TIMEOUT_MS,
+      redisCommandTimeoutMs: v.REDIS_COMMAND_TIMEOUT_MS,
+      settleIntervalMs: v.SETTLE_INTERVAL_MS,
+      depositIntervalMs: v.DEPOSIT_CHECK_INTERVAL_MS,
+      rateLimits: { perIp: v.RATE_LIMIT_IP_PER_MINUTE, perApiKey: v.RATE_LIMIT_API_KEY_PER_MINUTE, perSender: v.RATE_LIMIT_SENDER_PER_MINUTE },
+      redisUrl: v.REDIS_URL,
+      maxBodyBytes: v.SPONSORSHIP_MAX_BODY_BYTES,
+    },
+    trustProxy: v.TRUST_PROXY,
+    sponsorName: v.SPONSOR_NAME,
+    bootstrapApiKey: v.BOOTSTRAP_API_KEY,
+    shutdownDelayMs: v.SHUTDOWN_DELAY_MS,
+    shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
+    sandbox: v.SANDBOX_DIR !== undefined,
   };
 }
 
-type Text = (name: string) => string | undefined;
-type Url = (name: string, fallback?: string) => string | undefined;
-type Shared = { publicUrl: string; gatewayTimeoutMs: number };
-
-function required(text: Text, problems: string[], names: string[], provider: string): Record<string, string> | undefined {
-  const values = Object.fromEntries(names.map((n) => [n, text(n)]));
-  const missing = names.filter((n) => values[n] === undefined);
-  if (missing.length === names.length) return undefined;
-  if (missing.length > 0) {
-    problems.push(`${provider} is partly configured: missing ${missing.join(", ")} (or their _FILE variants)`);
-    return undefined;
-  }
-  return values as Record<string, string>;
+/** In sandbox mode the merchant's side comes from sandbox.json; otherwise all three variables, or no Alipay. */
+function alipayConfig(v: Variables, publicUrl: string): AlipayGatewayConfig | undefined {
+  const common = { notifyUrl: `${publicUrl}/v1/payments/alipay/notify`, returnUrl: v.ALIPAY_RETURN_URL, checkout: v.ALIPAY_CHECKOUT, timeoutMs: v.GATEWAY_TIMEOUT_MS };
+  const sandbox = v.SANDBOX_DIR?.file.alipay;
+  if (sandbox) return { ...sandbox, ...common };
+  if (!v.ALIPAY_APP_ID || !v.ALIPAY_PRIVATE_KEY || !v.ALIPAY_PUBLIC_KEY) return undefined;
+  return { appId: v.ALIPAY_APP_ID, privateKey: v.ALIPAY_PRIVATE_KEY, alipayPublicKey: v.ALIPAY_PUBLIC_KEY, gatewayUrl: v.ALIPAY_GATEWAY_URL, ...common };
 }
 
-function loadAlipay(text: Text, url: Url, problems: string[], sandbox: SandboxFile, shared: Shared): AlipayGatewayConfig | undefined {
-  const checkout = text("ALIPAY_CHECKOUT") ?? "qr";
-  if (checkout !== "qr" && checkout !== "page") problems.push(`ALIPAY_CHECKOUT must be qr or page: got ${checkout}`);
-  const common = {
-    notifyUrl: `${shared.publicUrl}/v1/payments/alipay/notify`,
-    returnUrl: url("ALIPAY_RETURN_URL"),
-    checkout: checkout === "page" ? ("page" as const) : ("qr" as const),
-    timeoutMs: shared.gatewayTimeoutMs,
-  };
-  if (sandbox.alipay) return { ...sandbox.alipay, ...common };
-  const values = required(text, problems, ["ALIPAY_APP_ID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"], "Alipay");
-  if (!values) return undefined;
-  return {
-    appId: values.ALIPAY_APP_ID!,
-    privateKey: values.ALIPAY_PRIVATE_KEY!,
-    alipayPublicKey: values.ALIPAY_PUBLIC_KEY!,
-    gatewayUrl: url("ALIPAY_GATEWAY_URL", "https://openapi.alipay.com/gateway.do")!,
-    ...common,
-  };
-}
-
-function loadWechat(text: Text, url: Url, problems: string[], sandbox: SandboxFile, shared: Shared): WechatGatewayConfig | undefined {
-  const common = { notifyUrl: `${shared.publicUrl}/v1/payments/wechat/notify`, timeoutMs: shared.gatewayTimeoutMs };
-  if (sandbox.wechat) return { ...sandbox.wechat, ...common };
-  const values = required(
-    text,
-    problems,
-    ["WECHAT_APP_ID", "WECHAT_MCH_ID", "WECHAT_MERCHANT_SERIAL_NO", "WECHAT_MERCHANT_PRIVATE_KEY", "WECHAT_MERCHANT_CERTIFICATE", "WECHAT_API_V3_KEY"],
-    "WeChat Pay",
-  );
-  if (!values) return undefined;
-  if (values.WECHAT_API_V3_KEY!.length !== 32) problems.push("WECHAT_API_V3_KEY must be 32 characters");
-  const publicKey = text("WECHAT_PAY_PUBLIC_KEY");
-  const publicKeyId = text("WECHAT_PAY_PUBLIC_KEY_ID");
-  const certificatesDir = text("WECHAT_PLATFORM_CERTIFICATES_DIR");
-  let platform: WechatGatewayConfig["platform"] | undefined;
-  if (publicKey && publicKeyId) {
-    platform = { mode: "publicKey", publicKey, publicKeyId };
-  } else if (certificatesDir) {
-    try {
-      const files = readdirSync(certificatesDir).filter((f) => f.endsWith(".pem"));
-      const certificates = Object.fromEntries(files.map((f) => [f.replace(/\.pem$/, ""), readFileSync(path.join(certificatesDir, f), "utf8")]));
-      if (files.length === 0) problems.push(`WECHAT_PLATFORM_CERTIFICATES_DIR ${certificatesDir} holds no <serial>.pem file`);
-      platform = { mode: "certificate", certificates };
-    } catch (error) {
-      problems.push(`WECHAT_PLATFORM_CERTIFICATES_DIR: cannot read ${certificatesDir} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
-    }
-  } else {
-    problems.push("WeChat Pay needs WECHAT_PAY_PUBLIC_KEY and WECHAT_PAY_PUBLIC_KEY_ID, or WECHAT_PLATFORM_CERTIFICATES_DIR");
-  }
+function wechatConfig(v: Variables, publicUrl: string): WechatGatewayConfig | undefined {
+  const common = { notifyUrl: `${publicUrl}/v1/payments/wechat/notify`, timeoutMs: v.GATEWAY_TIMEOUT_MS };
+  const sandbox = v.SANDBOX_DIR?.file.wechat;
+  if (sandbox) return { ...sandbox, ...common };
+  const { WECHAT_APP_ID, WECHAT_MCH_ID, WECHAT_MERCHANT_SERIAL_NO, WECHAT_MERCHANT_PRIVATE_KEY, WECHAT_MERCHANT_CERTIFICATE, WECHAT_API_V3_KEY } = v;
+  if (!WECHAT_APP_ID || !WECHAT_MCH_ID || !WECHAT_MERCHANT_SERIAL_NO || !WECHAT_MERCHANT_PRIVATE_KEY || !WECHAT_MERCHANT_CERTIFICATE || !WECHAT_API_V3_KEY) return undefined;
+  const platform: WechatGatewayConfig["platform"] | undefined =
+    v.WECHAT_PAY_PUBLIC_KEY && v.WECHAT_PAY_PUBLIC_KEY_ID
+      ? { mode: "publicKey", publicKey: v.WECHAT_PAY_PUBLIC_KEY, publicKeyId: v.WECHAT_PAY_PUBLIC_KEY_ID }
+      : v.WECHAT_PLATFORM_CERTIFICATES_DIR && { mode: "certificate", certificates: v.WECHAT_PLATFORM_CERTIFICATES_DIR };
   if (!platform) return undefined;
   return {
-    appId: values.WECHAT_APP_ID!,
-    mchId: values.WECHAT_MCH_ID!,
-    merchantSerialNo: values.WECHAT_MERCHANT_SERIAL_NO!,
-    merchantPrivateKey: values.WECHAT_MERCHANT_PRIVATE_KEY!,
-    merchantCertificate: values.WECHAT_MERCHANT_CERTIFICATE!,
-    apiV3Key: values.WECHAT_API_V3_KEY!,
+    appId: WECHAT_APP_ID,
+    mchId: WECHAT_MCH_ID,
+    merchantSerialNo: WECHAT_MERCHANT_SERIAL_NO,
+    merchantPrivateKey: WECHAT_MERCHANT_PRIVATE_KEY,
+    merchantCertificate: WECHAT_MERCHANT_CERTIFICATE,
+    apiV3Key: WECHAT_API_V3_KEY,
     platform,
-    baseUrl: url("WECHAT_BASE_URL", "https://api.mch.weixin.qq.com")!,
+    baseUrl: v.WECHAT_BASE_URL,
     ...common,
   };
+}
+
+/** The configuration: the variables' schema, checked together, as the typed object the service is built from. */
+export const environmentSchema = variables.superRefine(checkTogether).transform(toConfig);
+
+// ---- Reading the environment -------------------------------------------------------------------------------
+
+/**
+ * Each variable's text, from `NAME` or from the file named by `NAME_FILE` (trimmed; empty means unset). Files
+ * are the only I/O here: what cannot be read is a problem naming the variable and the path, never the contents.
+ */
+function readVariables(env: Env): { values: Record<string, string | undefined>; problems: string[] } {
+  const values: Record<string, string | undefined> = {};
+  const problems: string[] = [];
+  for (const name of VARIABLES) {
+    const direct = env[name]?.trim() || undefined;
+    const file = env[`${name}_FILE`]?.trim() || undefined;
+    values[name] = direct;
+    if (file === undefined) continue;
+    if (direct !== undefined) {
+      problems.push(`${name} and ${name}_FILE are both set: set only one`);
+      continue;
+    }
+    try {
+      values[name] = readFileSync(file, "utf8").trim() || undefined;
+      if (values[name] === undefined) problems.push(`${name}_FILE: ${file} is empty`);
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    }
+  }
+  return { values, problems };
+}
+
+/** A problem as a person reads it: the variable first (unless the message starts with it already). */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const name = issue.path.map(String).join(".");
+  return name === "" || issue.message.startsWith(name) ? issue.message : `${name} ${issue.message}`;
+}
+
+export function loadConfig(env: Env): Config {
+  const { values, problems } = readVariables(env);
+  const parsed = environmentSchema.safeParse(values);
+  if (parsed.success && problems.length === 0) return parsed.data;
+  throw new ConfigError([...problems, ...(parsed.error?.issues.map(describeIssue) ?? [])]);
 }

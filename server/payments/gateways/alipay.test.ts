@@ -276,6 +276,15 @@ describe("Alipay gateway: signatures on the wire", () => {
     assert.ok((await reformatted.createPayment(newOrder(100n))).qrCode);
   });
 
+  it("refuses to start with a configuration its schema does not accept, naming the fields", () => {
+    assert.throws(() => createAlipayGateway({ ...configFor(sandbox, alipay), gatewayUrl: "gateway.do", appId: "" }), (error: Error) => {
+      assert.match(error.message, /^Alipay gateway configuration: /);
+      assert.match(error.message, /appId/);
+      assert.match(error.message, /gatewayUrl/);
+      return true;
+    });
+  });
+
   it("refuses to start with a key that is not an RSA key, without echoing it", () => {
     assert.throws(() => createAlipayGateway({ ...configFor(sandbox, alipay), privateKey: "not-a-secret-key" }), (error: Error) => {
       assert.match(error.message, /app private key is not an RSA key/);

@@ -39,13 +39,21 @@ export const alipayGatewayConfigSchema = z.object({
 });
 export type AlipayGatewayConfig = z.infer<typeof alipayGatewayConfigSchema>;
 
+/** The gateway refuses to start on a configuration its schema does not accept, naming the fields (never their values: keys). */
+function checkConfig(input: AlipayGatewayConfig): AlipayGatewayConfig {
+  const parsed = alipayGatewayConfigSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new Error(`Alipay gateway configuration: ${parsed.error.issues.map((i) => `${i.path.map(String).join(".")} ${i.message}`).join("; ")}`);
+}
+
 /** Alipay's "it worked" response code; anything else carries a sub_code saying why not. */
 const ALIPAY_SUCCESS = "10000";
 /** Definitive refusals of a refund are `failed`; these two may pass on a later retry, so they throw instead. */
 const RETRYABLE_REFUND_CODES = new Set(["ACQ.SYSTEM_ERROR", "ACQ.SELLER_BALANCE_NOT_ENOUGH"]);
 const PAID_STATUSES = new Set(["TRADE_SUCCESS", "TRADE_FINISHED"]);
 
-export function createAlipayGateway(config: AlipayGatewayConfig): PaymentGateway {
+export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway {
+  const config = checkConfig(input);
   const sdk = new AlipaySdk({
     appId: config.appId,
     // The SDK re-wraps the key body under the header `keyType` names, so hand it one canonical encoding.

@@ -4,6 +4,7 @@ import { startFaultProxy } from "../../../devtools/testing/faultProxy";
 import { type Database, DatabaseUnavailableError, connectPostgres } from "./database";
 import { loadMigrations, migrate } from "./migrate";
 import { createTestDatabase, describeWithDatabases } from "../../../devtools/testing/databases";
+import { skipWithoutPostgres } from "../../../devtools/testing/services";
 
 describeWithDatabases("database", (db, kind) => {
   it("migrations are recorded and applied once; running them again does nothing", async () => {
@@ -62,7 +63,7 @@ describeWithDatabases("database", (db, kind) => {
  * (a TCP proxy that stops forwarding). None of them may crash the process; each surfaces as
  * DatabaseUnavailableError within the configured timeouts, and the pool recovers by itself.
  */
-describe("PostgreSQL connection faults", { skip: process.env.DATABASE_URL ? false : "needs DATABASE_URL" }, () => {
+describe("PostgreSQL connection faults", { skip: skipWithoutPostgres }, () => {
   let handle: Awaited<ReturnType<typeof createTestDatabase>>;
   let admin: Database;
   before(async () => {
