@@ -7,15 +7,14 @@
  * configured EntryPoint and with a deadline: a dead RPC must not hold the page, and what the database knows is
  * answered regardless.
  */
-import { type Address, parseAbi } from "viem";
+import type { Address } from "viem";
 import { entryPoint07Abi } from "viem/account-abstraction";
+// typed ABIs (viem's EntryPoint v0.7, our committed FiatPaymaster one): no compiled artifact is needed at run time
+import { fiatPaymasterAbi } from "../chain/fiatPaymasterAbi";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Queryable } from "../platform/db/database";
 import type { DepositHealth } from "../sponsorship/depositMonitor";
 import { countOpenHolds, outstandingHoldsWei } from "../sponsorship/holds";
-
-/** The FiatPaymaster and EntryPoint v0.7 views read here (typed reads, no compiled artifact needed at runtime). */
-const paymasterAbi = parseAbi(["function owner() view returns (address)", "function pendingOwner() view returns (address)", "function signers() view returns (address[])"]);
 
 const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
 
@@ -71,9 +70,9 @@ async function readChain(chain: ChainRuntime) {
   const [headBlock, info, owner, pendingOwner, signers] = await Promise.all([
     client.getBlockNumber({ cacheTime: 0 }),
     client.readContract({ address: config.entryPoint, abi: entryPoint07Abi, functionName: "getDepositInfo", args: [config.paymaster] }),
-    client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "owner" }),
-    client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "pendingOwner" }),
-    client.readContract({ address: config.paymaster, abi: paymasterAbi, functionName: "signers" }),
+    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "owner" }),
+    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "pendingOwner" }),
+    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "signers" }),
   ]);
   return { headBlock, info, owner, pendingOwner: pendingOwner === ZERO_ADDRESS ? null : pendingOwner, signers: [...signers] };
 }

@@ -14,7 +14,7 @@ import {
 } from "viem";
 import { entryPoint07Abi } from "viem/account-abstraction";
 import { ENTRY_POINT_V07 } from "./addresses";
-import { fiatPaymasterArtifact } from "./artifacts";
+import { fiatPaymasterAbi } from "./fiatPaymasterAbi";
 
 export type OperatorWallet = WalletClient<Transport, Chain, Account>;
 
@@ -38,7 +38,7 @@ export type PaymasterStatus = {
   signers: Address[];
 };
 
-const paymasterAbi = (): Abi => fiatPaymasterArtifact().abi;
+const paymasterAbi = (): Abi => fiatPaymasterAbi;
 
 type DepositInfo = { deposit: bigint; staked: boolean; stake: bigint; unstakeDelaySec: number; withdrawTime: number };
 
