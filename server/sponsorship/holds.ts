@@ -18,6 +18,8 @@ import type { Database, Queryable } from "../platform/db/database";
 import { GroupCommitter } from "../platform/db/groupCommit";
 import { type BatchEntry, applyEntries, lockBalance, release } from "../ledger/ledger";
 import { SponsorError } from "./errors";
+import type { ApiKey } from "./apiKeys";
+import { spendPeriodStart } from "./policy";
 import type { Quote } from "./pricing";
 
 export type HoldRequest = {
@@ -441,4 +443,14 @@ export async function reopenHold(tx: Queryable, p: { holdId: string; account: st
       WHERE id = $1`,
     [p.holdId, p.amountFen],
   );
+}
+
+/** What an API key has spent on a sender, and in all, in the periods of its policy's spend limits (0 without one). */
+export async function spentInPolicyPeriods(db: Queryable, apiKey: ApiKey, sender: string, at: Date): Promise<{ sender: bigint; global: bigint }> {
+  const { senderSpendLimit, globalSpendLimit } = apiKey.policy;
+  const [senderSpent, globalSpent] = await Promise.all([
+    senderSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, account: sender, since: spendPeriodStart(at, senderSpendLimit.periodSeconds) }) : 0n,
+    globalSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, since: spendPeriodStart(at, globalSpendLimit.periodSeconds) }) : 0n,
+  ]);
+  return { sender: senderSpent, global: globalSpent };
 }

@@ -20,8 +20,7 @@ import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
 import { type DepositHealthSource, type PaymasterGas, checkDeposit, checkFee, checkGas, checkNonce, checkPolicy, checkRateLimits, paymasterGas, resolveChain } from "./checks";
 import { SponsorError } from "./errors";
-import { HoldWindowConflict, type HoldReserver, spentSince } from "./holds";
-import { spendPeriodStart } from "./policy";
+import { HoldWindowConflict, type HoldReserver, spentInPolicyPeriods } from "./holds";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
 import { type SenderProofVerifier, createSenderProofVerifier } from "./senderProof";
 import { paymasterHashBuffer, userOperationHashV07 } from "./signing/hashing";
@@ -85,6 +84,29 @@ export type SponsorServiceOptions = {
 /** A replacement whose hold's window has less than this left is refused (nonce_held) rather than signed. */
 const MIN_USEFUL_WINDOW_MS = 10_000;
 
+/** Counts each request's outcome per chain; only configured chains become label values (a caller cannot mint series). */
+async function measured<T>(options: Pick<SponsorServiceOptions, "chains" | "metrics">, method: string, params: SponsorshipParams, run: () => Promise<T & { chainId?: number }>): Promise<T> {
+  const count = (chain: number | undefined, outcome: string) => {
+    const label = chain !== undefined && options.chains.has(chain) ? String(chain) : "unsupported";
+    options.metrics?.sponsorships.inc({ chain: label, method, outcome });
+  };
+  try {
+    const result = await run();
+    count(result.chainId, method === "stub" ? "stub" : "signed");
+    return result;
+  } catch (error) {
+    const chain = (() => {
+      try {
+        return parseChainId(params.chainId);
+      } catch {
+        return undefined;
+      }
+    })();
+    count(chain, error instanceof SponsorError ? error.reason : "error");
+    throw error;
+  }
+}
+
 /** The one sponsorship service both front doors call. */
 export interface SponsorService {
   /** ERC-7677 pm_getPaymasterStubData: data of the final length for gas estimation; reserves nothing. */
@@ -109,18 +131,6 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: chain.config.paymaster, sender: op.sender, context, now: now() });
   }
 
-  async function spendSoFar(caller: Caller, op: UserOperationInput): Promise<{ sender: bigint; global: bigint }> {
-    const policy = caller.apiKey.policy;
-    const at = now();
-    const [sender, global] = await Promise.all([
-      policy.senderSpendLimit
-        ? spentSince(options.db, { apiKeyId: caller.apiKey.id, account: op.sender, since: spendPeriodStart(at, policy.senderSpendLimit.periodSeconds) })
-        : 0n,
-      policy.globalSpendLimit ? spentSince(options.db, { apiKeyId: caller.apiKey.id, since: spendPeriodStart(at, policy.globalSpendLimit.periodSeconds) }) : 0n,
-    ]);
-    return { sender, global };
-  }
-
   function fields(chain: ChainRuntime, paymasterData: Hex, gas: { verification: bigint; postOp: bigint }): PaymasterFields {
     return {
       paymaster: chain.config.paymaster,
@@ -130,30 +140,6 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
       sponsor: { name: options.sponsorName },
       isFinal: false,
     };
-  }
-
-  function count(chain: number | undefined, method: string, outcome: string): void {
-    // only configured chains become label values: a caller must not be able to mint metric series
-    const label = chain !== undefined && options.chains.has(chain) ? String(chain) : "unsupported";
-    options.metrics?.sponsorships.inc({ chain: label, method, outcome });
-  }
-
-  async function measured<T>(method: string, params: SponsorshipParams, run: () => Promise<T & { chainId?: number }>): Promise<T> {
-    try {
-      const result = await run();
-      count(result.chainId, method, method === "stub" ? "stub" : "signed");
-      return result;
-    } catch (error) {
-      const chain = (() => {
-        try {
-          return parseChainId(params.chainId);
-        } catch {
-          return undefined;
-        }
-      })();
-      count(chain, method, error instanceof SponsorError ? error.reason : "error");
-      throw error;
-    }
   }
 
   /**
@@ -226,7 +212,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
   return {
     /** ERC-7677 pm_getPaymasterStubData: data of the final length for gas estimation; reserves nothing. */
     getStubData(params: SponsorshipParams, caller: Caller): Promise<PaymasterFields> {
-      return measured("stub", params, async () => {
+      return measured(options, "stub", params, async () => {
         const chain = resolveChain(options.chains, params);
         const op = parseUserOperation(params.userOp, { requireGas: false });
         await checkRateLimits(options.rateLimiter, caller, op.sender);
@@ -239,7 +225,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
 
     /** ERC-7677 pm_getPaymasterData and POST /v1/sponsorships: checks, holds the worst case, signs. */
     sponsor(params: SponsorshipParams, caller: Caller): Promise<Sponsorship> {
-      return measured("final", params, async () => {
+      return measured(options, "final", params, async () => {
         const chain = resolveChain(options.chains, params);
         const parsed = parseUserOperation(params.userOp, { requireGas: true });
         const gas = paymasterGas(chain, params.userOp);
@@ -252,7 +238,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
         const quote = await chain.quote();
         // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
         const maxChargeFen = holdFen(op, quote) || 1n;
-        checkPolicy(caller, chain, op, maxChargeFen, await spendSoFar(caller, op), now());
+        checkPolicy(caller, chain, op, maxChargeFen, await spentInPolicyPeriods(options.db, caller.apiKey, op.sender, now()), now());
         const webhook = caller.apiKey.policy.approvalWebhook;
         if (webhook) {
           const answer = await askApproval(webhook, {
