@@ -6,7 +6,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { z } from "zod";
+import { createTestDatabase } from "../../devtools/testing/databases";
 import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../../devtools/testing/paymentsStack";
+import { ADMIN_TOKEN as SPONSOR_ADMIN_TOKEN, type SponsorStack, startSponsorStack } from "../../devtools/testing/sponsorStack";
+import { buildUserOperation, newSimpleAccount } from "../../devtools/userOperations";
+import { ENTRY_POINT_V07 } from "../chain/addresses";
 import { accountSchemaOut } from "./accounts";
 import {
   accountLedgerSchema,
@@ -25,12 +29,20 @@ import {
 } from "./admin";
 import { healthSchema, publicConfigSchema, readySchema } from "./common";
 import { orderSchema, refundSchema } from "./payments";
-import { apiKeyListSchema, apiKeySchema, createdApiKeySchema } from "./sponsorship";
+import { apiKeyListSchema, apiKeySchema, createdApiKeySchema, quoteSchema, sponsorshipSchema } from "./sponsorship";
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /** The answer's body, after asserting its status, that `schema` accepts it, and that it has no member the schema does not describe. */
-function answered<T extends z.ZodType>(schema: T, res: { status: number; body: unknown; text: string }, status = 200): z.output<T> {
+type Res = { status: number; body: unknown; text: string };
+
+async function fetched(url: string, init: RequestInit = {}): Promise<Res> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined, text };
+}
+
+function answered<T extends z.ZodType>(schema: T, res: Res, status = 200): z.output<T> {
   assert.equal(res.status, status, res.text);
   const parsed = schema.safeParse(res.body);
   assert.ok(parsed.success, `${res.text.slice(0, 300)}\n→ ${parsed.success ? "" : parsed.error.message}`);
@@ -89,5 +101,52 @@ describe("the answers parse with their response schemas", () => {
     assert.ok(answered(adminActionPage, await get("/admin/audit")).items.length > 0);
     answered(chainAdminStatusList, await get("/admin/chains"));
     answered(statsSchema, await get("/admin/stats"));
+  });
+});
+
+describe("the sponsorship answers parse with their response schemas", () => {
+  let stack: SponsorStack;
+  let drop: () => Promise<void>;
+  const admin = { authorization: `Bearer ${SPONSOR_ADMIN_TOKEN}` };
+  before(async () => {
+    const database = await createTestDatabase("pglite");
+    drop = database.drop;
+    stack = await startSponsorStack({ db: database.db });
+  });
+  after(async () => {
+    await stack?.stop();
+    await drop?.();
+  });
+
+  it("a REST sponsorship, a quote, the chain's admin status, its hold and readiness", async () => {
+    const account = await newSimpleAccount(stack.chain.client);
+    await stack.fund(account.address, 1_000_000n);
+    const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
+    const hex = (v: bigint) => `0x${v.toString(16)}`;
+    const userOp = {
+      sender: op.sender,
+      nonce: hex(op.nonce),
+      factory: op.factory,
+      factoryData: op.factoryData,
+      callData: op.callData,
+      callGasLimit: hex(op.callGasLimit),
+      verificationGasLimit: hex(op.verificationGasLimit),
+      preVerificationGas: hex(op.preVerificationGas),
+      maxFeePerGas: hex(op.maxFeePerGas),
+      maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
+      signature: "0x",
+    };
+    const sponsored = await fetched(`${stack.url}/v1/sponsorships`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
+      body: JSON.stringify({ chainId: stack.chain.anvil.chainId, entryPoint: ENTRY_POINT_V07, userOp }),
+    });
+    answered(sponsorshipSchema, sponsored, 201);
+    answered(quoteSchema, await fetched(`${stack.url}/v1/quote?chainId=${stack.chain.anvil.chainId}&gas=100000`));
+    const chains = answered(chainAdminStatusList, await fetched(`${stack.url}/admin/chains`, { headers: admin }));
+    assert.equal(chains.chains.length, 1);
+    assert.equal(answered(adminHoldPage, await fetched(`${stack.url}/admin/holds`, { headers: admin })).items.length, 1);
+    answered(readySchema, await fetched(`${stack.url}/readyz`));
+    answered(publicConfigSchema, await fetched(`${stack.url}/v1/config`));
   });
 });
