@@ -18,22 +18,23 @@ import { type Logger, createLogger, requestLogging } from "./platform/logger";
 import { type Metrics, createMetrics, httpMetrics } from "./platform/metrics";
 import { openApiDocument } from "./http/openapi";
 import { AppError } from "./platform/errors";
+import { publicConfigRoutes } from "./http/publicConfig";
 import { problemHandler, sendProblem } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./platform/rateLimit";
 import { type Readiness, createReadiness } from "./http/readiness";
 import { serveWithShutdown } from "./http/server";
 import { webRouter } from "./http/web";
-import { getBalance, recentEntries } from "./ledger/ledger";
+import { accountRoutes } from "./ledger/routes";
 import { startCallbackPurge } from "./payments/callbacks";
 import { createAlipayGateway } from "./payments/gateways/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
 import { type Reconciler, startReconciler } from "./payments/reconcile";
 import { withCircuitBreaker } from "./payments/gateways/circuitBreaker";
-import { accountSchema, paymentsRouter } from "./payments/routes";
+import { paymentsRouter } from "./payments/routes";
 import { createWechatGateway } from "./payments/gateways/wechat";
 import { createApiKey, createApiKeyAuthenticator } from "./sponsorship/apiKeys";
 import { SPONSOR_ERROR_CODES } from "./sponsorship/errors";
-import { createHoldReserver, listHolds } from "./sponsorship/holds";
+import { createHoldReserver } from "./sponsorship/holds";
 import { rpcFastPath, rpcRouter } from "./sponsorship/rpc";
 import { sponsorRoutes } from "./sponsorship/routes";
 import { type PaymasterSigner, createLocalSigner } from "./sponsorship/signing/signer";
@@ -238,44 +239,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }),
   );
 
-  // public (anyone may look up an address): amounts, kinds, times and order ids only — never an operator's memo
-  // (an adjustment's reason may name a person) or internal references
-  app.get("/v1/accounts/:address", async (req, res) => {
-    const address = accountSchema.parse(req.params.address).toLowerCase();
-    const balance = await getBalance(db, address);
-    const [entries, holds] = await Promise.all([recentEntries(db, address, 20), listHolds(db, address, { status: "open" })]);
-    res.json({
-      account: address,
-      availableFen: balance.availableFen.toString(),
-      heldFen: balance.heldFen.toString(),
-      openHolds: holds.map((h) => ({
-        id: h.id,
-        chainId: h.chainId,
-        nonce: h.nonce,
-        amountFen: h.amountFen.toString(),
-        validUntil: h.validUntil.toISOString(),
-        createdAt: h.createdAt.toISOString(),
-      })),
-      entries: entries.map((e) => ({
-        kind: e.kind,
-        availableDeltaFen: e.availableDeltaFen.toString(),
-        heldDeltaFen: e.heldDeltaFen.toString(),
-        ...(e.kind === "topup" ? { orderId: e.reference } : {}),
-        createdAt: e.createdAt.toISOString(),
-      })),
-    });
-  });
-
-  // what the pages need to know: limits, providers, and (sandbox only) the chain and demo key for the demo DApp
-  app.get("/v1/config", (_req, res) => {
-    res.json({
-      orders: { minFen: config.orders.minFen.toString(), maxFen: config.orders.maxFen.toString() },
-      providers: [...gateways.keys()],
-      sandbox: config.sandbox,
-      chains: [...chains.values()].map((c) => ({ chainId: c.config.chainId, name: c.config.name, paymaster: c.config.paymaster, entryPoint: c.config.entryPoint, ...(config.sandbox ? { rpcUrl: c.config.rpcUrl, bundlerUrl: c.config.bundlerUrl } : {}) })),
-      ...(config.sandbox && config.bootstrapApiKey ? { demoApiKey: config.bootstrapApiKey } : {}),
-    });
-  });
+  app.use(accountRoutes({ db }));
+  app.use(publicConfigRoutes({ config, gateways, chains }));
   app.use(webRouter());
 
   app.use((req, _res, next) => next(new AppError(404, "not_found", `no route ${req.method} ${req.path}`)));

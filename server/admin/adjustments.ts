@@ -6,6 +6,8 @@ import { randomUUID } from "node:crypto";
 import type { Database, Queryable } from "../platform/db/database";
 import { AppError } from "../platform/errors";
 import { adjust, lockBalance } from "../ledger/ledger";
+import type { z } from "zod";
+import type { adjustmentSchema } from "../schemas/admin";
 import { recordAdminAction } from "./queries";
 
 export type AdjustmentInput = {
@@ -20,18 +22,8 @@ export type AdjustmentInput = {
 /** Who asked: the admin token is shared and says nothing about that, so the request is what is recorded. */
 export type Requester = { requestId?: string; ip?: string };
 
-export type Adjustment = {
-  adjustmentId: string;
-  account: string;
-  amountFen: string;
-  reason: string;
-  availableFen: string;
-  heldFen: string;
-  /** false when an earlier request with the same idempotencyKey already applied it (nothing changed now). */
-  applied: boolean;
-  auditId: string | null;
-  createdAt: string;
-};
+/** What `POST /admin/adjustments` answers (`applied` is false when an earlier request with the same idempotencyKey already applied it). */
+export type Adjustment = z.input<typeof adjustmentSchema>;
 
 const adjustmentIdOf = (input: AdjustmentInput): string => (input.idempotencyKey ? `adj:${input.idempotencyKey}` : `adj_${randomUUID()}`);
 

@@ -9,6 +9,21 @@
 import type { Queryable } from "../platform/db/database";
 import { AppError } from "../platform/errors";
 import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
+import type { ledgerKindSchema } from "../schemas/accounts";
+import type {
+  adminAccountSchema,
+  adminActionSchema,
+  adminHoldSchema,
+  adminLedgerEntrySchema,
+  adminOrderSchema,
+  holdStatusSchema,
+  paymentCallbackSchema,
+  reconciliationRunSchema,
+  settlementSchema,
+  settlementStatusSchema,
+} from "../schemas/admin";
+import type { providerSchema, refundSchema, refundStatusSchema } from "../schemas/payments";
+import type { z } from "zod";
 
 export type Page<T> = { items: T[]; nextBefore: string | null };
 
@@ -51,7 +66,7 @@ const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
 // ---- Orders, callbacks, refunds ----------------------------------------------------------------------------
 
-const orderView = (o: Order) => ({
+const orderView = (o: Order): AdminOrder => ({
   id: o.id,
   account: o.account,
   provider: o.provider,
@@ -68,7 +83,7 @@ const orderView = (o: Order) => ({
   createdAt: o.createdAt.toISOString(),
   updatedAt: o.updatedAt.toISOString(),
 });
-export type AdminOrder = ReturnType<typeof orderView>;
+export type AdminOrder = z.input<typeof adminOrderSchema>;
 
 export async function listOrders(db: Queryable, f: PageRequest & { status?: string; provider?: string; account?: string }): Promise<Page<AdminOrder>> {
   if (f.before) await requireCursorRow(db, "SELECT 1 FROM orders WHERE id = $1", f.before, "order");
@@ -88,18 +103,18 @@ export async function findOrder(db: Queryable, id: string): Promise<AdminOrder |
 
 type CallbackRow = {
   id: bigint;
-  provider: string;
+  provider: z.infer<typeof providerSchema>;
   order_id: string | null;
-  outcome: string;
+  outcome: AdminCallback["outcome"];
   verified: boolean;
   detail: string | null;
   received_at: Date;
   payload?: unknown;
-  headers?: unknown;
+  headers?: Record<string, unknown>;
   raw_body?: string;
 };
 
-const callbackView = (r: CallbackRow) => ({
+const callbackView = (r: CallbackRow): AdminCallback => ({
   id: r.id.toString(),
   provider: r.provider,
   orderId: r.order_id,
@@ -109,7 +124,7 @@ const callbackView = (r: CallbackRow) => ({
   receivedAt: r.received_at.toISOString(),
   ...(r.raw_body !== undefined ? { payload: r.payload ?? null, headers: r.headers, rawBody: r.raw_body } : {}),
 });
-export type AdminCallback = ReturnType<typeof callbackView>;
+export type AdminCallback = z.input<typeof paymentCallbackSchema>;
 
 /** What the signature covers and what was decoded from it: only with `raw` (it carries payer details). */
 const callbackColumns = (raw: boolean) => `id, provider, order_id, outcome, verified, detail, received_at${raw ? ", payload, headers, raw_body" : ""}`;
@@ -139,7 +154,7 @@ type RefundRow = {
   order_id: string;
   account: string;
   amount_fen: bigint;
-  status: string;
+  status: z.infer<typeof refundStatusSchema>;
   gateway_refund_no: string | null;
   failure_reason: string | null;
   created_at: Date;
@@ -148,7 +163,7 @@ type RefundRow = {
 
 const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, created_at, updated_at";
 
-const refundView = (r: RefundRow) => ({
+const refundView = (r: RefundRow): AdminRefund => ({
   id: r.id,
   orderId: r.order_id,
   account: r.account,
@@ -159,7 +174,7 @@ const refundView = (r: RefundRow) => ({
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
-export type AdminRefund = ReturnType<typeof refundView>;
+export type AdminRefund = z.input<typeof refundSchema>;
 
 export async function refundsOfOrder(db: Queryable, orderId: string): Promise<AdminRefund[]> {
   const { rows } = await db.query<RefundRow>(`SELECT ${REFUND_COLUMNS} FROM refunds WHERE order_id = $1 ORDER BY created_at, id`, [orderId]);
@@ -181,14 +196,14 @@ export async function listRefunds(db: Queryable, f: PageRequest & { status?: str
 
 type AccountRow = { address: string; available_fen: bigint; held_fen: bigint; created_at: Date; updated_at: Date };
 
-const accountView = (r: AccountRow) => ({
+const accountView = (r: AccountRow): AdminAccount => ({
   account: r.address,
   availableFen: r.available_fen.toString(),
   heldFen: r.held_fen.toString(),
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
-export type AdminAccount = ReturnType<typeof accountView>;
+export type AdminAccount = z.input<typeof adminAccountSchema>;
 
 /** Most recently active first: updated_at moves with every balance change. */
 export async function listAccounts(db: Queryable, f: PageRequest): Promise<Page<AdminAccount>> {
@@ -206,9 +221,9 @@ export async function findAccount(db: Queryable, address: string): Promise<Admin
   return rows[0] && accountView(rows[0]);
 }
 
-type EntryRow = { id: bigint; kind: string; available_delta_fen: bigint; held_delta_fen: bigint; reference: string; memo: string | null; created_at: Date };
+type EntryRow = { id: bigint; kind: z.infer<typeof ledgerKindSchema>; available_delta_fen: bigint; held_delta_fen: bigint; reference: string; memo: string | null; created_at: Date };
 
-const entryView = (r: EntryRow) => ({
+const entryView = (r: EntryRow): AdminLedgerEntry => ({
   id: r.id.toString(),
   kind: r.kind,
   availableDeltaFen: r.available_delta_fen.toString(),
@@ -217,7 +232,7 @@ const entryView = (r: EntryRow) => ({
   memo: r.memo,
   createdAt: r.created_at.toISOString(),
 });
-export type AdminLedgerEntry = ReturnType<typeof entryView>;
+export type AdminLedgerEntry = z.input<typeof adminLedgerEntrySchema>;
 
 export async function listLedgerEntries(db: Queryable, f: PageRequest & { account: string; kind?: string }): Promise<Page<AdminLedgerEntry>> {
   const q = new Filter()
@@ -239,7 +254,7 @@ type HoldRow = {
   account: string;
   nonce: string;
   api_key_id: string | null;
-  status: string;
+  status: z.infer<typeof holdStatusSchema>;
   amount_fen: bigint;
   max_cost_wei: string;
   revision: number;
@@ -249,7 +264,7 @@ type HoldRow = {
   updated_at: Date;
 };
 
-const holdView = (r: HoldRow) => ({
+const holdView = (r: HoldRow): AdminHold => ({
   id: r.id,
   chainId: Number(r.chain_id),
   account: r.account,
@@ -264,7 +279,7 @@ const holdView = (r: HoldRow) => ({
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
-export type AdminHold = ReturnType<typeof holdView>;
+export type AdminHold = z.input<typeof adminHoldSchema>;
 
 export async function listHolds(db: Queryable, f: PageRequest & { status?: string; account?: string; chainId?: number }): Promise<Page<AdminHold>> {
   if (f.before) await requireCursorRow(db, "SELECT 1 FROM holds WHERE id = $1", f.before, "hold");
@@ -298,12 +313,12 @@ type SettlementRow = {
   block_hash: string;
   transaction_hash: string;
   log_index: number;
-  status: string;
+  status: z.infer<typeof settlementStatusSchema>;
   created_at: Date;
   reorged_at: Date | null;
 };
 
-const settlementView = (r: SettlementRow) => ({
+const settlementView = (r: SettlementRow): AdminSettlement => ({
   id: r.id.toString(),
   chainId: Number(r.chain_id),
   userOpHash: r.user_op_hash,
@@ -325,7 +340,7 @@ const settlementView = (r: SettlementRow) => ({
   createdAt: r.created_at.toISOString(),
   reorgedAt: iso(r.reorged_at),
 });
-export type AdminSettlement = ReturnType<typeof settlementView>;
+export type AdminSettlement = z.input<typeof settlementSchema>;
 
 export async function listSettlements(
   db: Queryable,
@@ -361,7 +376,7 @@ type RunRow = {
   detail: unknown;
 };
 
-const runView = (r: RunRow) => ({
+const runView = (r: RunRow): AdminReconciliationRun => ({
   id: r.id.toString(),
   startedAt: r.started_at.toISOString(),
   finishedAt: r.finished_at.toISOString(),
@@ -372,7 +387,7 @@ const runView = (r: RunRow) => ({
   errors: r.errors,
   detail: r.detail ?? null,
 });
-export type AdminReconciliationRun = ReturnType<typeof runView>;
+export type AdminReconciliationRun = z.input<typeof reconciliationRunSchema>;
 
 export async function listReconciliationRuns(db: Queryable, f: PageRequest): Promise<Page<AdminReconciliationRun>> {
   const q = new Filter().when(f.before, (p) => `id < ${p}`);
@@ -383,9 +398,9 @@ export async function listReconciliationRuns(db: Queryable, f: PageRequest): Pro
   return toPage(rows, f.limit, runView, (r) => r.id.toString());
 }
 
-type ActionRow = { id: bigint; action: string; detail: unknown; request_id: string | null; ip: string | null; created_at: Date };
+type ActionRow = { id: bigint; action: string; detail: Record<string, unknown>; request_id: string | null; ip: string | null; created_at: Date };
 
-const actionView = (r: ActionRow) => ({
+const actionView = (r: ActionRow): AdminAction => ({
   id: r.id.toString(),
   action: r.action,
   detail: r.detail,
@@ -393,7 +408,7 @@ const actionView = (r: ActionRow) => ({
   ip: r.ip,
   createdAt: r.created_at.toISOString(),
 });
-export type AdminAction = ReturnType<typeof actionView>;
+export type AdminAction = z.input<typeof adminActionSchema>;
 
 export async function listAdminActions(db: Queryable, f: PageRequest & { action?: string }): Promise<Page<AdminAction>> {
   const q = new Filter().when(f.action, (p) => `action = ${p}`).when(f.before, (p) => `id < ${p}`);

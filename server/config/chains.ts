@@ -3,9 +3,10 @@
  * integers: `fenPerNative` is fen per 1e18 wei of the native token, `markupBps` basis points, and the fee factor
  * is in percent, so no float ever reaches money.
  */
-import { type Address, getAddress, isAddress } from "viem";
+import type { Address } from "viem";
 import { z } from "zod";
 import { ENTRY_POINT_V07 } from "../chain/addresses";
+import { addressSchema as address, chainIdSchema, uintSchema } from "../schemas/primitives";
 
 export type GasCaps = {
   callGasLimit: bigint;
@@ -54,21 +55,15 @@ export type ChainConfig = {
   logRange: number;
 };
 
-const address = z.string().refine((v) => isAddress(v, { strict: false }), "must be a 0x-prefixed 20-byte address").transform((v) => getAddress(v));
-const wholeNumber = (what: string) =>
-  z
-    .union([z.number().int().nonnegative(), z.string().regex(/^\d{1,78}$/, `${what} must be a whole number`)])
-    .transform((v) => BigInt(v));
-
 const chainSchema = z
   .object({
-    chainId: z.number().int().positive(),
+    chainId: chainIdSchema,
     name: z.string().min(1).optional(),
     rpcUrl: z.url({ protocol: /^https?$/ }),
     bundlerUrl: z.url({ protocol: /^https?$/ }).optional(),
     entryPoint: address.default(ENTRY_POINT_V07),
     paymaster: address,
-    fenPerNative: wholeNumber("fenPerNative").refine((v) => v > 0n, "fenPerNative must be positive"),
+    fenPerNative: uintSchema.refine((v) => v > 0n, "fenPerNative must be positive"),
     markupBps: z.number().int().min(0).max(100_000).default(0),
     priceFeed: z
       .object({ nativeUsd: address, cnyUsd: address, maxAgeSeconds: z.number().int().positive().default(3_600) })
@@ -76,20 +71,20 @@ const chainSchema = z
     confirmations: z.number().int().min(0).max(1_000).default(2),
     maxFeePercent: z.number().int().min(100).max(100_000).default(1_000),
     maxPriorityFeePercent: z.number().int().min(100).max(100_000).default(300),
-    priorityFeeFloorWei: wholeNumber("priorityFeeFloorWei").default(100_000_000n),
+    priorityFeeFloorWei: uintSchema.default(100_000_000n),
     preVerificationGasPercent: z.number().int().min(100).max(100_000).default(200),
-    preVerificationGasAllowance: wholeNumber("preVerificationGasAllowance").default(0n),
+    preVerificationGasAllowance: uintSchema.default(0n),
     gasCaps: z
       .object({
-        callGasLimit: wholeNumber("callGasLimit").default(5_000_000n),
-        verificationGasLimit: wholeNumber("verificationGasLimit").default(1_000_000n),
-        preVerificationGas: wholeNumber("preVerificationGas").default(500_000n),
-        maxFeePerGas: wholeNumber("maxFeePerGas").default(1_000n * 10n ** 9n),
+        callGasLimit: uintSchema.default(5_000_000n),
+        verificationGasLimit: uintSchema.default(1_000_000n),
+        preVerificationGas: uintSchema.default(500_000n),
+        maxFeePerGas: uintSchema.default(1_000n * 10n ** 9n),
       })
       .prefault({}),
-    paymasterVerificationGasLimit: wholeNumber("paymasterVerificationGasLimit").default(60_000n),
-    paymasterPostOpGasLimit: wholeNumber("paymasterPostOpGasLimit").default(0n),
-    minDepositWei: wholeNumber("minDepositWei").default(10n ** 16n),
+    paymasterVerificationGasLimit: uintSchema.default(60_000n),
+    paymasterPostOpGasLimit: uintSchema.default(0n),
+    minDepositWei: uintSchema.default(10n ** 16n),
     logRange: z.number().int().min(1).max(100_000).default(2_000),
   })
   .strict();

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
+import type express from "express";
+import { startAdminApp } from "../../devtools/testing/adminClient";
+import { createTestDatabase } from "../../devtools/testing/databases";
+import type { App } from "../app";
 import { PROVIDERS } from "../payments/gateway";
 import { SPONSOR_ERROR_CODES, SponsorError, type SponsorErrorReason } from "../sponsorship/errors";
 import { policySchema } from "../sponsorship/policy";
@@ -27,14 +31,15 @@ const HTTP_METHODS = ["get", "put", "post", "delete", "options", "head", "patch"
 const SPONSOR_REASONS = Object.keys(SPONSOR_ERROR_CODES) as SponsorErrorReason[];
 
 /**
- * Directories under server/ whose routes this service does not serve, each with the reason. Every other source
- * file under server/ is scanned for route registrations, so a new router file is covered without touching this test.
+ * Directories under server/ whose routes this service does not serve, each with the reason: app.ts must not import
+ * them. (The routes are read from the app itself below, so a router of theirs would show up there if it were mounted.)
  */
 const NOT_SERVED: Record<string, string> = {
   simulator:
     "the Alipay / WeChat Pay gateway simulator is a separate express app (scripts/simulator.ts, the local stack, tests) that createApp never mounts: its routes are the gateways' APIs, not ours",
 };
 
+/** The served source files under server/ (for the problem types the code sends). */
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const full = path.join(dir, entry.name);
@@ -43,48 +48,48 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-type Registration = { method: string; path: string; file: string; guardedByAdmin: boolean };
+type Registration = { method: string; path: string };
+type Layer = { route?: { path: unknown; methods: Record<string, boolean> }; handle?: { stack?: Layer[] }; rawPath?: unknown; name?: string };
 
 /**
- * Every route registration in the served sources, as (METHOD, OpenAPI path). A registration is a call of a method
- * verb on a variable assigned `express()` or `express.Router()`. Whatever this cannot read exactly — a path that is
- * not a string literal, a template other than the `${provider}` of the notify loop, express 5 wildcard/optional
- * syntax, `.all()`/`.route()`, a router mounted under a prefix — is reported as unreadable, so the test fails rather
- * than silently skipping a route.
+ * Every route the express app answers, as (METHOD, OpenAPI path), read from its router at runtime: route layers,
+ * and the routers mounted at the root, recursively. Whatever this cannot translate exactly — a path that is not a
+ * string, express 5 wildcard/optional syntax, `.all()`, a router mounted under a path prefix — is reported as
+ * unreadable, so the test fails rather than silently skipping a route.
  */
-function registeredRoutes(): { routes: Registration[]; unreadable: string[] } {
+function servedRoutes(app: express.Express): { routes: Registration[]; unreadable: string[] } {
   const routes: Registration[] = [];
   const unreadable: string[] = [];
-  for (const file of sourceFiles(SERVER_DIR)) {
-    const source = readFileSync(file, "utf8");
-    const where = path.relative(SERVER_DIR, file);
-    const names = [...source.matchAll(/\b(?:const|let)\s+(\w+)\s*=\s*express(?:\.Router)?\(/g)].map((m) => m[1]!);
-    if (names.length === 0) continue;
-    const receiver = `\\b(?:${names.join("|")})`;
-    for (const m of source.matchAll(new RegExp(`${receiver}\\.(all|route)\\(`, "g"))) unreadable.push(`${where}: .${m[1]}() registers routes this test cannot enumerate`);
-    for (const m of source.matchAll(new RegExp(`${receiver}\\.use\\(\\s*["'\`]`, "g"))) unreadable.push(`${where}: a router mounted under a path prefix (${m[0]}…)`);
-    const verbs = new RegExp(`${receiver}\\.(${HTTP_METHODS.join("|")})\\(\\s*(?:(["'\`])((?:(?!\\2).)*)\\2)?([^\\n]*)`, "g");
-    for (const m of source.matchAll(verbs)) {
-      const [call, method, , literal, rest] = m;
-      if (literal === undefined) {
-        unreadable.push(`${where}: ${call.slice(0, 80)} (the path is not a string literal)`);
-        continue;
-      }
-      let paths = [literal];
-      if (literal.includes("${provider}")) {
-        if (!/for \(const provider of PROVIDERS\)/.test(source)) unreadable.push(`${where}: ${literal} outside a loop over PROVIDERS`);
-        paths = PROVIDERS.map((p) => literal.replaceAll("${provider}", p));
-      }
-      for (const p of paths) {
-        if (/\$\{|[*?+(){}]/.test(p)) {
-          unreadable.push(`${where}: ${p} (a template or express 5 pattern syntax this test does not translate)`);
+  const visit = (stack: Layer[], where: string): void => {
+    for (const layer of stack) {
+      if (layer.route) {
+        const { path: route, methods } = layer.route;
+        if (typeof route !== "string" || /[*?+(){}]/.test(route)) {
+          unreadable.push(`${where}: ${String(route)} (not a plain path)`);
           continue;
         }
-        routes.push({ method: method!.toUpperCase(), path: p.replace(/:(\w+)/g, "{$1}"), file: where, guardedByAdmin: /requireAdmin/.test(rest ?? "") });
+        for (const [method, on] of Object.entries(methods)) {
+          if (!on) continue;
+          if (!HTTP_METHODS.includes(method)) unreadable.push(`${where}: ${method} ${route} (.all() or an unknown method)`);
+          else routes.push({ method: method.toUpperCase(), path: route.replace(/:(\w+)/g, "{$1}") });
+        }
+      } else if (layer.handle?.stack) {
+        if (layer.rawPath !== "/") unreadable.push(`${where}: a router mounted under ${String(layer.rawPath)}`);
+        else visit(layer.handle.stack, `${where} > ${layer.name ?? "router"}`);
       }
     }
-  }
+  };
+  visit((app as unknown as { router: { stack: Layer[] } }).router.stack, "app");
   return { routes, unreadable };
+}
+
+/** What answers an admin-guarded route sends without a token: requireAdminToken's 401, before anything is read. */
+async function isAdminGuarded(url: string, route: Registration): Promise<boolean> {
+  const concrete = route.path.replace(/\{address\}/g, `0x${"0".repeat(40)}`).replace(/\{(\w+)\}/g, "x");
+  const body = route.method === "GET" || route.method === "HEAD" ? undefined : "{}";
+  const res = await fetch(`${url}${concrete}`, { method: route.method, headers: body ? { "content-type": "application/json" } : {}, body });
+  const text = await res.text();
+  return res.status === 401 && /admin token/.test(text);
 }
 
 function documentedOperations(): Map<string, Operation> {
@@ -217,14 +222,32 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
     });
   });
 
-  describe("lists exactly the routes the code registers", () => {
-    const { routes, unreadable } = registeredRoutes();
+  describe("lists exactly the routes the app serves", () => {
+    let served: { routes: Registration[]; unreadable: string[] };
+    let guarded: Map<string, boolean>;
+    let stop: () => Promise<void>;
+    let drop: () => Promise<void>;
+    before(async () => {
+      const database = await createTestDatabase("pglite");
+      drop = database.drop;
+      const started: { app: App; client: { url: string }; stop: () => Promise<void> } = await startAdminApp(database.db);
+      stop = started.stop;
+      served = servedRoutes(started.app.app);
+      guarded = new Map();
+      for (const route of served.routes) guarded.set(`${route.method} ${route.path}`, await isAdminGuarded(started.client.url, route));
+    });
+    after(async () => {
+      await stop?.();
+      await drop?.();
+    });
 
-    it("can read every route registration in the served sources", () => {
-      assert.deepEqual(unreadable, []);
-      // the scan works: routes of each router file the app mounts are found
-      const files = new Set(routes.map((r) => r.file));
-      for (const file of ["app.ts", "payments/routes.ts", "sponsorship/routes.ts", "sponsorship/rpc.ts"]) assert.ok(files.has(file), `no route found in ${file}`);
+    it("can read every route the app serves", () => {
+      assert.deepEqual(served.unreadable, []);
+      // the walk works: routes of each router the app mounts are found
+      const keys = new Set(served.routes.map((r) => `${r.method} ${r.path}`));
+      for (const key of ["GET /healthz", "POST /v1/orders", "GET /v1/accounts/{address}", "GET /v1/config", "POST /v1/sponsorships", "POST /rpc", "GET /admin/orders", "GET /admin/api-keys", "GET /checkout"]) {
+        assert.ok(keys.has(key), `${key} is not found in the app's router`);
+      }
     });
 
     it("does not mount the routers of the directories it skips (the simulator is a separate app)", () => {
@@ -232,32 +255,28 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
       for (const dir of Object.keys(NOT_SERVED)) assert.doesNotMatch(app, new RegExp(`from "\\./${dir}/`), `app.ts imports ${dir}/: ${NOT_SERVED[dir]}`);
     });
 
-    it("documents every registered (method, path), :param written {param}", () => {
+    it("documents every served (method, path), :param written {param}", () => {
       const documented = documentedOperations();
-      const missing = [...new Set(routes.map((r) => `${r.method} ${r.path}`))].filter((key) => !documented.has(key));
-      assert.deepEqual(missing, [], "routes registered in the code but missing from the OpenAPI document");
+      const missing = [...new Set(served.routes.map((r) => `${r.method} ${r.path}`))].filter((key) => !documented.has(key));
+      assert.deepEqual(missing, [], "routes the app serves but missing from the OpenAPI document");
     });
 
-    it("documents no route the code does not register", () => {
-      const registered = new Set(routes.map((r) => `${r.method} ${r.path}`));
+    it("documents no route the app does not serve", () => {
+      const registered = new Set(served.routes.map((r) => `${r.method} ${r.path}`));
       const stale = [...documentedOperations().keys()].filter((key) => !registered.has(key));
-      assert.deepEqual(stale, [], "operations in the OpenAPI document that no code registers");
+      assert.deepEqual(stale, [], "operations in the OpenAPI document that the app does not serve");
     });
 
     it("documents a callback route for each payment provider", () => {
       for (const provider of PROVIDERS) assert.ok(doc.paths[`/v1/payments/${provider}/notify`]?.post, provider);
     });
-  });
 
-  describe("documents authentication as the routes enforce it", () => {
-    const { routes } = registeredRoutes();
-
-    it("requires the admin token exactly on the routes guarded by requireAdmin", () => {
-      for (const route of routes) {
+    it("requires the admin token exactly on the routes that answer 401 without it", () => {
+      for (const route of served.routes) {
         const op = doc.paths[route.path]?.[route.method.toLowerCase()];
-        if (!op) continue; // reported by "documents every registered (method, path)"
+        if (!op) continue; // reported by "documents every served (method, path)"
         const admin = (op.security ?? []).some((r) => "adminToken" in r);
-        assert.equal(admin, route.guardedByAdmin, `${route.method} ${route.path}`);
+        assert.equal(admin, guarded.get(`${route.method} ${route.path}`), `${route.method} ${route.path}`);
         if (admin) {
           const statuses = Object.keys(op.responses);
           assert.ok(statuses.includes("401") && statuses.includes("403"), `${route.method} ${route.path} documents 401 unauthorized and 403 admin_disabled`);
@@ -267,7 +286,9 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
         for (const [method, op] of Object.entries(doc.paths[p]!)) assert.deepEqual(op.security, [{ adminToken: [] }], `${method} ${p}`);
       }
     });
+  });
 
+  describe("documents authentication as the routes enforce it", () => {
     it("requires an API key (header or query) on sponsorship, and on nothing else", () => {
       const withKey = [...documentedOperations()].filter(([, op]) => (op.security ?? []).some((r) => "apiKey" in r)).map(([key]) => key);
       assert.deepEqual(withKey.sort(), ["POST /rpc", "POST /v1/sponsorships"]);
@@ -283,13 +304,13 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
       assert.deepEqual([...problemSchema.required].sort(), ["detail", "status", "title", "type"]);
     });
 
-    it("lists every problem type the code sends (sendProblem / HttpError with a literal type) in the Problem type enum", () => {
+    it("lists every problem type the code sends (sendProblem, new AppError or an AppError subclass, with a literal type) in the Problem type enum", () => {
       const sent = new Set<string>();
       for (const file of sourceFiles(SERVER_DIR)) {
         const source = readFileSync(file, "utf8");
-        for (const m of source.matchAll(/(?:sendProblem\(\s*\w+,\s*\d{3}|new HttpError\(\s*\d{3}),\s*"(\w+)"/g)) sent.add(m[1]!);
+        for (const m of source.matchAll(/(?:sendProblem\(\s*\w+,\s*\d{3}|new AppError\(\s*\d{3}|super\(\s*\d{3}),\s*"(\w+)"/g)) sent.add(m[1]!);
       }
-      assert.ok(sent.has("invalid_json") && sent.has("admin_disabled"), "the scan finds problem types");
+      assert.ok(sent.has("invalid_json") && sent.has("admin_disabled") && sent.has("gateway_unavailable") && sent.has("insufficient_balance"), "the scan finds problem types");
       for (const type of sent) assert.ok(problemTypeEnum.has(type), `problem type ${type} is not documented`);
     });
 
@@ -331,7 +352,7 @@ describe("the OpenAPI document (GET /openapi.json)", () => {
     const rpc = doc.paths["/rpc"]!.post!;
 
     it("accepts a request or a batch, and lists exactly the methods rpc.ts serves", () => {
-      const source = readFileSync(path.join(SERVER_DIR, "sponsor", "rpc.ts"), "utf8");
+      const source = readFileSync(path.join(SERVER_DIR, "sponsorship", "rpc.ts"), "utf8");
       const served = [...new Set([...source.matchAll(/(?<!typeof )\bmethod (?:!==|===) "(\w+)"/g)].map((m) => m[1]!))].sort();
       assert.deepEqual(served, ["pm_getPaymasterData", "pm_getPaymasterStubData"]);
       const request = doc.components.schemas.PaymasterRpcRequest as { properties: { method: { enum: string[] } } };

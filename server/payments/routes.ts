@@ -1,45 +1,37 @@
 /** The payments HTTP API: top-up orders, the gateways' callbacks, refunds. */
+import type { ResponseConfig, ZodContentObject } from "@asteasolutions/zod-to-openapi";
 import express, { type Request, type RequestHandler, type Router } from "express";
-import { isAddress } from "viem";
-import { z } from "zod";
 import { type Database, isDatabaseUnavailable } from "../platform/db/database";
 import { AdmissionQueue } from "./admission";
 import { clientKey } from "../http/clientAddress";
+import { ADMIN, ADMIN_SECURITY, type ApiRegistry, INTERNAL, type Json, NOT_FOUND, type ProblemCase, answer, jsonAnswer, jsonBody, jsonRequest, problems } from "../http/openapiResponses";
 import { sendProblem } from "../http/problem";
 import type { RateLimiter } from "../platform/rateLimit";
+import { CALLBACK_OUTCOMES } from "../schemas/admin";
+import {
+  type OrderView,
+  type RefundView,
+  alipayNotification,
+  createOrderRequest,
+  orderParams,
+  orderSchema,
+  refundParams,
+  refundRequest,
+  refundSchema,
+  wechatBlockedReply,
+  wechatBusyReply,
+  wechatFailReply,
+  wechatNotification,
+  wechatNotificationHeaders,
+} from "../schemas/payments";
+import { orderIdSchema } from "../schemas/primitives";
 import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
 import { type Order, type OrderLimits, createOrder, getOrder } from "./orders";
 import { type Refund, getRefund, requestRefund } from "./refunds";
 
-export const accountSchema = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address")
-  .refine((a) => isAddress(a, { strict: true }) || a === a.toLowerCase(), "has a wrong EIP-55 checksum (send it lower-case or correctly checksummed)");
-
-/** Fen as a JSON integer or a string of digits (for amounts beyond 2^53); never a fraction. */
-export const fenSchema = z
-  .union([z.number().int("must be a whole number of fen").safe(), z.string().regex(/^\d{1,18}$/, "must be a whole number of fen")])
-  .transform((v) => BigInt(v));
-
-const idempotencyKeySchema = z.string().regex(/^[\w.:-]{1,128}$/, "must be 1–128 characters of letters, digits and _ . : -");
-
-const createOrderSchema = z.strictObject({
-  account: accountSchema,
-  amountFen: fenSchema,
-  provider: z.enum(PROVIDERS as [Provider, ...Provider[]]),
-  idempotencyKey: idempotencyKeySchema.optional(),
-});
-
-const refundSchema = z.strictObject({
-  orderId: z.string().regex(/^fp[0-9a-f]{24}$/, "is not an order id"),
-  amountFen: fenSchema.optional(),
-  idempotencyKey: idempotencyKeySchema.optional(),
-  reason: z.string().max(80).optional(),
-});
-
-export function orderView(order: Order) {
+export function orderView(order: Order): OrderView {
   return {
     id: order.id,
     account: order.account,
@@ -55,7 +47,7 @@ export function orderView(order: Order) {
   };
 }
 
-export function refundView(refund: Refund) {
+export function refundView(refund: Refund): RefundView {
   return {
     id: refund.id,
     orderId: refund.orderId,
@@ -90,10 +82,10 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   const callbacks = new AdmissionQueue(deps.callbackAdmission);
 
   router.post("/v1/orders", json, async (req, res) => {
-    const input = createOrderSchema.parse(req.body ?? {});
+    const input = createOrderRequest.parse(req.body ?? {});
     // each order is a real trade at the gateway, under the merchant's quotas and our circuit breaker: one client
     // must not be able to spend them for everyone (an idempotent retry of an existing order is counted too)
-    const refusal = await deps.rateLimiter?.consume({ orderIp: clientKey(req.ip), orderAccount: input.account.toLowerCase() });
+    const refusal = await deps.rateLimiter?.consume({ orderIp: clientKey(req.ip), orderAccount: input.account });
     if (refusal) {
       res.setHeader("retry-after", String(refusal.retryAfterSeconds));
       return sendProblem(res, 429, "rate_limited", `too many top-up orders for this ${refusal.scope === "orderIp" ? "client" : "account"} (at most ${refusal.limit} a minute); retry in ${refusal.retryAfterSeconds} s`, {
@@ -107,7 +99,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
 
   router.get("/v1/orders/:id", async (req, res) => {
     const id = String(req.params.id);
-    if (!/^fp[0-9a-f]{24}$/.test(id)) throw new PaymentInputError(`${id} is not an order id`);
+    if (!orderIdSchema.safeParse(id).success) throw new PaymentInputError(`${id} is not an order id`);
     res.json(orderView(await getOrder(deps.db, id)));
   });
 
@@ -153,7 +145,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   }
 
   router.post("/v1/refunds", deps.requireAdmin, json, async (req, res) => {
-    const input = refundSchema.parse(req.body ?? {});
+    const input = refundRequest.parse(req.body ?? {});
     const refund = await requestRefund(deps, input);
     res.status(201).json(refundView(refund));
   });
@@ -163,4 +155,155 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   });
 
   return router;
+}
+
+// ---- OpenAPI ------------------------------------------------------------------------------------------------
+
+const outcomes = (acknowledged: boolean): string =>
+  Object.entries(CALLBACK_OUTCOMES)
+    .filter(([, o]) => o.acknowledged === acknowledged)
+    .map(([name, o]) => `\`${name}\` (${o.when})`)
+    .join(", ");
+
+const NOTIFY_COMMON =
+  "Verified (signature, merchant ids) before anything is read; processed at most CALLBACK_CONCURRENCY at once, and one that waited too long for its turn is answered the gateway's failure reply with 503 at once (nothing read or stored; the gateway retries). Every callback is stored with its outcome. " +
+  `Acknowledged with the gateway's success reply: ${outcomes(true)}. Answered the failure reply, so the gateway retries: ${outcomes(false)}. The raw body is read whatever the Content-Type (at most 64 KiB). ` +
+  "A callback whose signature does not verify is kept with at most 4 KiB of its body and a few headers, for UNVERIFIED_CALLBACK_RETENTION_HOURS; a client IP that sends more than RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE of them a minute is answered 429 unread until the minute passes. While the database is down the failure reply is answered with 503 (nothing credited or stored; the gateway retries).";
+
+const NOTIFY_PROBLEMS: ProblemCase[] = [
+  { status: 413, type: "too_large", when: "the body is larger than 64 KiB" },
+  { status: 415, type: "invalid_request", when: "the body's charset or Content-Encoding is not supported" },
+  { status: 500, type: "internal", when: "the callback could not be processed (an unexpected error): nothing was credited, and the gateway retries" },
+];
+
+const text = (schema: Json): ZodContentObject => ({ "text/plain": { schema } });
+const notEnabled = (provider: Provider): ResponseConfig => answer(`${provider} is not enabled on this server`, text({ type: "string", const: `${provider} is not enabled` }));
+
+/** The notify routes, as the loop above registers them: one per provider. */
+const NOTIFY: Record<Provider, (registry: ApiRegistry) => void> = {
+  alipay: (registry) => {
+    const problemAnswers = problems(NOTIFY_PROBLEMS);
+    registry.registerPath({
+      method: "post",
+      path: "/v1/payments/alipay/notify",
+      tags: ["payments"],
+      operationId: "alipayNotify",
+      summary: "Alipay payment notification (notify_url)",
+      description: `Alipay's asynchronous notification of a payment (RSA2-signed form). ${NOTIFY_COMMON}`,
+      request: { body: { required: true, content: { "application/x-www-form-urlencoded": { schema: alipayNotification } } } },
+      responses: {
+        "200": answer("Alipay's reply: exactly `success` when acknowledged; `fail` when refused (Alipay retries on anything but `success`)", text({ type: "string", enum: ["success", "fail"] })),
+        "404": notEnabled("alipay"),
+        "429": answer("this client IP sent too many callbacks that do not verify: `fail`, unread", text({ type: "string", const: "fail" })),
+        "503": answer("over capacity, or the database is down: `fail`, Alipay retries later", text({ type: "string", const: "fail" })),
+        ...problemAnswers,
+      },
+    });
+  },
+  wechat: (registry) => {
+    const problemAnswers = problems(NOTIFY_PROBLEMS);
+    const internal = problemAnswers["500"]!;
+    registry.registerPath({
+      method: "post",
+      path: "/v1/payments/wechat/notify",
+      tags: ["payments"],
+      operationId: "wechatNotify",
+      summary: "WeChat Pay payment notification (notify_url)",
+      description: `WeChat Pay v3's notification of a payment: signed with the platform certificate (Wechatpay-* headers), its resource encrypted with our APIv3 key (AEAD_AES_256_GCM). ${NOTIFY_COMMON}`,
+      request: { headers: wechatNotificationHeaders, body: { required: true, content: { "application/json": { schema: wechatNotification } } } },
+      responses: {
+        "204": answer("acknowledged (WeChat Pay's success reply: no body)"),
+        "404": notEnabled("wechat"),
+        "429": answer("this client IP sent too many callbacks that do not verify; unread", { "application/json": { schema: wechatBlockedReply } }),
+        "503": answer("over capacity, or the database is down; WeChat Pay retries later", { "application/json": { schema: wechatBusyReply } }),
+        ...problemAnswers,
+        // WeChat Pay's failure reply is a 500 too: the status of an internal problem, with another content type
+        "500": {
+          ...internal,
+          description: `Refused: WeChat Pay's failure reply (application/json; it retries). Or ${String(internal.description)}`,
+          content: { "application/json": { schema: wechatFailReply }, ...internal.content },
+        },
+      },
+    });
+  },
+};
+
+/** The OpenAPI paths of `paymentsRouter`. */
+export function registerPaymentsPaths(registry: ApiRegistry): void {
+  registry.registerPath({
+    method: "post",
+    path: "/v1/orders",
+    tags: ["payments"],
+    operationId: "createOrder",
+    summary: "Create a top-up order",
+    description:
+      "Creates the order and the gateway trade behind it, and answers the QR code (or page URL) the payer pays. The same idempotencyKey always returns the same order (a crashed attempt is finished). The account is credited when the gateway notifies the payment.",
+    request: { body: jsonRequest(createOrderRequest) },
+    responses: {
+      "201": jsonAnswer("the order (an existing one, for a repeated idempotencyKey)", orderSchema),
+      ...problems([
+        { status: 400, type: "invalid_request", when: "the body does not match the schema, the provider is not enabled, or amountFen is outside the server's limits" },
+        ...jsonBody("16 KiB"),
+        { status: 409, type: "conflict", when: "idempotencyKey was already used for an order with other parameters (`orderId` names it)" },
+        { status: 429, type: "rate_limited", when: "too many orders a minute from this client IP or for this account (RATE_LIMIT_ORDERS_*): each is a real gateway trade" },
+        { status: 502, type: "gateway_error" },
+        { status: 503, type: "gateway_unavailable" },
+        INTERNAL,
+      ]),
+    },
+  });
+  registry.registerPath({
+    method: "get",
+    path: "/v1/orders/{id}",
+    tags: ["payments"],
+    operationId: "getOrder",
+    summary: "An order",
+    description: "Poll it to learn when the order is paid.",
+    request: { params: orderParams },
+    responses: {
+      "200": jsonAnswer("the order", orderSchema),
+      ...problems([{ status: 400, type: "invalid_request", when: "the id is not an order id" }, { ...NOT_FOUND, when: "no such order" }, INTERNAL]),
+    },
+  });
+  for (const provider of PROVIDERS) NOTIFY[provider](registry);
+  registry.registerPath({
+    method: "post",
+    path: "/v1/refunds",
+    tags: ["admin"],
+    operationId: "requestRefund",
+    summary: "Refund unspent quota of a paid order (admin)",
+    description:
+      "Debits the refund from the account's available quota and records it before asking the gateway, so the fen cannot be spent meanwhile. A refund the gateway has not confirmed stays `requested` and is finished by the reconciler; one the gateway refuses becomes `failed` and gives the quota back. The same idempotencyKey returns the same refund.",
+    security: ADMIN_SECURITY,
+    request: { body: jsonRequest(refundRequest) },
+    responses: {
+      "201": jsonAnswer("the refund", refundSchema),
+      ...problems([
+        ...ADMIN,
+        { status: 400, type: "invalid_request", when: "the body does not match the schema, or amountFen is not positive" },
+        ...jsonBody("16 KiB"),
+        { ...NOT_FOUND, when: "no such order" },
+        {
+          status: 409,
+          type: "conflict",
+          when: "the order is not paid; nothing is left to refund; the amount exceeds the order's unrefunded part or the account's available balance (`refundableFen`, `availableFen`, `requestedFen`); idempotencyKey already used for another refund (`refundId`)",
+        },
+        { status: 409, type: "insufficient_balance" },
+        INTERNAL,
+      ]),
+    },
+  });
+  registry.registerPath({
+    method: "get",
+    path: "/v1/refunds/{id}",
+    tags: ["admin"],
+    operationId: "getRefund",
+    summary: "A refund (admin)",
+    security: ADMIN_SECURITY,
+    request: { params: refundParams },
+    responses: {
+      "200": jsonAnswer("the refund", refundSchema),
+      ...problems([...ADMIN, { ...NOT_FOUND, when: "no such refund" }, INTERNAL]),
+    },
+  });
 }

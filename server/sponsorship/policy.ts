@@ -13,60 +13,13 @@
  * `approval.ts` and is asked only after `evaluatePolicy` allows the operation.
  */
 import type { Address, Hex } from "viem";
-import { z } from "zod";
+import type { z } from "zod";
 import { AppError } from "../platform/errors";
+import { type Policy, type PolicyJson, type SpendLimit, policySchema } from "../schemas/policy";
 import { decodeCallTargets } from "./callData";
-import type { SenderProofPolicy } from "./senderProof";
 
-export type SpendLimit = { fen: bigint; periodSeconds: number };
-
-export type ApprovalWebhook = {
-  url: string;
-  /** How long the webhook has to answer, request and body together. */
-  timeoutMs: number;
-  /** Approve when the webhook is unreachable, times out or answers 5xx. Never overrides an explicit refusal. */
-  failOpen: boolean;
-};
-
-export type Policy = {
-  maxChargePerOpFen?: bigint;
-  /** What one sender may be charged (held or spent) per period. */
-  senderSpendLimit?: SpendLimit;
-  /** What the key may be charged per period, all senders together. */
-  globalSpendLimit?: SpendLimit;
-  /** Lower-case. When set, only these senders are sponsored. */
-  allowedSenders?: Address[];
-  /** Lower-case. Always refused, even when also allowed. */
-  blockedSenders?: Address[];
-  /** Lower-case. When set, every contract the account calls must be one of these (see `decodeCallTargets`). */
-  allowedTargets?: Address[];
-  /** Inclusive. */
-  activeFrom?: Date;
-  /** Exclusive. */
-  activeUntil?: Date;
-  /** "HH:MM" in UTC, from inclusive to exclusive; `from` later than `to` wraps past midnight. */
-  dailyWindowUtc?: { from: string; to: string };
-  approvalWebhook?: ApprovalWebhook;
-  chainIds?: number[];
-  /** Require proof that the caller controls the sender (server/sponsorship/senderProof.ts). */
-  senderProof?: SenderProofPolicy;
-};
-
-/** The stored form: what `policyToJson` writes and `parsePolicy` reads back. */
-export type PolicyJson = {
-  maxChargePerOpFen?: string;
-  senderSpendLimit?: { fen: string; periodSeconds: number };
-  globalSpendLimit?: { fen: string; periodSeconds: number };
-  allowedSenders?: string[];
-  blockedSenders?: string[];
-  allowedTargets?: string[];
-  activeFrom?: string;
-  activeUntil?: string;
-  dailyWindowUtc?: { from: string; to: string };
-  approvalWebhook?: ApprovalWebhook;
-  chainIds?: number[];
-  senderProof?: { signers?: string[]; account?: boolean; maxValiditySeconds: number };
-};
+export { policySchema };
+export type { ApprovalWebhook, Policy, PolicyJson, SpendLimit } from "../schemas/policy";
 
 export type PolicyRule =
   | "chain_not_allowed"
@@ -109,109 +62,6 @@ export class PolicyConfigError extends AppError {
 export class PolicyInputError extends Error {
   override name = "PolicyInputError";
 }
-
-/** Digits enough for any uint256: larger is a typo, not a budget. */
-const MAX_FEN_DIGITS = 78;
-const MAX_PERIOD_SECONDS = 10 * 366 * 86_400;
-const MAX_WEBHOOK_TIMEOUT_MS = 30_000;
-const MAX_PROOF_VALIDITY_SECONDS = 30 * 86_400;
-
-const fenSchema = z
-  .union([z.number(), z.string(), z.bigint()], { error: "must be a whole number of fen (a number, or a decimal string)" })
-  .transform((value, ctx) => {
-    if (typeof value === "number" && !Number.isSafeInteger(value)) {
-      ctx.addIssue({ code: "custom", message: Number.isInteger(value) ? "is beyond 2^53: write it as a decimal string" : "must be a whole number of fen" });
-      return z.NEVER;
-    }
-    if (typeof value === "string" && !new RegExp(`^\\d{1,${MAX_FEN_DIGITS}}$`).test(value)) {
-      ctx.addIssue({ code: "custom", message: `must be a whole number of fen in decimal digits (at most ${MAX_FEN_DIGITS}): got ${JSON.stringify(value.slice(0, 100))}` });
-      return z.NEVER;
-    }
-    const fen = BigInt(value);
-    if (fen < 0n) {
-      ctx.addIssue({ code: "custom", message: "cannot be negative" });
-      return z.NEVER;
-    }
-    return fen;
-  });
-
-const spendLimitSchema = z.strictObject({
-  fen: fenSchema,
-  periodSeconds: z
-    .number({ error: "must be a number of seconds" })
-    .int("must be a whole number of seconds")
-    .min(1, "must be at least 1 second")
-    .max(MAX_PERIOD_SECONDS, `must be at most ${MAX_PERIOD_SECONDS} seconds (10 years)`),
-});
-
-const addressSchema = z
-  .string({ error: "must be an address" })
-  .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 20-byte hex address")
-  .transform((a) => a.toLowerCase() as Address);
-
-const addressListSchema = z.array(addressSchema, { error: "must be a list of addresses" });
-
-const timestampSchema = z.iso
-  .datetime({ offset: true, error: "must be an ISO 8601 timestamp with a time zone, e.g. 2025-01-01T00:00:00Z" })
-  .transform((iso) => new Date(iso));
-
-const timeOfDaySchema = z.string({ error: "must be a time of day" }).regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM" (00:00–23:59)');
-
-const dailyWindowSchema = z
-  .strictObject({ from: timeOfDaySchema, to: timeOfDaySchema })
-  .refine((w) => w.from !== w.to, { message: "from and to must differ (an empty or whole-day window is better said by leaving the field out)", path: ["to"] });
-
-const approvalWebhookSchema = z.strictObject({
-  url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
-  timeoutMs: z
-    .number({ error: "must be a number of milliseconds" })
-    .int("must be a whole number of milliseconds")
-    .min(1, "must be at least 1 ms")
-    .max(MAX_WEBHOOK_TIMEOUT_MS, `must be at most ${MAX_WEBHOOK_TIMEOUT_MS} ms`)
-    .default(2_000),
-  failOpen: z.boolean({ error: "must be true or false" }).default(false),
-});
-
-const senderProofSchema = z
-  .strictObject({
-    signers: addressListSchema.optional(),
-    account: z.boolean({ error: "must be true or false" }).optional(),
-    maxValiditySeconds: z
-      .number({ error: "must be a number of seconds" })
-      .int("must be a whole number of seconds")
-      .min(1, "must be at least 1 second")
-      .max(MAX_PROOF_VALIDITY_SECONDS, `must be at most ${MAX_PROOF_VALIDITY_SECONDS} seconds (30 days)`)
-      .default(3_600),
-  })
-  .refine((p) => (p.signers?.length ?? 0) > 0 || p.account === true, {
-    message: "must name at least one proof signer (signers) or accept the sender's own signature (account: true)",
-  });
-
-export const policySchema = z
-  .strictObject(
-    {
-      maxChargePerOpFen: fenSchema.optional(),
-      senderSpendLimit: spendLimitSchema.optional(),
-      globalSpendLimit: spendLimitSchema.optional(),
-      allowedSenders: addressListSchema.optional(),
-      blockedSenders: addressListSchema.optional(),
-      allowedTargets: addressListSchema.optional(),
-      activeFrom: timestampSchema.optional(),
-      activeUntil: timestampSchema.optional(),
-      dailyWindowUtc: dailyWindowSchema.optional(),
-      approvalWebhook: approvalWebhookSchema.optional(),
-      chainIds: z.array(z.number().int("must be a whole number").positive("must be positive").max(Number.MAX_SAFE_INTEGER), { error: "must be a list of chain ids" }).optional(),
-      senderProof: senderProofSchema.optional(),
-    },
-    { error: (issue) => (issue.code === "invalid_type" ? "must be a JSON object" : undefined) },
-  )
-  .superRefine((policy, ctx) => {
-    // fields that failed above arrive here unparsed: compare only real dates
-    const { activeFrom, activeUntil } = policy;
-    if (activeFrom instanceof Date && activeUntil instanceof Date && activeFrom >= activeUntil) {
-      ctx.addIssue({ code: "custom", message: "must be later than activeFrom: the key would never be active", path: ["activeUntil"] });
-    }
-  }) satisfies z.ZodType<Policy>;
 
 /** Reads a stored policy, reporting every problem with the field it is in. */
 export function parsePolicy(json: unknown): Policy {

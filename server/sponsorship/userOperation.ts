@@ -2,7 +2,8 @@
  * A v0.7 UserOperation as JSON-RPC sends it (ERC-7769 / ERC-7677: quantities as hex strings), parsed into
  * typed fields. Every problem is named (`userOp.callGasLimit: …`); nothing here throws anything but SponsorError.
  */
-import { type Address, type Hex, getAddress } from "viem";
+import type { Address, Hex } from "viem";
+import { CHECKSUM_MESSAGE, addressProblem, checksummed } from "../schemas/primitives";
 import { invalidParams } from "./errors";
 import type { SponsoredUserOperation } from "./signing/paymasterData";
 
@@ -32,11 +33,12 @@ function bytes(value: unknown, field: string, maxBytes: number): Hex {
   return value.toLowerCase() as Hex;
 }
 
+/** The address rule of every schema (schemas/primitives.ts), with this module's messages. */
 function addressField(value: unknown, field: string): Address {
-  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(value)) {
-    throw invalidParams(`userOp.${field} must be a 20-byte 0x-prefixed address: got ${describe(value)}`, { field });
-  }
-  return getAddress(value.toLowerCase());
+  const problem = typeof value === "string" ? addressProblem(value) : "format";
+  if (problem === "format") throw invalidParams(`userOp.${field} must be a 20-byte 0x-prefixed address: got ${describe(value)}`, { field });
+  if (problem === "checksum") throw invalidParams(`userOp.${field} ${CHECKSUM_MESSAGE}: got ${describe(value)}`, { field });
+  return checksummed(value as string);
 }
 
 /** A short description of a bad value; objects by their type only (a deeply nested one must not be walked). */
@@ -95,8 +97,10 @@ export function parseUserOperation(input: unknown, options: { requireGas: boolea
 
 /** The entryPoint parameter: an address (compared case-insensitively by the caller). */
 export function parseEntryPoint(value: unknown): Address {
-  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(value)) throw invalidParams(`entryPoint must be a 20-byte 0x-prefixed address: got ${describe(value)}`);
-  return getAddress(value.toLowerCase());
+  const problem = typeof value === "string" ? addressProblem(value) : "format";
+  if (problem === "format") throw invalidParams(`entryPoint must be a 20-byte 0x-prefixed address: got ${describe(value)}`);
+  if (problem === "checksum") throw invalidParams(`entryPoint ${CHECKSUM_MESSAGE}: got ${describe(value)}`);
+  return checksummed(value as string);
 }
 
 /** The chainId parameter: ERC-7677 sends it as hex ("0x2105"); REST may send a number. */

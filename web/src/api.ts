@@ -1,22 +1,14 @@
 /** The server's HTTP API as the pages use it (same origin). Money arrives as decimal strings of fen. */
-export type PublicConfig = {
-  orders: { minFen: string; maxFen: string };
-  providers: ("alipay" | "wechat")[];
-  sandbox: boolean;
-};
+// The answers' types come from the zod response schemas the server builds its answers through and generates its
+// OpenAPI document from (type-only imports: erased from the bundle, nothing of the server is shipped).
+import type { AccountView } from "../../server/schemas/accounts";
+import type { PublicConfig } from "../../server/schemas/common";
+import type { OrderView as Order, createOrderRequest } from "../../server/schemas/payments";
+import type { z } from "zod";
 
-export type Order = {
-  id: string;
-  account: string;
-  provider: "alipay" | "wechat";
-  amountFen: string;
-  status: "created" | "pending" | "paid" | "closed";
-  qrCode?: string;
-  payUrl?: string;
-  expiresAt: string;
-};
-
-export type AccountView = { account: string; availableFen: string; heldFen: string };
+export type { AccountView, Order, PublicConfig };
+/** What `POST /v1/orders` takes, as a JSON client sends it. */
+export type CreateOrderRequest = z.input<typeof createOrderRequest>;
 
 export class ApiError extends Error {
   constructor(
@@ -41,7 +33,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 export const api = {
   config: () => request<PublicConfig>("GET", "/v1/config"),
-  createOrder: (p: { account: string; amountFen: number; provider: string; idempotencyKey: string }) => request<Order>("POST", "/v1/orders", p),
+  createOrder: (p: CreateOrderRequest & { amountFen: number }) => request<Order>("POST", "/v1/orders", p),
   order: (id: string) => request<Order>("GET", `/v1/orders/${encodeURIComponent(id)}`),
   account: (address: string) => request<AccountView>("GET", `/v1/accounts/${address}`),
 };

@@ -8,14 +8,7 @@ import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Hex, createPublicClient, defineChain, formatEther, http } from "viem";
 import { createPaymasterClient, entryPoint07Address } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { yuan } from "./api";
-
-type DemoConfig = {
-  sandbox: boolean;
-  demoApiKey?: string;
-  chains: { chainId: number; name: string; rpcUrl?: string; bundlerUrl?: string; paymaster: string }[];
-};
-type AccountView = { availableFen: string; heldFen: string; entries: { kind: string; availableDeltaFen: string; heldDeltaFen: string; createdAt: string }[] };
+import { type AccountView, type PublicConfig, yuan } from "./api";
 
 const KEY_STORAGE = "fiat-paymaster-demo-owner-key";
 const FACTORY = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";
@@ -42,7 +35,7 @@ async function accountView(address: string): Promise<AccountView> {
 }
 
 async function main(): Promise<void> {
-  const config = (await (await fetch("/v1/config")).json()) as DemoConfig;
+  const config = (await (await fetch("/v1/config")).json()) as PublicConfig;
   const chainConfig = config.chains[0];
   if (!config.sandbox || !chainConfig?.rpcUrl || !chainConfig.bundlerUrl || !config.demoApiKey) {
     return fail("The demo DApp needs the local stack (npm start): this server does not offer a demo chain, bundler and API key.");
