@@ -6,6 +6,7 @@
  * operator pages never shifts or repeats what follows. Tables with a serial id page by id; the others by
  * (created_at, id) — or (updated_at, address) for accounts — read from the cursor's own row.
  */
+import { REFUND_COLUMNS, type RefundRow, toRefund } from "../payments/refunds";
 import type { Queryable } from "../platform/db/database";
 import { AppError } from "../platform/errors";
 import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
@@ -22,7 +23,7 @@ import type {
   settlementSchema,
   settlementStatusSchema,
 } from "../schemas/admin";
-import type { providerSchema, refundSchema, refundStatusSchema } from "../schemas/payments";
+import type { providerSchema, refundSchema } from "../schemas/payments";
 import type { z } from "zod";
 
 export type Page<T> = { items: T[]; nextBefore: string | null };
@@ -149,31 +150,20 @@ export async function listCallbacks(
   return toPage(rows, f.limit, callbackView, (r) => r.id.toString());
 }
 
-type RefundRow = {
-  id: string;
-  order_id: string;
-  account: string;
-  amount_fen: bigint;
-  status: z.infer<typeof refundStatusSchema>;
-  gateway_refund_no: string | null;
-  failure_reason: string | null;
-  created_at: Date;
-  updated_at: Date;
+const refundView = (row: RefundRow): AdminRefund => {
+  const r = toRefund(row);
+  return {
+    id: r.id,
+    orderId: r.orderId,
+    account: r.account,
+    amountFen: r.amountFen.toString(),
+    status: r.status,
+    gatewayRefundNo: r.gatewayRefundNo,
+    failureReason: r.failureReason,
+    createdAt: r.createdAt.toISOString(),
+    updatedAt: r.updatedAt.toISOString(),
+  };
 };
-
-const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, created_at, updated_at";
-
-const refundView = (r: RefundRow): AdminRefund => ({
-  id: r.id,
-  orderId: r.order_id,
-  account: r.account,
-  amountFen: r.amount_fen.toString(),
-  status: r.status,
-  gatewayRefundNo: r.gateway_refund_no,
-  failureReason: r.failure_reason,
-  createdAt: r.created_at.toISOString(),
-  updatedAt: r.updated_at.toISOString(),
-});
 export type AdminRefund = z.input<typeof refundSchema>;
 
 export async function refundsOfOrder(db: Queryable, orderId: string): Promise<AdminRefund[]> {

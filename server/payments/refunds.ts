@@ -19,7 +19,8 @@ export type Refund = {
   updatedAt: Date;
 };
 
-type RefundRow = {
+/** A refunds row as read with REFUND_COLUMNS (the admin API reads refunds through these too). */
+export type RefundRow = {
   id: string;
   order_id: string;
   account: string;
@@ -31,9 +32,9 @@ type RefundRow = {
   updated_at: Date;
 };
 
-const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, created_at, updated_at";
+export const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, created_at, updated_at";
 
-const toRefund = (r: RefundRow): Refund => ({
+export const toRefund = (r: RefundRow): Refund => ({
   id: r.id,
   orderId: r.order_id,
   account: r.account,

@@ -10,6 +10,7 @@
  * - resources are decrypted here with the GCM auth tag checked: the client's decipher_gcm never calls final(), so a
  *   forged ciphertext "decrypts" without complaint.
  */
+import { wechatNotification } from "../../schemas/payments";
 import { createDecipheriv, createPrivateKey, createPublicKey, createVerify, type KeyObject, X509Certificate } from "node:crypto";
 import WxPay from "wechatpay-node-v3";
 import { z } from "zod";
@@ -424,20 +425,8 @@ function refundStateFrom(refund: z.infer<typeof refundSchema>, orderId: string, 
 // ---------------------------------------------------------------------------------------------------------------
 // Notifications.
 
-const notificationSchema = z.object({
-  id: z.string(),
-  create_time: z.string().optional(),
-  event_type: z.string(),
-  resource_type: z.string().optional(),
-  summary: z.string().optional(),
-  resource: z.object({
-    algorithm: z.literal("AEAD_AES_256_GCM"),
-    ciphertext: z.string().min(1),
-    nonce: z.string().min(1),
-    associated_data: z.string().optional(),
-    original_type: z.string().optional(),
-  }),
-});
+// the notification envelope: the schema the OpenAPI document describes it with
+const notificationSchema = wechatNotification;
 const merchantFieldsSchema = z.object({ mchid: z.string().optional(), appid: z.string().optional() });
 const transactionSchema = z.object({
   appid: z.string(),
