@@ -18,7 +18,7 @@ import { healthSchema, readySchema } from "../schemas/common";
 import { paymasterFieldsSchema } from "../schemas/sponsorship";
 import { SPONSOR_ERROR_CODES } from "../sponsorship/errors";
 import type { PolicyRule } from "../sponsorship/policy";
-import { RPC_ERRORS } from "../sponsorship/rpc";
+import { RPC_ERRORS, MAX_BATCH as MAX_RPC_BATCH } from "../sponsorship/rpc";
 import { registerSponsorshipPaths } from "../sponsorship/routes";
 import type { SenderProofRule } from "../sponsorship/senderProof";
 import { MAX_CALL_DATA_BYTES } from "../sponsorship/userOperation";
@@ -42,8 +42,6 @@ import { registerWebPaths } from "./web";
 const { version } = require("../../package.json") as { version: string };
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-/** rpc.ts's MAX_BATCH (not exported). */
-const MAX_RPC_BATCH = 20;
 
 // ---- Descriptions --------------------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ import type { PaymasterFields, SponsorService, SponsorshipParams } from "./servi
 type JsonRpcId = string | number | null;
 type JsonRpcResponse = { jsonrpc: "2.0"; id: JsonRpcId; result?: unknown; error?: { code: number; message: string; data?: unknown } };
 
-const MAX_BATCH = 20;
+/** The most requests one JSON-RPC batch may hold. */
+export const MAX_BATCH = 20;
 
 export const RPC_ERRORS = { parse: -32700, invalidRequest: -32600, methodNotFound: -32601, invalidParams: -32602, internal: -32603 } as const;
 
