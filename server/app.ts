@@ -16,10 +16,10 @@ import { requireAdminToken } from "./http/adminAuth";
 import { requireJsonBody } from "./http/contentType";
 import { type Logger, createLogger, requestLogging } from "./platform/logger";
 import { type Metrics, createMetrics, httpMetrics } from "./platform/metrics";
-import { openApiDocument } from "./http/openapi";
+import { probeRoutes } from "./http/probes";
 import { AppError } from "./platform/errors";
 import { publicConfigRoutes } from "./http/publicConfig";
-import { problemHandler, sendProblem } from "./http/problem";
+import { problemHandler } from "./http/problem";
 import { type RateLimiter, createRateLimiter } from "./platform/rateLimit";
 import { type Readiness, createReadiness } from "./http/readiness";
 import { serveWithShutdown } from "./http/server";
@@ -188,22 +188,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // money endpoints take JSON only (a cross-origin "simple" POST must not create orders or holds)
   app.use(["/v1/orders", "/v1/refunds", "/v1/sponsorships", "/admin"], requireJsonBody());
 
-  app.get("/metrics", async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
-  app.get("/openapi.json", (_req, res) => {
-    res.json(openApiDocument(config.publicUrl));
-  });
-
-  app.get("/healthz", (_req, res) => {
-    res.json({ status: "ok" });
-  });
-  app.get("/readyz", async (_req, res) => {
-    const report = await readiness.check();
-    res.setHeader("cache-control", "no-store");
-    if (!report.ready) return sendProblem(res, 503, "not_ready", report.reason, { chains: report.chains });
-    res.json({ status: "ready", database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off", chains: report.chains });
-  });
+  app.use(
+    probeRoutes({
+      metrics,
+      readiness,
+      publicUrl: config.publicUrl,
+      describe: () => ({ database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off" }),
+    }),
+  );
 
   if (sponsor) app.use(rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }));
   else {
