@@ -33,9 +33,8 @@ import { withCircuitBreaker } from "./payments/gateways/circuitBreaker";
 import { paymentsRouter } from "./payments/routes";
 import { createWechatGateway } from "./payments/gateways/wechat";
 import { createApiKey, createApiKeyAuthenticator } from "./sponsorship/apiKeys";
-import { SPONSOR_ERROR_CODES } from "./sponsorship/errors";
 import { createHoldReserver } from "./sponsorship/holds";
-import { rpcFastPath, rpcRouter } from "./sponsorship/rpc";
+import { rpcFastPath, rpcOffRouter, rpcRouter } from "./sponsorship/rpc";
 import { sponsorRoutes } from "./sponsorship/routes";
 import { type PaymasterSigner, createLocalSigner } from "./sponsorship/signing/signer";
 import { type SponsorService, createSponsorService } from "./sponsorship/service";
@@ -197,12 +196,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }),
   );
 
-  if (sponsor) app.use(rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }));
-  else {
-    app.post("/rpc", (_req, res) => {
-      res.status(503).json({ jsonrpc: "2.0", id: null, error: { code: SPONSOR_ERROR_CODES.unavailable, message: SPONSORSHIP_OFF } });
-    });
-  }
+  app.use(sponsor ? rpcRouter({ sponsor, authenticate, maxBodyBytes: sp.maxBodyBytes, log }) : rpcOffRouter(SPONSORSHIP_OFF));
   app.use(
     sponsorRoutes({
       sponsor: sponsor ?? sponsorshipOff,

@@ -168,6 +168,15 @@ export function rpcRouter(options: RpcRouterOptions): Router {
   return router;
 }
 
+/** `POST /rpc` on a server without sponsorship configured: every request answers `unavailable` (503). */
+export function rpcOffRouter(message: string): Router {
+  const router = express.Router();
+  router.post("/rpc", (_req, res) => {
+    res.status(503).json(rpcError(null, new SponsorError("unavailable", "").rpcCode, message));
+  });
+  return router;
+}
+
 /**
  * The sponsorship hot path without express: a plain `POST /rpc` with an identity-encoded body is answered
  * straight from the Node request, which saves express' routing, middleware and body-parser work on every call
