@@ -16,6 +16,7 @@ import { requireAdminToken } from "./http/adminAuth";
 import { requireJsonBody } from "./http/contentType";
 import { type Logger, createLogger, requestLogging } from "./platform/logger";
 import { type Metrics, createMetrics, httpMetrics } from "./platform/metrics";
+import { PUBLIC_CORS_PATHS, publicCors } from "./http/cors";
 import { probeRoutes } from "./http/probes";
 import { AppError } from "./platform/errors";
 import { publicConfigRoutes } from "./http/publicConfig";
@@ -184,6 +185,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.set("trust proxy", trustProxy);
   app.use(requestLogging(log));
   app.use(httpMetrics(metrics));
+  // pages on other origins may call the public API (before the JSON-only rule, so preflights are answered)
+  app.use(PUBLIC_CORS_PATHS, publicCors());
   // money endpoints take JSON only (a cross-origin "simple" POST must not create orders or holds)
   app.use(["/v1/orders", "/v1/refunds", "/v1/sponsorships", "/admin"], requireJsonBody());
 

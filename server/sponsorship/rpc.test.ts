@@ -199,6 +199,29 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
     assert.equal(result.isFinal, false);
   });
 
+  it("a page on another origin may call /rpc: the preflight is answered, and the answer carries Access-Control-Allow-Origin", async () => {
+    const origin = "https://dapp.example";
+    const preflight = await fetch(rpcUrl, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,x-api-key" },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+    assert.match(preflight.headers.get("access-control-allow-methods") ?? "", /POST/);
+    assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /x-api-key/);
+    assert.equal(preflight.headers.get("access-control-allow-credentials"), null, "never with credentials");
+
+    const answer = await postRaw(rpcUrl, JSON.stringify({ jsonrpc: "2.0", id: 1, method: "pm_getPaymasterStubData", params: [goodUserOp(), ENTRY_POINT_V07, CHAIN_ID_HEX, {}] }), {
+      origin,
+      "x-api-key": stack.apiKey,
+    });
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(answer.headers.get("access-control-allow-origin"), "*");
+    assert.match(answer.headers.get("access-control-expose-headers") ?? "", /x-request-id/);
+    const refused = await postRaw(rpcUrl, "{", { origin });
+    assert.equal(refused.headers.get("access-control-allow-origin"), "*", "errors are readable by the page too");
+  });
+
   it("a stub request may leave out every gas field (wallets ask for the stub before estimating)", async () => {
     const op = goodUserOp();
     for (const field of ["callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas", "maxPriorityFeePerGas"]) delete op[field];

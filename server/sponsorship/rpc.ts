@@ -16,6 +16,7 @@ import proxyAddr from "proxy-addr";
 import { numberToHex } from "viem";
 import type { TrustProxy } from "../http/clientAddress";
 import { declaresJson } from "../http/contentType";
+import { setPublicCorsHeaders } from "../http/cors";
 import { type Logger, requestIdFrom } from "../platform/logger";
 import { type Metrics, timeRequest } from "../platform/metrics";
 import type { ApiKey } from "./apiKeys";
@@ -190,11 +191,13 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
   const answer = rpcAnswerer(options);
   const send = (res: ServerResponse, status: number, value: unknown, requestId: string) => {
     if (value === undefined) {
+      setPublicCorsHeaders(res);
       res.writeHead(204, { "x-request-id": requestId });
       res.end();
       return;
     }
     const text = JSON.stringify(value);
+    setPublicCorsHeaders(res);
     res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "x-request-id": requestId });
     res.end(text);
   };
