@@ -110,6 +110,10 @@ export const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: J
     when: "a sponsorship already signed for this nonce has less than 10 s of its window left, and windows are never extended: use another nonce key until it is released",
     data: { validUntil: hint("Unix seconds: when that signature expires", { type: "integer" }) },
   },
+  origin_not_allowed: {
+    when: "the request comes from a browser page (Origin header) whose origin the API key's policy does not list in allowedOrigins",
+    data: { origin: hint("the request's Origin", { type: "string" }) },
+  },
   nonce_not_next: {
     when: "the userOp's nonce is ahead of the sender's next nonce for its key: sponsor operations in order, or use other nonce keys for parallel ones",
     data: {

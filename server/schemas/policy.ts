@@ -1,5 +1,5 @@
 /**
- * A sponsorship policy as an API key stores it (SPEC: per-API-key policies): what `PUT /admin/api-keys/{id}/policy`
+ * A sponsorship policy as an API key stores it (one per API key): what `PUT /admin/api-keys/{id}/policy`
  * and `POST /admin/api-keys` take (`policySchema`, which also reads a stored policy back) and what the answers carry
  * (`policyJsonSchema`, the stored form). Amounts are policy budgets (`fenBudgetSchema`): compared with what is spent,
  * never stored in a ledger column. The rules that judge an operation by a policy are in sponsorship/policy.ts.
@@ -41,11 +41,23 @@ export type Policy = {
   chainIds?: number[];
   /** Require proof that the caller controls the sender (server/sponsorship/senderProof.ts). */
   senderProof?: SenderProofPolicy;
+  /** Browser origins the key may be used from (`scheme://host[:port]`, lower-case), or `["*"]` for any. */
+  allowedOrigins?: string[];
 };
 
 const MAX_PERIOD_SECONDS = 10 * 366 * 86_400;
 const MAX_WEBHOOK_TIMEOUT_MS = 30_000;
 const MAX_PROOF_VALIDITY_SECONDS = 30 * 86_400;
+
+/** An origin as browsers send it: scheme://host[:port], no path; or "*". */
+const ORIGIN_PATTERN = /^(\*|https?:\/\/[a-z0-9.-]+(:\d{1,5})?)$/;
+const originListSchema = z.array(
+  z
+    .string({ error: "must be an origin" })
+    .transform((o) => o.toLowerCase())
+    .refine((o) => ORIGIN_PATTERN.test(o), 'must be an origin as browsers send it (https://app.example or http://localhost:5173, no path), or "*"'),
+  { error: "must be a list of origins" },
+);
 
 const spendLimitSchema = z.strictObject({
   fen: fenBudgetSchema,
@@ -112,6 +124,7 @@ export const policySchema = z
       approvalWebhook: approvalWebhookSchema.optional(),
       chainIds: z.array(z.number().int("must be a whole number").positive("must be positive").max(Number.MAX_SAFE_INTEGER), { error: "must be a list of chain ids" }).optional(),
       senderProof: senderProofSchema.optional(),
+      allowedOrigins: originListSchema.optional(),
     },
     { error: (issue) => (issue.code === "invalid_type" ? "must be a JSON object" : undefined) },
   )
@@ -152,6 +165,10 @@ export const policyJsonSchema = z
       .strictObject({ signers: z.array(lowerAddressOut).optional(), account: z.boolean().optional(), maxValiditySeconds: z.number().int().min(1).max(MAX_PROOF_VALIDITY_SECONDS) })
       .optional()
       .describe("require proof that the caller controls the sender (context.senderProof), signed by one of `signers` or, with `account: true`, by the sender itself"),
+    allowedOrigins: z
+      .array(z.string())
+      .optional()
+      .describe('when set, a request a browser sends (with an Origin header) must come from one of these origins, or the list holds "*"; requests without an Origin (servers) are not judged by it'),
   })
   .openapi("Policy", { description: "A stored policy: fen as decimal strings, addresses in lower case, times in UTC, defaults written out." });
 export type PolicyJson = z.input<typeof policyJsonSchema>;

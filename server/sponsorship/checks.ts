@@ -34,6 +34,19 @@ function above(chain: ChainRuntime, op: UserOperationInput, gasPrice: bigint, ti
 /** Nonce sequence bits: the upper 192 bits of a nonce are its key (ERC-4337 semi-abstracted nonces). */
 const SEQUENCE_MASK = (1n << 64n) - 1n;
 
+/**
+ * A request a browser sent (it carries an Origin) must come from an origin the key's policy allows. Requests
+ * without one (a backend) are not judged: Origin proves nothing outside a browser.
+ */
+export function checkOrigin(caller: Caller): void {
+  const allowed = caller.apiKey.policy.allowedOrigins;
+  const origin = caller.origin?.toLowerCase();
+  if (!allowed || origin === undefined || allowed.includes("*") || allowed.includes(origin)) return;
+  throw new SponsorError("origin_not_allowed", `this API key may not be used from ${origin.slice(0, 100)}; its policy allows ${allowed.length ? allowed.join(", ") : "no browser origin"}`, {
+    origin: origin.slice(0, 100),
+  });
+}
+
 /** The chain and entry point the request names, when this server sponsors them. */
 export function resolveChain(chains: ReadonlyMap<number, ChainRuntime>, params: SponsorshipParams): ChainRuntime {
   const chainId = parseChainId(params.chainId);

@@ -97,6 +97,7 @@ export function policyToJson(policy: Policy): PolicyJson {
   if (policy.dailyWindowUtc) json.dailyWindowUtc = { ...policy.dailyWindowUtc };
   if (policy.approvalWebhook) json.approvalWebhook = { ...policy.approvalWebhook };
   if (policy.chainIds) json.chainIds = [...policy.chainIds];
+  if (policy.allowedOrigins) json.allowedOrigins = [...policy.allowedOrigins];
   if (policy.senderProof) {
     json.senderProof = {
       ...(policy.senderProof.signers ? { signers: [...policy.senderProof.signers] } : {}),

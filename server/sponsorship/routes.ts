@@ -69,7 +69,7 @@ export function sponsorRoutes(options: SponsorRoutesOptions): Router {
     const apiKey = await options.authenticate(apiKeyOf(req));
     if (!apiKey) throw new SponsorError("unauthorized", "a valid API key is required (x-api-key header or ?apikey=)");
     const body = sponsorshipRequest.parse(req.body);
-    const s = await options.sponsor.sponsor(body, { apiKey, ip: req.ip });
+    const s = await options.sponsor.sponsor(body, { apiKey, ip: req.ip, origin: req.headers.origin });
     req.log.info({ chainId: s.chainId, userOpHash: s.userOpHash, holdId: s.holdId }, "sponsored");
     res.status(201).json({
       paymaster: s.paymaster,

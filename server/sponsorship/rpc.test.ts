@@ -222,6 +222,38 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
     assert.equal(refused.headers.get("access-control-allow-origin"), "*", "errors are readable by the page too");
   });
 
+  it("a key whose policy lists allowedOrigins serves pages on those origins and backends, and refuses another origin before any hold", async () => {
+    const created = await fetch(`${stack.url}/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "dapp-origin", policy: { allowedOrigins: ["https://DApp.example"] } }),
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const { key, policy } = (await created.json()) as { key: string; policy: { allowedOrigins: string[] } };
+    assert.deepEqual(policy.allowedOrigins, ["https://dapp.example"], "stored lower-case");
+    const sender = await newSmartAccountAddress(stack);
+    await stack.fund(sender, 100_000n);
+    const call = async (method: string, headers: Record<string, string>) =>
+      parseJson<RpcResponse>(await postRaw(rpcUrl, JSON.stringify(request(method, goodUserOp(sender))), { "x-api-key": key, ...headers }));
+
+    for (const method of ["pm_getPaymasterStubData", "pm_getPaymasterData"]) {
+      const refused = await call(method, { origin: "https://evil.example" });
+      assert.equal(refused.error?.code, -32135, JSON.stringify(refused));
+      assert.deepEqual(refused.error?.data, { reason: "origin_not_allowed", origin: "https://evil.example" });
+      assert.match(refused.error!.message, /may not be used from https:\/\/evil\.example; its policy allows https:\/\/dapp\.example/);
+    }
+    assert.deepEqual(await listHolds(db(), sender), [], "the refused origin took no hold");
+    const rest = await postRaw(`${stack.url}/v1/sponsorships`, JSON.stringify({ userOp: goodUserOp(sender), entryPoint: ENTRY_POINT_V07, chainId: 31337 }), {
+      "x-api-key": key,
+      origin: "https://evil.example",
+    });
+    assert.equal(rest.status, 403, rest.text);
+    assert.equal(parseJson<{ type: string }>(rest).type, "origin_not_allowed");
+
+    assert.ok((await call("pm_getPaymasterStubData", { origin: "https://dapp.example" })).result, "the listed origin is served");
+    assert.ok((await call("pm_getPaymasterStubData", {})).result, "a backend (no Origin) is not judged by it");
+  });
+
   it("a stub request may leave out every gas field (wallets ask for the stub before estimating)", async () => {
     const op = goodUserOp();
     for (const field of ["callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas", "maxPriorityFeePerGas"]) delete op[field];

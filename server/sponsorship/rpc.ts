@@ -71,7 +71,7 @@ export type RpcRouterOptions = {
 };
 
 /** Who sent a request, for rate limits and logs. */
-type CallContext = { ip: string | undefined; requestId: string; log: () => Logger };
+type CallContext = { ip: string | undefined; origin: string | undefined; requestId: string; log: () => Logger };
 
 /**
  * Answers one JSON-RPC body (already read as text): the value to send as JSON. Shared by the express route and
@@ -97,7 +97,7 @@ function rpcAnswerer(options: RpcRouterOptions) {
     }
     const [userOp, entryPoint, chainId, context] = params as unknown[];
     const input: SponsorshipParams = { userOp, entryPoint, chainId, context };
-    const caller = { apiKey, ip: ctx.ip };
+    const caller = { apiKey, ip: ctx.ip, origin: ctx.origin };
     try {
       if (method === "pm_getPaymasterStubData") return { jsonrpc: "2.0", id, result: formatPaymasterFields(await options.sponsor.getStubData(input, caller)) };
       const sponsorship = await options.sponsor.sponsor(input, caller);
@@ -161,7 +161,7 @@ export function rpcRouter(options: RpcRouterOptions): Router {
 
   router.post("/rpc", async (req: Request, res: Response) => {
     // req.ip: express applies the same compiled TRUST_PROXY function the fast path gives proxyAddr
-    const value = await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, requestId: req.id, log: () => req.log });
+    const value = await answer(typeof req.body === "string" ? req.body : "", apiKeyOf(req), { ip: req.ip, origin: req.headers.origin, requestId: req.id, log: () => req.log });
     if (value === undefined) res.status(204).end();
     else res.json(value);
   });
@@ -211,7 +211,7 @@ export function rpcFastPath(options: RpcRouterOptions & { metrics?: Metrics; tru
     const done = timeRequest(options.metrics);
     const requestId = requestIdFrom(req.headers["x-request-id"]);
     let child: Logger | undefined;
-    const ctx: CallContext = { ip: proxyAddr(req, options.trustProxy), requestId, log: () => (child ??= options.log.child({ reqId: requestId })) };
+    const ctx: CallContext = { ip: proxyAddr(req, options.trustProxy), origin: req.headers.origin, requestId, log: () => (child ??= options.log.child({ reqId: requestId })) };
     const finish = (status: number, value: unknown) => {
       send(res, status, value, requestId);
       done(RPC_ROUTE, status);

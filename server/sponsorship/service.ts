@@ -18,7 +18,7 @@ import type { Metrics } from "../platform/metrics";
 import type { RateLimiter } from "../platform/rateLimit";
 import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
-import { type DepositHealthSource, type PaymasterGas, checkDeposit, checkFee, checkGas, checkNonce, checkPolicy, checkRateLimits, paymasterGas, resolveChain } from "./checks";
+import { type DepositHealthSource, type PaymasterGas, checkDeposit, checkOrigin, checkFee, checkGas, checkNonce, checkPolicy, checkRateLimits, paymasterGas, resolveChain } from "./checks";
 import { SponsorError } from "./errors";
 import { HoldWindowConflict, type HoldReserver, spentInPolicyPeriods } from "./holds";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
@@ -35,7 +35,8 @@ export type SponsorshipParams = {
   context?: unknown;
 };
 
-export type Caller = { apiKey: ApiKey; ip?: string };
+/** Who asks: the API key, the client address, and the Origin a browser sent (undefined from a backend). */
+export type Caller = { apiKey: ApiKey; ip?: string; origin?: string };
 
 /** ERC-7677's result for EntryPoint v0.7. */
 export type PaymasterFields = {
@@ -213,6 +214,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     /** ERC-7677 pm_getPaymasterStubData: data of the final length for gas estimation; reserves nothing. */
     getStubData(params: SponsorshipParams, caller: Caller): Promise<PaymasterFields> {
       return measured(options, "stub", params, async () => {
+        checkOrigin(caller);
         const chain = resolveChain(options.chains, params);
         const op = parseUserOperation(params.userOp, { requireGas: false });
         await checkRateLimits(options.rateLimiter, caller, op.sender);
@@ -226,6 +228,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     /** ERC-7677 pm_getPaymasterData and POST /v1/sponsorships: checks, holds the worst case, signs. */
     sponsor(params: SponsorshipParams, caller: Caller): Promise<Sponsorship> {
       return measured(options, "final", params, async () => {
+        checkOrigin(caller);
         const chain = resolveChain(options.chains, params);
         const parsed = parseUserOperation(params.userOp, { requireGas: true });
         const gas = paymasterGas(chain, params.userOp);
