@@ -157,6 +157,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           rateLimiter,
           metrics,
           sponsorName: config.sponsorName,
+          sponsorIcon: config.sponsorIcon,
           validSeconds: sp.validSeconds,
           maxHoldsPerSender: sp.maxHoldsPerSender,
           maxHoldsPerSenderPerApiKey: sp.maxHoldsPerSenderPerApiKey,

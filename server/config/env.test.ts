@@ -26,6 +26,17 @@ describe("configuration", () => {
     assert.deepEqual(config.orders, { minFen: 100n, maxFen: 500_000n, ttlSeconds: 900 });
   });
 
+  it("takes SPONSOR_ICON only as an image data URI (ERC-7677's sponsor.icon)", () => {
+    const icon = "data:image/png;base64,iVBORw0KGgo=";
+    assert.equal(loadConfig({ SPONSOR_ICON: icon }).sponsorIcon, icon);
+    assert.equal(loadConfig({}).sponsorIcon, undefined);
+    for (const bad of ["https://dapp.example/icon.png", "data:text/html;base64,PGgxPg==", "data:image/png,raw", `data:image/png;base64,${"A".repeat(20_000)}`]) {
+      const found = problems({ SPONSOR_ICON: bad });
+      assert.equal(found.length, 1, bad.slice(0, 40));
+      assert.match(found[0]!, /^SPONSOR_ICON (must be an RFC 2397 data URI of an image|must be at most 16384 characters)/);
+    }
+  });
+
   it("reports every problem at once, each naming its variable", () => {
     const found = problems({ PORT: "http", ORDER_MIN_FEN: "1.5", PUBLIC_URL: "ftp://x", ALIPAY_APP_ID: "2021", ADMIN_TOKEN: "short", RECONCILE: "maybe" });
     assert.equal(found.length, 6, found.join("\n"));

@@ -9,7 +9,7 @@ import path from "node:path";
 import { z } from "zod";
 import { type ChainConfig, ChainConfigError, parseChains } from "./chains";
 import { type SandboxFile, readSandboxFile } from "./sandbox";
-import { expectSecret, httpUrl, oneOf, positiveFen, text, wholeNumber } from "./values";
+import { expectSecret, httpUrl, iconDataUri, oneOf, positiveFen, text, wholeNumber } from "./values";
 import { POSTGRES_DEFAULTS } from "../platform/db/database";
 import type { AlipayGatewayConfig } from "../payments/gateways/alipay";
 import type { WechatGatewayConfig } from "../payments/gateways/wechat";
@@ -40,6 +40,8 @@ export type Config = {
   trustProxy: boolean | number | string;
   /** The `sponsor.name` in ERC-7677 answers. */
   sponsorName: string;
+  /** ERC-7677 `sponsor.icon` (an RFC 2397 data URI), when set. */
+  sponsorIcon?: string;
   /** An API key installed at start if missing (the local stack's demo key). */
   bootstrapApiKey?: string;
   /**
@@ -214,6 +216,7 @@ const variables = z.object({
   UNVERIFIED_CALLBACK_RETENTION_HOURS: variable(wholeNumber(1, 100_000), 168),
   TRUST_PROXY: variable(trustProxy, false),
   SPONSOR_NAME: variable(text, "fiat-paymaster"),
+  SPONSOR_ICON: optional(iconDataUri),
   BOOTSTRAP_API_KEY: secret(text),
   SHUTDOWN_DELAY_MS: variable(wholeNumber(0, 600_000), 0),
   SHUTDOWN_DRAIN_MS: variable(wholeNumber(0, 600_000), 10_000),
@@ -329,6 +332,7 @@ function toConfig(v: Variables): Config {
     },
     trustProxy: v.TRUST_PROXY,
     sponsorName: v.SPONSOR_NAME,
+    sponsorIcon: v.SPONSOR_ICON,
     bootstrapApiKey: v.BOOTSTRAP_API_KEY,
     shutdownDelayMs: v.SHUTDOWN_DELAY_MS,
     shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,

@@ -57,3 +57,12 @@ export const httpUrl = expect(
 export function oneOf<const T extends readonly [string, ...string[]]>(words: T): z.ZodType<T[number], string> {
   return expect(z.enum(words), words.join(" or "));
 }
+
+/** The most a sponsor icon may weigh: it travels in every paymaster answer. */
+export const MAX_ICON_CHARS = 16_384;
+
+/** ERC-7677's `sponsor.icon`: an RFC 2397 data URI of an image, base64, small. */
+export const iconDataUri = z
+  .string()
+  .max(MAX_ICON_CHARS, `must be at most ${MAX_ICON_CHARS} characters (it travels in every paymaster answer)`)
+  .regex(/^data:image\/(png|svg\+xml|jpeg|webp|gif);base64,[A-Za-z0-9+/]+={0,2}$/, "must be an RFC 2397 data URI of an image (data:image/png;base64,…), as ERC-7677 asks");

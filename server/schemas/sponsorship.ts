@@ -26,7 +26,7 @@ const paymasterFields = {
   paymasterData: hexBytesOut.describe("validUntil, validAfter and the signature (a stub of the same length for pm_getPaymasterStubData)"),
   paymasterVerificationGasLimit: hexQuantityOut.describe("hex quantity"),
   paymasterPostOpGasLimit: hexQuantityOut.describe("hex quantity"),
-  sponsor: z.object({ name: z.string() }).describe("who pays (ERC-7677)"),
+  sponsor: z.object({ name: z.string(), icon: z.string().optional().describe("an RFC 2397 data URI (SPONSOR_ICON), when configured") }).describe("who pays (ERC-7677)"),
 };
 
 /** ERC-7677's result for EntryPoint v0.7 (`/rpc`). */

@@ -44,7 +44,7 @@ export type PaymasterFields = {
   paymasterData: Hex;
   paymasterVerificationGasLimit: bigint;
   paymasterPostOpGasLimit: bigint;
-  sponsor: { name: string };
+  sponsor: { name: string; icon?: string };
   isFinal: false;
 };
 
@@ -65,6 +65,8 @@ export type SponsorServiceOptions = {
   rateLimiter?: RateLimiter;
   metrics?: Metrics;
   sponsorName: string;
+  /** ERC-7677 `sponsor.icon`: an RFC 2397 data URI. */
+  sponsorIcon?: string;
   validSeconds: number;
   maxHoldsPerSender: number;
   /** Open holds one API key may take on one sender. */
@@ -138,7 +140,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
       paymasterData,
       paymasterVerificationGasLimit: gas.verification,
       paymasterPostOpGasLimit: gas.postOp,
-      sponsor: { name: options.sponsorName },
+      sponsor: options.sponsorIcon ? { name: options.sponsorName, icon: options.sponsorIcon } : { name: options.sponsorName },
       isFinal: false,
     };
   }
