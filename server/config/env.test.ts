@@ -143,6 +143,13 @@ describe("configuration", () => {
       assert.equal(config.sandbox, true);
     });
 
+    it("refuses ORDER_TTL_SECONDS above 2 hours for QR orders (a gateway's QR code lives at most that), not for Alipay page pay", () => {
+      const found = problems({ SANDBOX_DIR: sandboxDir({ alipay }), ORDER_TTL_SECONDS: "7201" });
+      assert.deepEqual(found, ["ORDER_TTL_SECONDS (7201) is above 7200: Alipay QR (precreate) payment QR codes live at most 2 hours, and an order must not outlive its code"]);
+      assert.equal(loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ORDER_TTL_SECONDS: "7200" }).orders.ttlSeconds, 7200);
+      assert.equal(loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ALIPAY_CHECKOUT: "page", ORDER_TTL_SECONDS: "86400" }).orders.ttlSeconds, 86400);
+    });
+
     it("names the file and the bad field of a sandbox.json it cannot use, without quoting its keys", () => {
       const dir = sandboxDir({ alipay: { ...alipay, gatewayUrl: "not a url" }, wechat: { appId: "wx" } });
       const found = problems({ SANDBOX_DIR: dir });

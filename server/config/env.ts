@@ -186,6 +186,9 @@ const minutely = (fallback: number) => variable(wholeNumber(0, 10_000_000), fall
 
 // ---- The environment ---------------------------------------------------------------------------------------
 
+/** The longest a gateway's payment QR code lives (WeChat Pay Native, Alipay precreate): 2 hours. */
+const QR_CODE_MAX_SECONDS = 7_200;
+
 const ALIPAY_REQUIRED = ["ALIPAY_APP_ID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"] as const;
 const WECHAT_REQUIRED = ["WECHAT_APP_ID", "WECHAT_MCH_ID", "WECHAT_MERCHANT_SERIAL_NO", "WECHAT_MERCHANT_PRIVATE_KEY", "WECHAT_MERCHANT_CERTIFICATE", "WECHAT_API_V3_KEY"] as const;
 
@@ -283,6 +286,14 @@ function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
         problem("WeChat Pay needs WECHAT_PAY_PUBLIC_KEY and WECHAT_PAY_PUBLIC_KEY_ID, or WECHAT_PLATFORM_CERTIFICATES_DIR");
       }
     }
+  }
+  // a payment QR code lives at most 2 hours at either gateway (WeChat Pay Native's code_url, Alipay's precreate
+  // qr_code): an order must not outlive the code it shows
+  const wechatOn = Boolean(sandbox?.wechat) || missing(WECHAT_REQUIRED).length === 0;
+  const alipayQr = (Boolean(sandbox?.alipay) || missing(ALIPAY_REQUIRED).length === 0) && v.ALIPAY_CHECKOUT === "qr";
+  if (v.ORDER_TTL_SECONDS > QR_CODE_MAX_SECONDS && (wechatOn || alipayQr)) {
+    const flows = [wechatOn && "WeChat Pay Native", alipayQr && "Alipay QR (precreate)"].filter(Boolean).join(" and ");
+    problem(`ORDER_TTL_SECONDS (${v.ORDER_TTL_SECONDS}) is above ${QR_CODE_MAX_SECONDS}: ${flows} payment QR codes live at most 2 hours, and an order must not outlive its code`);
   }
   if (v.CHAINS.length > 0 && v.SIGNER_PRIVATE_KEY === undefined) problem("CHAINS is set but SIGNER_PRIVATE_KEY (or SIGNER_PRIVATE_KEY_FILE) is not: sponsorships cannot be signed");
 }
