@@ -267,7 +267,9 @@ describeWithDatabases("strangers with an API key", (db) => {
       const initCode = encodeDeployData({ abi, bytecode, args: [walletOwner.address] });
       const at = (salt: Hex) => getContractAddress({ opcode: "CREATE2", from: DETERMINISTIC_DEPLOYER, salt, bytecode: initCode });
       const deployedSalt = padHex(toHex(1), { size: 32 });
-      await stack.chain.owner.sendTransaction({ to: DETERMINISTIC_DEPLOYER, data: concat([deployedSalt, initCode]) });
+      // wait for the receipt: a loaded machine may answer the next read before anvil has mined the transaction
+      const deployTx = await stack.chain.owner.sendTransaction({ to: DETERMINISTIC_DEPLOYER, data: concat([deployedSalt, initCode]) });
+      assert.equal((await stack.chain.client.waitForTransactionReceipt({ hash: deployTx })).status, "success");
       const wallet = at(deployedSalt);
       assert.ok(await stack.chain.client.getCode({ address: wallet }));
       const by1271 = await call(stack, { op: userOp(wallet, gas, 0n), apiKey: proofKey, ip: "203.0.113.73", context: await proof(walletOwner, wallet) });
