@@ -39,6 +39,30 @@ export async function newSimpleAccount(client: PublicClient): Promise<SimpleAcco
   });
 }
 
+/** The address of a fresh, counterfactual SimpleAccount (random owner). */
+export async function newSimpleAccountAddress(client: PublicClient): Promise<Address> {
+  return (await newSimpleAccount(client)).address;
+}
+
+/** A built userOp as the JSON a DApp sends (quantities hex; paymaster gas limits only when set). */
+export function userOpJson(op: UserOp): Record<string, unknown> {
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  return {
+    sender: op.sender,
+    nonce: hex(op.nonce),
+    factory: op.factory,
+    factoryData: op.factoryData,
+    callData: op.callData,
+    callGasLimit: hex(op.callGasLimit),
+    verificationGasLimit: hex(op.verificationGasLimit),
+    preVerificationGas: hex(op.preVerificationGas),
+    maxFeePerGas: hex(op.maxFeePerGas),
+    maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
+    ...(op.paymasterVerificationGasLimit !== undefined ? { paymasterVerificationGasLimit: hex(op.paymasterVerificationGasLimit) } : {}),
+    signature: "0x",
+  };
+}
+
 export type BuildParameters = {
   calls: { to: Address; data?: Hex; value?: bigint }[];
   paymaster: Address;

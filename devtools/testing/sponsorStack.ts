@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { type Server, createServer } from "node:http";
 import { type Hex, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { type SimpleAccount, type UserOp, buildUserOperation, newSimpleAccount, signAsAccount } from "../userOperations";
+import { type SimpleAccount, type UserOp, buildUserOperation, newSimpleAccount, signAsAccount, userOpJson } from "../userOperations";
 import { type Alto, startAlto } from "../chain/alto";
 import { DEV_KEYS, type LocalChain, startLocalChain } from "../chain/localChain";
 import { type App, type AppOptions, createApp } from "../../server/app";
@@ -144,27 +144,13 @@ export async function sponsoredOperation(
   if (fundFen > 0n) await stack.fund(account.address, fundFen);
   const built = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
   const op = { ...built, ...options.change };
-  const hex = (v: bigint) => `0x${v.toString(16)}`;
   const response = await fetch(`${stack.url}/v1/sponsorships`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
     body: JSON.stringify({
       chainId: stack.chain.anvil.chainId,
       entryPoint: ENTRY_POINT_V07,
-      userOp: {
-        sender: op.sender,
-        nonce: hex(op.nonce),
-        factory: op.factory,
-        factoryData: op.factoryData,
-        callData: op.callData,
-        callGasLimit: hex(op.callGasLimit),
-        verificationGasLimit: hex(op.verificationGasLimit),
-        preVerificationGas: hex(op.preVerificationGas),
-        maxFeePerGas: hex(op.maxFeePerGas),
-        maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
-        paymasterVerificationGasLimit: hex(op.paymasterVerificationGasLimit!),
-        signature: "0x",
-      },
+      userOp: userOpJson(op),
     }),
   });
   if (response.status !== 201) throw new Error(`POST /v1/sponsorships answered ${response.status}: ${await response.text()}`);

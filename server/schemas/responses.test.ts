@@ -9,7 +9,7 @@ import type { z } from "zod";
 import { createTestDatabase } from "../../devtools/testing/databases";
 import { ADMIN_TOKEN, type Stack, eventually, payOnPayerPage, startPaymentsStack } from "../../devtools/testing/paymentsStack";
 import { ADMIN_TOKEN as SPONSOR_ADMIN_TOKEN, type SponsorStack, startSponsorStack } from "../../devtools/testing/sponsorStack";
-import { buildUserOperation, newSimpleAccount } from "../../devtools/userOperations";
+import { buildUserOperation, newSimpleAccount, userOpJson } from "../../devtools/userOperations";
 import { ENTRY_POINT_V07 } from "../chain/addresses";
 import { accountSchemaOut } from "./accounts";
 import {
@@ -122,20 +122,7 @@ describe("the sponsorship answers parse with their response schemas", () => {
     const account = await newSimpleAccount(stack.chain.client);
     await stack.fund(account.address, 1_000_000n);
     const op = await buildUserOperation(stack.chain.client, account, { calls: [{ to: stack.chain.paymaster, data: "0x" }], paymaster: stack.chain.paymaster });
-    const hex = (v: bigint) => `0x${v.toString(16)}`;
-    const userOp = {
-      sender: op.sender,
-      nonce: hex(op.nonce),
-      factory: op.factory,
-      factoryData: op.factoryData,
-      callData: op.callData,
-      callGasLimit: hex(op.callGasLimit),
-      verificationGasLimit: hex(op.verificationGasLimit),
-      preVerificationGas: hex(op.preVerificationGas),
-      maxFeePerGas: hex(op.maxFeePerGas),
-      maxPriorityFeePerGas: hex(op.maxPriorityFeePerGas),
-      signature: "0x",
-    };
+    const userOp = userOpJson(op);
     const sponsored = await fetched(`${stack.url}/v1/sponsorships`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-api-key": stack.apiKey },

@@ -9,11 +9,11 @@ import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Address, type Hex, getAddress, numberToHex } from "viem";
 import { getUserOperationHash } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../chain/addresses";
+import { ENTRY_POINT_V07 } from "../chain/addresses";
+import { newSimpleAccountAddress } from "../../devtools/userOperations";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { checkLedger, getBalance } from "../ledger/ledger";
 import { createRateLimiter } from "../platform/rateLimit";
@@ -31,15 +31,7 @@ const PAYMASTER_POST_OP_GAS = 0n;
 type RpcResponse = { jsonrpc: string; id: unknown; result?: Record<string, unknown>; error?: { code: number; message: string; data?: Record<string, unknown> } };
 type Problem = { type: string; title: string; status: number; detail: string; [extra: string]: unknown };
 
-async function newSmartAccountAddress(stack: SponsorStack): Promise<Address> {
-  const account = await toSimpleSmartAccount({
-    client: stack.chain.client,
-    owner: privateKeyToAccount(generatePrivateKey()),
-    entryPoint: { address: ENTRY_POINT_V07, version: "0.7" },
-    factoryAddress: SIMPLE_ACCOUNT_FACTORY_V07,
-  });
-  return account.address;
-}
+const newSmartAccountAddress = (stack: SponsorStack): Promise<Address> => newSimpleAccountAddress(stack.chain.client);
 
 type Gas = { callGasLimit: bigint; verificationGasLimit: bigint; preVerificationGas: bigint; maxFeePerGas: bigint };
 const defaultGas = (maxFeePerGas: bigint): Gas => ({ callGasLimit: 100_000n, verificationGasLimit: 500_000n, preVerificationGas: 50_000n, maxFeePerGas });

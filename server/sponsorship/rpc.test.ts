@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { after, before, it } from "node:test";
-import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Address, type Hex, getAddress, numberToHex, recoverMessageAddress, size, slice } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../chain/addresses";
+import { newSimpleAccountAddress } from "../../devtools/userOperations";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { getBalance } from "../ledger/ledger";
 import { ADMIN_TOKEN, type SponsorStack, signerAddress, startSponsorStack } from "../../devtools/testing/sponsorStack";
@@ -42,15 +42,7 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-async function newSmartAccountAddress(stack: SponsorStack): Promise<Address> {
-  const account = await toSimpleSmartAccount({
-    client: stack.chain.client,
-    owner: privateKeyToAccount(generatePrivateKey()),
-    entryPoint: { address: ENTRY_POINT_V07, version: "0.7" },
-    factoryAddress: SIMPLE_ACCOUNT_FACTORY_V07,
-  });
-  return account.address;
-}
+const newSmartAccountAddress = (stack: SponsorStack): Promise<Address> => newSimpleAccountAddress(stack.chain.client);
 
 function randomAddress(): Address {
   return privateKeyToAccount(generatePrivateKey()).address;

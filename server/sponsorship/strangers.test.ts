@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Address, type Hex, concat, encodeAbiParameters, encodeDeployData, getContractAddress, numberToHex, padHex, toHex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { handleOps } from "../../devtools/userOperations";
+import { handleOps, newSimpleAccountAddress } from "../../devtools/userOperations";
 import { DEV_KEYS, localClients } from "../../devtools/chain/localChain";
 import { loadProjectArtifact } from "../chain/artifacts";
 import { DETERMINISTIC_DEPLOYER, ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../chain/addresses";
@@ -67,15 +67,7 @@ async function createKey(stack: SponsorStack, policy: Record<string, unknown> = 
   return ((await response.json()) as { key: string }).key;
 }
 
-async function counterfactualAddress(stack: SponsorStack): Promise<Address> {
-  const account = await toSimpleSmartAccount({
-    client: stack.chain.client,
-    owner: privateKeyToAccount(generatePrivateKey()),
-    entryPoint: { address: ENTRY_POINT_V07, version: "0.7" },
-    factoryAddress: SIMPLE_ACCOUNT_FACTORY_V07,
-  });
-  return account.address;
-}
+const counterfactualAddress = (stack: SponsorStack): Promise<Address> => newSimpleAccountAddress(stack.chain.client);
 
 describeWithDatabases("strangers with an API key", (db) => {
   let stack: SponsorStack;
