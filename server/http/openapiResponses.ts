@@ -46,8 +46,11 @@ export const weiString = (description: string): Json => ({ ...schema("WeiString"
 /** Why a sponsorship is refused, and the members the refusal carries (problem extras; JSON-RPC `error.data`). */
 export const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: Json }> = {
   invalid_params: {
-    when: "the userOp, entryPoint or chainId is malformed (the message names the field); a v0.6 userOp; maxPriorityFeePerGas above maxFeePerGas",
-    data: { field: hint("the userOp field at fault, when one is", { type: "string" }) },
+    when: "the userOp, entryPoint, chainId or context is malformed (the message names the field); a context field this paymaster does not read; a v0.6 userOp; maxPriorityFeePerGas above maxFeePerGas",
+    data: {
+      field: hint("the userOp or context field at fault, when one is", { type: "string" }),
+      unknownFields: hint("the context fields not read here (at most 5)", { type: "array", items: { type: "string" } }),
+    },
   },
   unauthorized: { when: "no valid API key (x-api-key header or ?apikey=)", data: {} },
   unsupported_chain: {
@@ -113,6 +116,10 @@ export const SPONSOR_REASONS: Record<SponsorErrorReason, { when: string; data: J
   origin_not_allowed: {
     when: "the request comes from a browser page (Origin header) whose origin the API key's policy does not list in allowedOrigins",
     data: { origin: hint("the request's Origin", { type: "string" }) },
+  },
+  unknown_policy: {
+    when: "the context's sponsorshipPolicyId (or policyId) names no policy of this API key",
+    data: { policyId: hint("the id asked for", { type: "string" }) },
   },
   nonce_not_next: {
     when: "the userOp's nonce is ahead of the sender's next nonce for its key: sponsor operations in order, or use other nonce keys for parallel ones",

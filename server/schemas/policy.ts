@@ -1,8 +1,12 @@
 /**
- * A sponsorship policy as an API key stores it (one per API key): what `PUT /admin/api-keys/{id}/policy`
+ * A sponsorship policy as an API key stores it: what `PUT /admin/api-keys/{id}/policy`
  * and `POST /admin/api-keys` take (`policySchema`, which also reads a stored policy back) and what the answers carry
  * (`policyJsonSchema`, the stored form). Amounts are policy budgets (`fenBudgetSchema`): compared with what is spent,
  * never stored in a ledger column. The rules that judge an operation by a policy are in sponsorship/policy.ts.
+ *
+ * A key's policy is its default; it may also carry named policies (`policies`), each a whole set of rules that a
+ * request selects with the ERC-7677 context's `sponsorshipPolicyId` or `policyId` (sponsorship/context.ts). A named
+ * policy inherits nothing from the default.
  */
 import type { Address } from "viem";
 import type { SenderProofPolicy } from "../sponsorship/senderProof";
@@ -19,7 +23,8 @@ export type ApprovalWebhook = {
   failOpen: boolean;
 };
 
-export type Policy = {
+/** One set of rules: a key's default policy, or one of its named policies. */
+export type PolicyRules = {
   maxChargePerOpFen?: bigint;
   /** What one sender may be charged (held or spent) per period. */
   senderSpendLimit?: SpendLimit;
@@ -44,6 +49,13 @@ export type Policy = {
   /** Browser origins the key may be used from (`scheme://host[:port]`, lower-case), or `["*"]` for any. */
   allowedOrigins?: string[];
 };
+
+/** A key's policy: its default rules, and named policies a request may select by id. */
+export type Policy = PolicyRules & { policies?: Record<string, PolicyRules> };
+
+/** A named policy's id: what `context.sponsorshipPolicyId` / `context.policyId` carries. */
+export const POLICY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+export const MAX_NAMED_POLICIES = 100;
 
 const MAX_PERIOD_SECONDS = 10 * 366 * 86_400;
 const MAX_WEBHOOK_TIMEOUT_MS = 30_000;
@@ -109,66 +121,90 @@ const senderProofSchema = z
     message: "must name at least one proof signer (signers) or accept the sender's own signature (account: true)",
   });
 
-export const policySchema = z
-  .strictObject(
-    {
-      maxChargePerOpFen: fenBudgetSchema.optional(),
-      senderSpendLimit: spendLimitSchema.optional(),
-      globalSpendLimit: spendLimitSchema.optional(),
-      allowedSenders: addressListSchema.optional(),
-      blockedSenders: addressListSchema.optional(),
-      allowedTargets: addressListSchema.optional(),
-      activeFrom: timestampSchema.optional(),
-      activeUntil: timestampSchema.optional(),
-      dailyWindowUtc: dailyWindowSchema.optional(),
-      approvalWebhook: approvalWebhookSchema.optional(),
-      chainIds: z.array(z.number().int("must be a whole number").positive("must be positive").max(Number.MAX_SAFE_INTEGER), { error: "must be a list of chain ids" }).optional(),
-      senderProof: senderProofSchema.optional(),
-      allowedOrigins: originListSchema.optional(),
-    },
-    { error: (issue) => (issue.code === "invalid_type" ? "must be a JSON object" : undefined) },
-  )
-  .superRefine((policy, ctx) => {
-    // fields that failed above arrive here unparsed: compare only real dates
-    const { activeFrom, activeUntil } = policy;
-    if (activeFrom instanceof Date && activeUntil instanceof Date && activeFrom >= activeUntil) {
-      ctx.addIssue({ code: "custom", message: "must be later than activeFrom: the key would never be active", path: ["activeUntil"] });
+const rulesShape = {
+  maxChargePerOpFen: fenBudgetSchema.optional(),
+  senderSpendLimit: spendLimitSchema.optional(),
+  globalSpendLimit: spendLimitSchema.optional(),
+  allowedSenders: addressListSchema.optional(),
+  blockedSenders: addressListSchema.optional(),
+  allowedTargets: addressListSchema.optional(),
+  activeFrom: timestampSchema.optional(),
+  activeUntil: timestampSchema.optional(),
+  dailyWindowUtc: dailyWindowSchema.optional(),
+  approvalWebhook: approvalWebhookSchema.optional(),
+  chainIds: z.array(z.number().int("must be a whole number").positive("must be positive").max(Number.MAX_SAFE_INTEGER), { error: "must be a list of chain ids" }).optional(),
+  senderProof: senderProofSchema.optional(),
+  allowedOrigins: originListSchema.optional(),
+};
+
+const mustBeObject = { error: (issue: { code: string }) => (issue.code === "invalid_type" ? "must be a JSON object" : undefined) };
+
+function activeWindowProblem(policy: { activeFrom?: unknown; activeUntil?: unknown }, ctx: z.RefinementCtx): void {
+  // fields that failed above arrive here unparsed: compare only real dates
+  const { activeFrom, activeUntil } = policy;
+  if (activeFrom instanceof Date && activeUntil instanceof Date && activeFrom >= activeUntil) {
+    ctx.addIssue({ code: "custom", message: "must be later than activeFrom: the key would never be active", path: ["activeUntil"] });
+  }
+}
+
+const rulesSchema = z.strictObject(rulesShape, mustBeObject).superRefine(activeWindowProblem);
+
+const namedPoliciesSchema = z
+  .record(z.string(), rulesSchema, { error: "must be an object of named policies: { \"<id>\": { …rules } }" })
+  .superRefine((policies, ctx) => {
+    const ids = Object.keys(policies);
+    if (ids.length > MAX_NAMED_POLICIES) ctx.addIssue({ code: "custom", message: `must hold at most ${MAX_NAMED_POLICIES} named policies` });
+    for (const id of ids) {
+      if (!POLICY_ID_PATTERN.test(id)) {
+        ctx.addIssue({ code: "custom", message: "is not a valid policy id: 1–64 characters of A–Z a–z 0–9 _ . : -, starting with a letter or digit", path: [id] });
+      }
     }
-  })
+  });
+
+export const policySchema = z
+  .strictObject({ ...rulesShape, policies: namedPoliciesSchema.optional() }, mustBeObject)
+  .superRefine(activeWindowProblem)
   .openapi("PolicyInput", {
     description:
-      "A sponsorship policy: every field optional, an absent field imposes nothing. Fails closed: an unknown field is refused (400 invalid_request naming it), and an empty allowlist allows nothing.",
+      "A sponsorship policy: every field optional, an absent field imposes nothing. Fails closed: an unknown field is refused (400 invalid_request naming it), and an empty allowlist allows nothing. `policies` holds named policies, each a whole set of the same rules (nothing inherited from the default), selected by the ERC-7677 context's `sponsorshipPolicyId` or `policyId`.",
   }) satisfies z.ZodType<Policy>;
-
 
 const storedSpendLimit = z.strictObject({ fen: fenOut, periodSeconds: z.number().int().min(1).max(MAX_PERIOD_SECONDS).describe("fixed windows of this length counted from the Unix epoch (a day runs 00:00–24:00 UTC)") });
 const storedTimeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/);
 
+const storedRulesShape = {
+  maxChargePerOpFen: fenOut.optional().describe("the most one operation may hold (its worst-case cost), in fen"),
+  senderSpendLimit: storedSpendLimit.optional().describe("what one sender may be charged (held or spent) per period"),
+  globalSpendLimit: storedSpendLimit.optional().describe("what the key may be charged per period, all senders together"),
+  allowedSenders: z.array(lowerAddressOut).optional().describe("when set, only these senders are sponsored (an empty list allows none)"),
+  blockedSenders: z.array(lowerAddressOut).optional().describe("always refused, even when also allowed"),
+  allowedTargets: z.array(lowerAddressOut).optional().describe("when set, every contract the account calls must be one of these (SimpleAccount execute/executeBatch)"),
+  activeFrom: dateTimeOut.optional().describe("inclusive (written as UTC)"),
+  activeUntil: dateTimeOut.optional().describe("exclusive; later than activeFrom"),
+  dailyWindowUtc: z.strictObject({ from: storedTimeOfDay, to: storedTimeOfDay }).optional().describe('"HH:MM" UTC, from inclusive to exclusive; from later than to wraps past midnight'),
+  approvalWebhook: z
+    .strictObject({ url: z.url(), timeoutMs: z.number().int().min(1).max(MAX_WEBHOOK_TIMEOUT_MS), failOpen: z.boolean() })
+    .optional()
+    .describe("asked to approve each final sponsorship after the policy allowed it"),
+  chainIds: z.array(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)).optional().describe("when set, only these chains"),
+  senderProof: z
+    .strictObject({ signers: z.array(lowerAddressOut).optional(), account: z.boolean().optional(), maxValiditySeconds: z.number().int().min(1).max(MAX_PROOF_VALIDITY_SECONDS) })
+    .optional()
+    .describe("require proof that the caller controls the sender (context.senderProof), signed by one of `signers` or, with `account: true`, by the sender itself"),
+  allowedOrigins: z
+    .array(z.string())
+    .optional()
+    .describe('when set, a request a browser sends (with an Origin header) must come from one of these origins, or the list holds "*"; requests without an Origin (servers) are not judged by it'),
+};
+
 /** The stored form: what `policyToJson` writes and `parsePolicy` reads back; fen as decimal strings, addresses in lower case, times in UTC, defaults written out. */
 export const policyJsonSchema = z
   .strictObject({
-    maxChargePerOpFen: fenOut.optional().describe("the most one operation may hold (its worst-case cost), in fen"),
-    senderSpendLimit: storedSpendLimit.optional().describe("what one sender may be charged (held or spent) per period"),
-    globalSpendLimit: storedSpendLimit.optional().describe("what the key may be charged per period, all senders together"),
-    allowedSenders: z.array(lowerAddressOut).optional().describe("when set, only these senders are sponsored (an empty list allows none)"),
-    blockedSenders: z.array(lowerAddressOut).optional().describe("always refused, even when also allowed"),
-    allowedTargets: z.array(lowerAddressOut).optional().describe("when set, every contract the account calls must be one of these (SimpleAccount execute/executeBatch)"),
-    activeFrom: dateTimeOut.optional().describe("inclusive (written as UTC)"),
-    activeUntil: dateTimeOut.optional().describe("exclusive; later than activeFrom"),
-    dailyWindowUtc: z.strictObject({ from: storedTimeOfDay, to: storedTimeOfDay }).optional().describe('"HH:MM" UTC, from inclusive to exclusive; from later than to wraps past midnight'),
-    approvalWebhook: z
-      .strictObject({ url: z.url(), timeoutMs: z.number().int().min(1).max(MAX_WEBHOOK_TIMEOUT_MS), failOpen: z.boolean() })
+    ...storedRulesShape,
+    policies: z
+      .record(z.string().regex(POLICY_ID_PATTERN), z.strictObject(storedRulesShape))
       .optional()
-      .describe("asked to approve each final sponsorship after the policy allowed it"),
-    chainIds: z.array(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)).optional().describe("when set, only these chains"),
-    senderProof: z
-      .strictObject({ signers: z.array(lowerAddressOut).optional(), account: z.boolean().optional(), maxValiditySeconds: z.number().int().min(1).max(MAX_PROOF_VALIDITY_SECONDS) })
-      .optional()
-      .describe("require proof that the caller controls the sender (context.senderProof), signed by one of `signers` or, with `account: true`, by the sender itself"),
-    allowedOrigins: z
-      .array(z.string())
-      .optional()
-      .describe('when set, a request a browser sends (with an Origin header) must come from one of these origins, or the list holds "*"; requests without an Origin (servers) are not judged by it'),
+      .describe("named policies, selected by the ERC-7677 context's sponsorshipPolicyId or policyId; each is whole (nothing inherited from the default)"),
   })
   .openapi("Policy", { description: "A stored policy: fen as decimal strings, addresses in lower case, times in UTC, defaults written out." });
 export type PolicyJson = z.input<typeof policyJsonSchema>;

@@ -105,8 +105,11 @@ describe("askApproval", () => {
       callData: "0xb61d27f6",
       maxChargeFen: "12345678901234567890",
       apiKeyId: "key_123",
+      policyId: null,
     });
     assert.deepEqual(await askApproval(hook("/approve-with-reason"), payload), { approved: true }, "any 2xx");
+    await askApproval(hook("/approve"), { ...payload, policyId: "sp_launch" });
+    assert.equal(JSON.parse(received[2]!.body).policyId, "sp_launch", "the named policy that judged the operation");
   });
 
   it("refuses on {approve: false}, passing on the webhook's reason", async () => {

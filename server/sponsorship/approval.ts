@@ -17,6 +17,8 @@ export type ApprovalPayload = {
   callData: Hex;
   maxChargeFen: bigint;
   apiKeyId: string;
+  /** The named policy that judged the operation; null: the key's default. */
+  policyId?: string | null;
 };
 
 export type ApprovalResult = { approved: boolean; reason?: string };
@@ -50,6 +52,7 @@ async function ask(webhook: ApprovalWebhook, payload: ApprovalPayload, fetchFn: 
     callData: payload.callData,
     maxChargeFen: payload.maxChargeFen.toString(),
     apiKeyId: payload.apiKeyId,
+    policyId: payload.policyId ?? null,
   });
   const signal = AbortSignal.timeout(webhook.timeoutMs);
   let status: number;

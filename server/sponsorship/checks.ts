@@ -10,7 +10,7 @@ import { clientKey } from "../http/clientAddress";
 import type { RateLimiter } from "../platform/rateLimit";
 import type { DepositMonitor } from "./depositMonitor";
 import { SponsorError, invalidParams } from "./errors";
-import { evaluatePolicy } from "./policy";
+import { type PolicyRules, evaluatePolicy } from "./policy";
 import { preVerificationGasCeiling } from "./preVerificationGas";
 import type { Caller, SponsorshipParams } from "./service";
 import { type UserOperationInput, parseChainId, parseEntryPoint } from "./userOperation";
@@ -35,11 +35,11 @@ function above(chain: ChainRuntime, op: UserOperationInput, gasPrice: bigint, ti
 const SEQUENCE_MASK = (1n << 64n) - 1n;
 
 /**
- * A request a browser sent (it carries an Origin) must come from an origin the key's policy allows. Requests
+ * A request a browser sent (it carries an Origin) must come from an origin the selected policy allows. Requests
  * without one (a backend) are not judged: Origin proves nothing outside a browser.
  */
-export function checkOrigin(caller: Caller): void {
-  const allowed = caller.apiKey.policy.allowedOrigins;
+export function checkOrigin(policy: PolicyRules, caller: Caller): void {
+  const allowed = policy.allowedOrigins;
   const origin = caller.origin?.toLowerCase();
   if (!allowed || origin === undefined || allowed.includes("*") || allowed.includes(origin)) return;
   throw new SponsorError("origin_not_allowed", `this API key may not be used from ${origin.slice(0, 100)}; its policy allows ${allowed.length ? allowed.join(", ") : "no browser origin"}`, {
@@ -97,9 +97,9 @@ export async function checkRateLimits(rateLimiter: RateLimiter | undefined, call
   }
 }
 
-/** The API key's policy, with what the sender and the key have spent in the policy's periods. */
-export function checkPolicy(caller: Caller, chain: ChainRuntime, op: UserOperationInput, maxChargeFen: bigint, spent: { sender: bigint; global: bigint }, now: Date): void {
-  const decision = evaluatePolicy(caller.apiKey.policy, {
+/** The policy that judges the request (the key's default or a named one), with what the sender and the key have spent under it in its periods. */
+export function checkPolicy(policy: PolicyRules, chain: ChainRuntime, op: UserOperationInput, maxChargeFen: bigint, spent: { sender: bigint; global: bigint }, now: Date): void {
+  const decision = evaluatePolicy(policy, {
     chainId: chain.config.chainId,
     sender: op.sender,
     callData: op.callData,

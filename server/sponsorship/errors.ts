@@ -3,7 +3,7 @@
  * problem `type` and HTTP status (REST answers), a message that names the problem, and data a client can act on
  * (the available and required fen of an insufficient quota, the seconds to wait when rate limited).
  *
- * The codes sit at -32121…-32135, clear of EIP-1474's -32000…-32006: viem gives those a meaning of their own
+ * The codes sit at -32121…-32136, clear of EIP-1474's -32000…-32006: viem gives those a meaning of their own
  * and retries some of them (-32005 "limit exceeded"), which would resend a refused sponsorship request.
  */
 import { isDatabaseUnavailable } from "../platform/db/database";
@@ -25,7 +25,8 @@ export type SponsorErrorReason =
   | "nonce_used"
   | "nonce_not_next"
   | "nonce_held"
-  | "origin_not_allowed";
+  | "origin_not_allowed"
+  | "unknown_policy";
 
 const codes: Record<SponsorErrorReason, { rpc: number; http: number }> = {
   invalid_params: { rpc: -32602, http: 400 },
@@ -44,6 +45,7 @@ const codes: Record<SponsorErrorReason, { rpc: number; http: number }> = {
   nonce_not_next: { rpc: -32133, http: 409 },
   nonce_held: { rpc: -32134, http: 409 },
   origin_not_allowed: { rpc: -32135, http: 403 },
+  unknown_policy: { rpc: -32136, http: 400 },
 };
 
 export const SPONSOR_ERROR_CODES = Object.fromEntries(Object.entries(codes).map(([k, v]) => [k, v.rpc])) as Record<SponsorErrorReason, number>;

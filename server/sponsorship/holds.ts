@@ -19,6 +19,7 @@ import { GroupCommitter } from "../platform/db/groupCommit";
 import { type BatchEntry, applyEntries, lockBalance, release } from "../ledger/ledger";
 import { SponsorError } from "./errors";
 import type { ApiKey } from "./apiKeys";
+import type { SelectedPolicy } from "./context";
 import { spendPeriodStart } from "./policy";
 import type { Quote } from "./pricing";
 
@@ -31,6 +32,8 @@ export type HoldRequest = {
   maxCostWei: bigint;
   validUntil: Date;
   apiKeyId: string | null;
+  /** The key's named policy that judged the request; null or absent: its default policy. */
+  policyId?: string | null;
   /** The client IP the request came from, if known. */
   clientIp?: string;
   userOpHash: Hex;
@@ -71,6 +74,7 @@ type OpenHold = {
   validUntil: Date;
   apiKeyId: string | null;
   clientIp: string | null;
+  policyId: string | null;
 };
 
 /** Decides and writes one batch of hold requests in the transaction `tx`. */
@@ -115,6 +119,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       validUntil: h.valid_until,
       apiKeyId: h.api_key_id,
       clientIp: h.client_ip,
+      policyId: null,
     });
     open.set(h.account, list);
   }
@@ -164,6 +169,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       validUntil: request.validUntil,
       apiKeyId: request.apiKeyId,
       clientIp: request.clientIp ?? null,
+      policyId: request.policyId ?? null,
     };
     if (!same) {
       holds.push(hold);
@@ -187,11 +193,11 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
   // one statement for the holds (new and raised) and the signed operations, one for the ledger
   await tx.query(
     `WITH incoming AS (
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[])
-         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[], $18::text[])
+         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip, policy_id)
      ), created AS (
-       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, client_ip, status, amount_fen, max_cost_wei, revision, valid_until)
-       SELECT id, chain_id, account, nonce, api_key_id, client_ip, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
+       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, client_ip, policy_id, status, amount_fen, max_cost_wei, revision, valid_until)
+       SELECT id, chain_id, account, nonce, api_key_id, client_ip, policy_id, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
      ), raised AS (
        UPDATE holds h SET amount_fen = i.amount_fen, max_cost_wei = i.max_cost_wei, revision = i.revision, valid_until = i.valid_until, updated_at = now()
          FROM incoming i WHERE NOT i.is_new AND h.id = i.id
@@ -217,6 +223,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       operations.map((o) => o.request.amountFen.toString()),
       operations.map((o) => o.request.validUntil.toISOString()),
       held.map((t) => t.hold.clientIp),
+      held.map((t) => t.hold.policyId),
     ],
   );
   await applyEntries(tx, entries);
@@ -224,7 +231,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
 }
 
 /** The cap a new hold would go over (sender, API key on the sender, client IP on the sender), if any. */
-function capReached(holds: readonly OpenHold[], request: HoldRequest): SponsorError | undefined {
+function capReached(holds: ReadonlyArray<Pick<OpenHold, "apiKeyId" | "clientIp">>, request: Pick<HoldRequest, "account" | "apiKeyId" | "clientIp" | "maxHolds" | "maxHoldsPerApiKey" | "maxHoldsPerIp">): SponsorError | undefined {
   if (holds.length >= request.maxHolds) {
     return new SponsorError("too_many_holds", `sender ${request.account} already has ${holds.length} operations awaiting settlement (at most ${request.maxHolds}); wait for them to land or expire`, {
       scope: "sender",
@@ -248,6 +255,34 @@ function capReached(holds: readonly OpenHold[], request: HoldRequest): SponsorEr
       scope: "ip",
       openHolds: byIp,
       maxHolds: perIp,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * What the reservation would certainly refuse for this sender and nonce now, read without locks: too many open
+ * holds, or no quota for even the smallest hold (1 fen) when no open hold for the nonce covers a replacement. The
+ * stub call's early answer, so a wallet learns before estimating what the final call would refuse; the final call
+ * decides again under lock.
+ */
+export async function previewHoldRefusal(db: Queryable, request: Pick<HoldRequest, "chainId" | "account" | "nonce" | "apiKeyId" | "clientIp" | "maxHolds" | "maxHoldsPerApiKey" | "maxHoldsPerIp">): Promise<SponsorError | undefined> {
+  const [{ rows: balance }, { rows: open }] = await Promise.all([
+    db.query<{ available_fen: bigint }>("SELECT available_fen FROM accounts WHERE address = $1", [request.account]),
+    db.query<{ chain_id: bigint; nonce: string; api_key_id: string | null; client_ip: string | null }>(
+      "SELECT chain_id, nonce, api_key_id, client_ip FROM holds WHERE status = 'open' AND account = $1",
+      [request.account],
+    ),
+  ]);
+  if (open.some((h) => Number(h.chain_id) === request.chainId && h.nonce === request.nonce.toString())) return undefined;
+  const holds = open.map((h) => ({ apiKeyId: h.api_key_id, clientIp: h.client_ip }));
+  const full = capReached(holds, request);
+  if (full) return full;
+  const available = balance[0]?.available_fen ?? 0n;
+  if (available < 1n) {
+    return new SponsorError("insufficient_quota", `account ${request.account} has ${available} fen available; every sponsored operation holds at least 1 fen (its worst-case cost) — top up first`, {
+      availableFen: available.toString(),
+      requiredFen: "1",
     });
   }
   return undefined;
@@ -362,11 +397,12 @@ export async function countOpenHolds(db: Queryable, chainId: number): Promise<nu
   return Number(rows[0]!.n);
 }
 
-export async function spentSince(db: Queryable, p: { apiKeyId: string; account?: string; since: Date }): Promise<bigint> {
+/** What a key's policy (`policyId` null: its default) has spent since `since`: settled charges and open holds. */
+export async function spentSince(db: Queryable, p: { apiKeyId: string; policyId?: string | null; account?: string; since: Date }): Promise<bigint> {
   const { rows } = await db.query<{ total: bigint }>(
     `SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN charged_fen WHEN status = 'open' THEN amount_fen ELSE 0 END), 0)::bigint AS total
-       FROM holds WHERE api_key_id = $1 AND created_at >= $2 ${p.account ? "AND account = $3" : ""}`,
-    p.account ? [p.apiKeyId, p.since.toISOString(), p.account.toLowerCase()] : [p.apiKeyId, p.since.toISOString()],
+       FROM holds WHERE api_key_id = $1 AND policy_id IS NOT DISTINCT FROM $2 AND created_at >= $3 ${p.account ? "AND account = $4" : ""}`,
+    [p.apiKeyId, p.policyId ?? null, p.since.toISOString(), ...(p.account ? [p.account.toLowerCase()] : [])],
   );
   return rows[0]!.total;
 }
@@ -446,11 +482,11 @@ export async function reopenHold(tx: Queryable, p: { holdId: string; account: st
 }
 
 /** What an API key has spent on a sender, and in all, in the periods of its policy's spend limits (0 without one). */
-export async function spentInPolicyPeriods(db: Queryable, apiKey: ApiKey, sender: string, at: Date): Promise<{ sender: bigint; global: bigint }> {
-  const { senderSpendLimit, globalSpendLimit } = apiKey.policy;
+export async function spentInPolicyPeriods(db: Queryable, apiKey: ApiKey, policy: SelectedPolicy, sender: string, at: Date): Promise<{ sender: bigint; global: bigint }> {
+  const { senderSpendLimit, globalSpendLimit } = policy.rules;
   const [senderSpent, globalSpent] = await Promise.all([
-    senderSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, account: sender, since: spendPeriodStart(at, senderSpendLimit.periodSeconds) }) : 0n,
-    globalSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, since: spendPeriodStart(at, globalSpendLimit.periodSeconds) }) : 0n,
+    senderSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, policyId: policy.id, account: sender, since: spendPeriodStart(at, senderSpendLimit.periodSeconds) }) : 0n,
+    globalSpendLimit ? spentSince(db, { apiKeyId: apiKey.id, policyId: policy.id, since: spendPeriodStart(at, globalSpendLimit.periodSeconds) }) : 0n,
   ]);
   return { sender: senderSpent, global: globalSpent };
 }

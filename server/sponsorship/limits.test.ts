@@ -415,9 +415,11 @@ describeWithDatabases("sponsorship paused while the paymaster's deposit is low",
     assert.deepEqual(await getBalance(db(), account), { account: account.toLowerCase(), availableFen: 100_000n, heldFen: 0n });
   });
 
-  it("the stub is still served (it commits nothing), so wallets can estimate", async () => {
-    const response = await rpc(stack, "pm_getPaymasterStubData", userOp(await newSmartAccountAddress(stack), defaultGas(maxFeePerGas)));
-    assert.ok(response.result, JSON.stringify(response.error));
+  it("the stub is refused deposit_low too: the final call would refuse it, and a wallet should learn before it estimates (ERC-7677)", async () => {
+    const account = await newSmartAccountAddress(stack);
+    await stack.fund(account, 100_000n);
+    const response = await rpc(stack, "pm_getPaymasterStubData", userOp(account, defaultGas(maxFeePerGas)));
+    assert.equal(response.error?.code, SPONSOR_ERROR_CODES.deposit_low, JSON.stringify(response));
   });
 
   it("REST answers 503 problem+json deposit_low", async () => {
@@ -452,6 +454,7 @@ describeWithDatabases("rate limits per sender through HTTP", (db) => {
 
   it("the 4th request in a minute for the same sender (however its address is cased) is rate_limited with retryAfterSeconds; other senders are not", async () => {
     const sender = await newSmartAccountAddress(stack);
+    await stack.fund(sender, 100_000n);
     const gas = defaultGas(maxFeePerGas);
     const spellings = [sender, sender.toLowerCase(), `0x${sender.slice(2).toUpperCase()}`];
     for (const spelling of spellings) {
@@ -466,7 +469,9 @@ describeWithDatabases("rate limits per sender through HTTP", (db) => {
       assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 60, `retryAfterSeconds ${retry}`);
       assert.match(error.message, /too many requests for this sender \(at most 3 a minute\); retry in \d+ s/);
     }
-    assert.ok((await rpc(stack, "pm_getPaymasterStubData", userOp(await newSmartAccountAddress(stack), gas))).result, "another sender is served");
+    const other = await newSmartAccountAddress(stack);
+    await stack.fund(other, 100_000n);
+    assert.ok((await rpc(stack, "pm_getPaymasterStubData", userOp(other, gas))).result, "another sender is served");
   });
 
   it("REST answers a rate-limited sender 429 problem+json with a retry-after header", async () => {
@@ -492,8 +497,10 @@ describeWithDatabases("rate limits per sender through HTTP", (db) => {
     const gas = defaultGas(maxFeePerGas);
     const codes: number[] = [];
     for (let i = 0; i < 30; i++) {
-      // each request a fresh sender, so only the IP limit (25) can refuse it
-      const response = await rpc(stack, "pm_getPaymasterStubData", userOp(privateKeyToAccount(generatePrivateKey()).address, gas), { "x-forwarded-for": `198.51.100.${i}, 203.0.113.7` });
+      // each request a fresh funded sender, so only the IP limit (25) can refuse it
+      const sender = privateKeyToAccount(generatePrivateKey()).address;
+      await stack.fund(sender, 100_000n);
+      const response = await rpc(stack, "pm_getPaymasterStubData", userOp(sender, gas), { "x-forwarded-for": `198.51.100.${i}, 203.0.113.7` });
       if (response.error) codes.push(response.error.code);
     }
     assert.ok(codes.length >= 5 && codes.every((c) => c === SPONSOR_ERROR_CODES.rate_limited), `refusals: ${JSON.stringify(codes)}`);

@@ -15,11 +15,11 @@
 import type { Address, Hex } from "viem";
 import type { z } from "zod";
 import { AppError } from "../platform/errors";
-import { type Policy, type PolicyJson, type SpendLimit, policySchema } from "../schemas/policy";
+import { type Policy, type PolicyJson, type PolicyRules, type SpendLimit, policySchema } from "../schemas/policy";
 import { decodeCallTargets } from "./callData";
 
 export { policySchema };
-export type { ApprovalWebhook, Policy, PolicyJson, SpendLimit } from "../schemas/policy";
+export type { ApprovalWebhook, Policy, PolicyJson, PolicyRules, SpendLimit } from "../schemas/policy";
 
 export type PolicyRule =
   | "chain_not_allowed"
@@ -84,7 +84,13 @@ function fieldName(path: readonly PropertyKey[]): string {
 
 /** The stored form of `policy`: amounts as decimal strings, times as ISO strings, defaults written out. */
 export function policyToJson(policy: Policy): PolicyJson {
-  const json: PolicyJson = {};
+  const json: PolicyJson = rulesToJson(policy);
+  if (policy.policies) json.policies = Object.fromEntries(Object.entries(policy.policies).map(([id, rules]) => [id, rulesToJson(rules)]));
+  return json;
+}
+
+function rulesToJson(policy: PolicyRules): Omit<PolicyJson, "policies"> {
+  const json: Omit<PolicyJson, "policies"> = {};
   const limit = (l: SpendLimit) => ({ fen: l.fen.toString(), periodSeconds: l.periodSeconds });
   if (policy.maxChargePerOpFen !== undefined) json.maxChargePerOpFen = policy.maxChargePerOpFen.toString();
   if (policy.senderSpendLimit) json.senderSpendLimit = limit(policy.senderSpendLimit);
@@ -113,7 +119,7 @@ export function policyToJson(policy: Policy): PolicyJson {
  * size of the operation) are reported before those that pass with time (time window, spend limits), so a refused
  * caller learns first what would make waiting pointless.
  */
-export function evaluatePolicy(policy: Policy, op: EvaluatePolicyParameters): PolicyDecision {
+export function evaluatePolicy(policy: PolicyRules, op: EvaluatePolicyParameters): PolicyDecision {
   for (const [name, fen] of [["maxChargeFen", op.maxChargeFen], ["senderSpentFen", op.senderSpentFen], ["globalSpentFen", op.globalSpentFen]] as const) {
     if (typeof fen !== "bigint" || fen < 0n) throw new PolicyInputError(`${name} must be a non-negative bigint of fen`);
   }
@@ -190,7 +196,7 @@ function refuse(rule: PolicyRule, message: string): PolicyDecision {
   return { allowed: false, rule, message };
 }
 
-function timeWindowProblem(policy: Policy, now: Date): string | undefined {
+function timeWindowProblem(policy: PolicyRules, now: Date): string | undefined {
   if (policy.activeFrom && now < policy.activeFrom) return `this key sponsors operations from ${policy.activeFrom.toISOString()}; it is ${now.toISOString()}`;
   if (policy.activeUntil && now >= policy.activeUntil) return `this key sponsored operations until ${policy.activeUntil.toISOString()}; it is ${now.toISOString()}`;
   const window = policy.dailyWindowUtc;

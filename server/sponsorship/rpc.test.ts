@@ -127,8 +127,10 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
   let stack: SponsorStack;
   let maxFeePerGas: bigint;
   let rpcUrl: string;
-  /** A good final request for a fresh sender (unfunded unless funded by the test). */
-  const goodUserOp = (sender: Address = randomAddress(), overrides: Record<string, unknown> = {}) => userOpFor(sender, maxFeePerGas, overrides);
+  /** A funded sender: the stub call refuses an account without quota, as the final call would. */
+  let quotaSender: Address;
+  /** A good request; by default for `quotaSender`. */
+  const goodUserOp = (sender: Address = quotaSender, overrides: Record<string, unknown> = {}) => userOpFor(sender, maxFeePerGas, overrides);
 
   async function rpc(body: unknown, options: { apiKey?: string | null; status?: number } = {}): Promise<RpcResponse> {
     const headers: Record<string, string> = {};
@@ -163,6 +165,8 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
     });
     rpcUrl = `${stack.url}/rpc`;
     maxFeePerGas = await stack.chain.client.getGasPrice();
+    quotaSender = randomAddress();
+    await stack.fund(quotaSender, 1_000_000_000n);
   });
   after(async () => {
     await stack?.stop();
@@ -172,6 +176,7 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
 
   it("a good stub request answers ERC-7677's v0.7 fields: 77-byte paymasterData whose stub signature has no zero byte, hex paymaster gas limits, the sponsor's name, isFinal false", async () => {
     const sender = await newSmartAccountAddress(stack);
+    await stack.fund(sender, 100_000n);
     const response = await rpc(request("pm_getPaymasterStubData", goodUserOp(sender)));
     assert.equal(malformedResponse(response), undefined);
     const result = response.result!;
@@ -631,7 +636,7 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
   });
 
   it("an unfunded sender's final request answers insufficient_quota with the available and required fen", async () => {
-    const error = assertErrorCode(await rpc(request("pm_getPaymasterData", goodUserOp())), SPONSOR_ERROR_CODES.insufficient_quota, /has 0 fen available/);
+    const error = assertErrorCode(await rpc(request("pm_getPaymasterData", goodUserOp(randomAddress()))), SPONSOR_ERROR_CODES.insufficient_quota, /has 0 fen available/);
     assert.equal(error.data?.availableFen, "0");
     assert.match(String(error.data?.requiredFen), /^[1-9]\d*$/);
   });
@@ -880,7 +885,7 @@ describeWithDatabases(`ERC-7677 POST /rpc and REST under malformed and fuzzed in
       ["a missing sender", JSON.stringify({ ...good, userOp: { ...goodUserOp(), sender: undefined } }), {}, 400],
       ["a v0.6 userOp", JSON.stringify({ ...good, userOp: { ...goodUserOp(), initCode: "0x" } }), {}, 400],
       ["a gas cap exceeded", JSON.stringify({ ...good, userOp: goodUserOp(undefined, { callGasLimit: numberToHex(50_000_000n) }) }), {}, 400],
-      ["no quota", JSON.stringify(good), {}, 402],
+      ["no quota", JSON.stringify({ ...good, userOp: goodUserOp(randomAddress()) }), {}, 402],
       ["an unknown charset", JSON.stringify(good), { "content-type": "application/json; charset=klingon" }, 415],
       ["a corrupt gzip", new Uint8Array([0x1f, 0x8b, 0x08, 0x00, 0x01]), { "content-encoding": "gzip" }, 400],
       ["over 64 KiB", JSON.stringify({ ...good, userOp: goodUserOp(undefined, { callData: `0x${"ab".repeat(MAX_BODY_BYTES)}` }) }), {}, 413],

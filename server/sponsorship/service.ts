@@ -3,8 +3,14 @@
  * Both front doors — ERC-7677 JSON-RPC (`rpc.ts`) and REST (`routes.ts`) — call this one service, so they
  * accept and refuse exactly the same operations.
  *
- *   stub:  chain, entry point, userOp shape, rate limits, proof of control (if the key's policy asks for it), the
- *          policy's static rules → stub paymasterData
+ * Each request is judged by one policy: the key's default, or the named one its ERC-7677 context selects
+ * (context.ts).
+ *
+ *   stub:  the policy, origin, chain, entry point, userOp shape, rate limits, proof of control (if the policy asks
+ *          for it), the fee (when the userOp carries one), the nonce, deposit health, the policy with spend, and
+ *          whether any hold could be taken (quota, holds per sender) → stub paymasterData. What the final call
+ *          would certainly refuse is refused here (ERC-7677), so a wallet learns before estimating; only what
+ *          needs the gas limits (gas caps, the worst-case charge) and the approval webhook wait for the final call.
  *   final: all of the above, gas caps (preVerificationGas against what the operation needs), fee sanity (max fee
  *          and priority fee against the chain's), the nonce is the sender's next one for its key, deposit health,
  *          the policy with spend, the approval webhook, then sign, commit the hold (group-committed), and only
@@ -20,7 +26,8 @@ import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
 import { type DepositHealthSource, type PaymasterGas, checkDeposit, checkOrigin, checkFee, checkGas, checkNonce, checkPolicy, checkRateLimits, paymasterGas, resolveChain } from "./checks";
 import { SponsorError } from "./errors";
-import { HoldWindowConflict, type HoldReserver, spentInPolicyPeriods } from "./holds";
+import { type SelectedPolicy, selectPolicy } from "./context";
+import { HoldWindowConflict, type HoldReserver, previewHoldRefusal, spentInPolicyPeriods } from "./holds";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
 import { type SenderProofVerifier, createSenderProofVerifier } from "./senderProof";
 import { paymasterHashBuffer, userOperationHashV07 } from "./signing/hashing";
@@ -128,8 +135,8 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
   };
 
   /** When the key's policy asks for it, the caller proves control of the sender (server/sponsorship/senderProof.ts). */
-  async function checkSenderProof(caller: Caller, chain: ChainRuntime, op: UserOperationInput, context: unknown): Promise<void> {
-    const policy = caller.apiKey.policy.senderProof;
+  async function checkSenderProof(selected: SelectedPolicy, chain: ChainRuntime, op: UserOperationInput, context: unknown): Promise<void> {
+    const policy = selected.rules.senderProof;
     if (!policy) return;
     await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: chain.config.paymaster, sender: op.sender, context, now: now() });
   }
@@ -150,8 +157,8 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
    * leaves. A replacement is signed with its hold's validUntil: asking again never stretches how long quota is
    * held.
    */
-  async function signAndHold(p: { chain: ChainRuntime; op: UserOperationInput; gas: PaymasterGas; caller: Caller; quote: Quote; maxChargeFen: bigint; maxCostWei: bigint }): Promise<Sponsorship> {
-    const { chain, op, gas, caller, quote, maxChargeFen, maxCostWei } = p;
+  async function signAndHold(p: { chain: ChainRuntime; op: UserOperationInput; gas: PaymasterGas; caller: Caller; policy: SelectedPolicy; quote: Quote; maxChargeFen: bigint; maxCostWei: bigint }): Promise<Sponsorship> {
+    const { chain, op, gas, caller, policy, quote, maxChargeFen, maxCostWei } = p;
     const validAfter = 0;
     const { chainId, paymaster, entryPoint } = chain.config;
     const account = op.sender.toLowerCase();
@@ -176,6 +183,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
           maxCostWei,
           validUntil: new Date(validUntil * 1000),
           apiKeyId: caller.apiKey.id,
+          policyId: policy.id,
           clientIp: clientKey(caller.ip),
           userOpHash,
           quote,
@@ -216,12 +224,28 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     /** ERC-7677 pm_getPaymasterStubData: data of the final length for gas estimation; reserves nothing. */
     getStubData(params: SponsorshipParams, caller: Caller): Promise<PaymasterFields> {
       return measured(options, "stub", params, async () => {
-        checkOrigin(caller);
+        const policy = selectPolicy(caller.apiKey, params.context);
+        checkOrigin(policy.rules, caller);
         const chain = resolveChain(options.chains, params);
         const op = parseUserOperation(params.userOp, { requireGas: false });
         await checkRateLimits(options.rateLimiter, caller, op.sender);
-        await checkSenderProof(caller, chain, op, params.context);
-        checkPolicy(caller, chain, op, 0n, { sender: 0n, global: 0n }, now());
+        await checkSenderProof(policy, chain, op, params.context);
+        // the fee is set before the stub is asked for (viem, permissionless); the gas limits are not yet
+        await Promise.all([op.maxFeePerGas > 0n ? checkFee(chain, op) : undefined, checkNonce(chain, op)]);
+        await checkDeposit(chain, options.deposits, options.recheckTimeoutMs);
+        // every operation holds at least 1 fen: the smallest charge the final call could ask of the policy and quota
+        checkPolicy(policy.rules, chain, op, 1n, await spentInPolicyPeriods(options.db, caller.apiKey, policy, op.sender, now()), now());
+        const refusal = await previewHoldRefusal(options.db, {
+          chainId: chain.config.chainId,
+          account: op.sender.toLowerCase(),
+          nonce: op.nonce,
+          apiKeyId: caller.apiKey.id,
+          clientIp: clientKey(caller.ip),
+          maxHolds: options.maxHoldsPerSender,
+          maxHoldsPerApiKey: options.maxHoldsPerSenderPerApiKey,
+          maxHoldsPerIp: options.maxHoldsPerSenderPerIp,
+        });
+        if (refusal) throw refusal;
         const validUntil = Math.floor(now().getTime() / 1000) + options.validSeconds;
         return { ...fields(chain, encodeStubPaymasterData({ validUntil, validAfter: 0 }), paymasterGas(chain, params.userOp)), chainId: chain.config.chainId };
       });
@@ -230,21 +254,22 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     /** ERC-7677 pm_getPaymasterData and POST /v1/sponsorships: checks, holds the worst case, signs. */
     sponsor(params: SponsorshipParams, caller: Caller): Promise<Sponsorship> {
       return measured(options, "final", params, async () => {
-        checkOrigin(caller);
+        const policy = selectPolicy(caller.apiKey, params.context);
+        checkOrigin(policy.rules, caller);
         const chain = resolveChain(options.chains, params);
         const parsed = parseUserOperation(params.userOp, { requireGas: true });
         const gas = paymasterGas(chain, params.userOp);
         const op: UserOperationInput = { ...parsed, paymasterVerificationGasLimit: gas.verification, paymasterPostOpGasLimit: gas.postOp };
         await checkRateLimits(options.rateLimiter, caller, op.sender);
         checkGas(chain, op);
-        await checkSenderProof(caller, chain, op, params.context);
+        await checkSenderProof(policy, chain, op, params.context);
         await Promise.all([checkFee(chain, op), checkNonce(chain, op)]);
         await checkDeposit(chain, options.deposits, options.recheckTimeoutMs);
         const quote = await chain.quote();
         // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
         const maxChargeFen = holdFen(op, quote) || 1n;
-        checkPolicy(caller, chain, op, maxChargeFen, await spentInPolicyPeriods(options.db, caller.apiKey, op.sender, now()), now());
-        const webhook = caller.apiKey.policy.approvalWebhook;
+        checkPolicy(policy.rules, chain, op, maxChargeFen, await spentInPolicyPeriods(options.db, caller.apiKey, policy, op.sender, now()), now());
+        const webhook = policy.rules.approvalWebhook;
         if (webhook) {
           const answer = await askApproval(webhook, {
             chainId: chain.config.chainId,
@@ -253,11 +278,12 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
             callData: op.callData,
             maxChargeFen,
             apiKeyId: caller.apiKey.id,
+            policyId: policy.id,
           });
           if (!answer.approved) throw new SponsorError("policy_rejected", answer.reason ?? "the approval webhook refused the operation", { rule: "approval_webhook" });
         }
 
-        return signAndHold({ chain, op, gas, caller, quote, maxChargeFen, maxCostWei: maxGasCostWei(op) });
+        return signAndHold({ chain, op, gas, caller, policy, quote, maxChargeFen, maxCostWei: maxGasCostWei(op) });
       });
     },
   };

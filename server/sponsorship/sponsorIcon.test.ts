@@ -19,6 +19,7 @@ describeWithDatabases("the sponsor's name and icon", (db) => {
 
   it("the stub answer carries sponsor { name, icon } as configured", async () => {
     const sender = privateKeyToAccount(generatePrivateKey()).address;
+    await stack.fund(sender, 100_000n);
     const userOp = { sender, nonce: "0x0", callData: "0x", signature: "0x" };
     const response = await fetch(`${stack.url}/rpc`, {
       method: "POST",

@@ -160,6 +160,7 @@ describeWithDatabases("strangers with an API key", (db) => {
 
   it("a stranger exhausting the per-sender rate limit from their client does not rate-limit the owner's", async () => {
     const sender = await counterfactualAddress(stack);
+    await stack.fund(sender, holdOf(gas));
     const stub = (ip: string) => call(stack, { op: userOp(sender, gas, 0n), ip, method: "pm_getPaymasterStubData" });
     const refusals: number[] = [];
     for (let i = 0; i < 70; i++) {
