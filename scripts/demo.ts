@@ -19,6 +19,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
 import { UsageError, runMain } from "./lib/cli";
 import { LOCAL_STACK_FILE, type LocalStackInfo } from "../devtools/localStack";
+import { describeRpcFailure } from "../web/src/rpcError";
 
 function stackInfo(): LocalStackInfo {
   const env = process.env;
@@ -92,7 +93,10 @@ async function main(): Promise<void> {
     pollingInterval: 200,
   });
   console.log("3. sending a sponsored UserOperation through alto (paymaster: our ERC-7677 endpoint) …");
-  const hash = await smartAccountClient.sendUserOperation({ calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }] });
+  // a refusal is reported with the paymaster's (or the bundler's) code and reason, not viem's "RPC Request failed."
+  const hash = await smartAccountClient.sendUserOperation({ calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }] }).catch((error: unknown) => {
+    throw new UsageError(describeRpcFailure(error, { paymasterUrl: `${info.serverUrl}/rpc` }));
+  });
   const receipt = await smartAccountClient.waitForUserOperationReceipt({ hash, timeout: 60_000 });
   console.log(`   landed in block ${receipt.receipt.blockNumber}: success ${receipt.success}, gas used ${receipt.actualGasUsed}, paid by the paymaster ${formatEther(receipt.actualGasCost)} ETH`);
   console.log(`   the account still holds ${formatEther(await client.getBalance({ address: account.address }))} ETH`);

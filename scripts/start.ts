@@ -43,6 +43,9 @@ async function main(): Promise<void> {
   console.log(`starting anvil on 127.0.0.1:${anvilPort} …`);
   const chain = await startLocalChain({
     port: anvilPort,
+    // an idle chain's base fee falls by an eighth every block (each holds one bundle, far below the target), so
+    // the same operation would cost less run by run; at 0 it stays put and an operation costs its tip
+    args: ["--block-base-fee-per-gas", "0"],
     deploymentsDir: path.resolve(env.DEPLOYMENTS_DIR ?? path.join(ROOT, "deployments")),
     log: (line) => console.log(`  ${line}`),
   });

@@ -73,6 +73,13 @@ export function altoCli(): string {
  * through the deterministic deployer anvil ships with. Wallet refilling and the utility-wallet monitor would move
  * ETH between our dev accounts and poll in the background for nothing. Bundling needs no tuning: alto's default
  * 100 ms bundle interval already has an operation mined within a quarter of a second.
+ *
+ * Fees: by default alto bids a bundle at 90 % of what its operations pay per gas it uses (keeping a 10 %
+ * commission), which is well above the network's price because operations pay for gas limits they do not use. On
+ * a real chain that bid is one among many; on a local chain where alto's is the only transaction it sets the next
+ * block's tip, anvil's priority-fee suggestion follows it, wallets' fees follow that, and every operation bids
+ * ~1.8× the last until a fee ceiling refuses it. With the whole margin as commission (100) alto bids the network's
+ * price, which then stays put.
  */
 function altoArgs(p: StartAltoParameters, port: number): string[] {
   return [
@@ -88,6 +95,7 @@ function altoArgs(p: StartAltoParameters, port: number): string[] {
     ...["--refilling-wallets", "false"],
     ...["--utility-wallet-monitor", "false"],
     ...["--max-resubmits", "3"],
+    ...["--bundler-initial-commission", "100"],
     ...["--min-entity-stake", "1"],
     ...["--min-entity-unstake-delay", "1"],
     ...["--log-level", "warn"],

@@ -91,7 +91,7 @@ function rpcAnswerer(options: RpcRouterOptions) {
       return rpcError(id, RPC_ERRORS.methodNotFound, `method ${method.slice(0, 64)} is not supported; this endpoint serves pm_getPaymasterStubData and pm_getPaymasterData (ERC-7677)`);
     }
     if (apiKey instanceof SponsorError) return rpcError(id, apiKey.rpcCode, apiKey.message, { reason: apiKey.reason });
-    if (!apiKey) return rpcError(id, new SponsorError("unauthorized", "").rpcCode, "a valid API key is required (x-api-key header or ?apikey=)");
+    if (!apiKey) return rpcError(id, new SponsorError("unauthorized", "").rpcCode, "a valid API key is required (x-api-key header or ?apikey=)", { reason: "unauthorized" });
     if (!Array.isArray(params) || params.length < 3 || params.length > 4) {
       return rpcError(id, RPC_ERRORS.invalidParams, "params must be [userOp, entryPoint, chainId, context?]");
     }
