@@ -3,11 +3,15 @@
  * the gateway simulator, the server on PGlite): the demo DApp shows a new zero-ETH account → its "Top up" link
  * opens checkout → ¥10 with Alipay → the simulator's payer page → credited → back in the DApp a sponsored
  * UserOperation lands through alto and is settled, showing the fen charged → the ops dashboard shows the
- * order with its verified callback, the settled hold and the settlement.
+ * order with its verified callback, the settled hold and the settlement. Then the same DApp served from other
+ * origins, as a real DApp is: on an origin the API key allows it lands a sponsored operation cross-origin (CORS on
+ * /rpc, /v1/config, /v1/accounts, /v1/sponsorships); on one it does not, it shows the server's refusal.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { type Server, createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -18,12 +22,30 @@ import { skipWithoutChromium } from "../devtools/testing/services";
 import { waitForOutput } from "../devtools/testing/childOutput";
 
 const ROOT = path.resolve(__dirname, "..");
+const DIST = path.join(ROOT, "web", "dist");
+const TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml" };
+
+/** A static host for the built pages on a port of its own: another origin than the paymaster server's. */
+async function staticHost(): Promise<{ origin: string; server: Server }> {
+  const server = createServer((req, res) => {
+    const file = path.normalize(new URL(req.url ?? "/", "http://x").pathname).replace(/^\/+/, "");
+    try {
+      const body = readFileSync(path.join(DIST, file === "dapp" ? "dapp.html" : file));
+      res.writeHead(200, { "content-type": TYPES[path.extname(file || ".html")] ?? "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  }).listen(0, "127.0.0.1");
+  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
 
 
 describe("the local stack in a browser: DApp → checkout → payer page → sponsored operation, settled", { skip: skipWithoutChromium }, () => {
   let stack: ChildProcess;
   let serverUrl: string;
   let adminToken: string;
+  let demoKeyId: string;
   let browser: Browser;
   let context: BrowserContext;
 
@@ -50,6 +72,7 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
     });
     const banner = await waitForOutput(stack, /Press Ctrl-C to stop/, 90_000);
     adminToken = /admin token\s+(\S+)/.exec(banner)![1]!;
+    demoKeyId = /demo API key\s+fpk_([0-9a-f]{12})_/.exec(banner)![1]!;
     browser = await launchBrowser();
     context = await browser.newContext({ locale: "en-US", viewport: { width: 900, height: 900 } });
   });
@@ -142,4 +165,66 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
     assert.deepEqual(dashboardErrors.filter((e) => !/status of 401/.test(e)), [], "only the refused sign-in's 401");
     assert.deepEqual(await accessibilityProblems(dashboard), []);
   });
+
+  it("the DApp on its own origin: allowed, it lands a sponsored operation cross-origin; on an origin the key does not list, it shows the server's refusal", async () => {
+    const [allowed, other] = [await staticHost(), await staticHost()];
+    const admin = { authorization: `Bearer ${adminToken}`, "content-type": "application/json" };
+    try {
+      const policy = await fetch(`${serverUrl}/admin/api-keys/${demoKeyId}/policy`, { method: "PUT", headers: admin, body: JSON.stringify({ allowedOrigins: [serverUrl, allowed.origin] }) });
+      assert.equal(policy.status, 200, await policy.text());
+      // API keys are cached for up to 5 s: wait until the new policy refuses the other origin
+      for (let i = 0; ; i++) {
+        const probe = await fetch(`${serverUrl}/rpc?apikey=${encodeURIComponent(await demoKey())}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin: other.origin },
+          body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "pm_getPaymasterStubData", params: [{}, "0x0000000071727De22E5E9d8BAf0edAc6f37da032", "0x7a69"] }),
+        });
+        if (((await probe.json()) as { error?: { code: number } }).error?.code === -32135) break;
+        assert.ok(i < 40, "the new policy did not take effect within 10 s");
+        await new Promise((r) => setTimeout(r, 250));
+      }
+
+      const dapp = await context.newPage();
+      const errors = watchErrors(dapp);
+      await dapp.goto(`${allowed.origin}/dapp.html?server=${encodeURIComponent(serverUrl)}`);
+      const address = (await dapp.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent())!;
+      const credit = await fetch(`${serverUrl}/admin/adjustments`, { method: "POST", headers: admin, body: JSON.stringify({ account: address, amountFen: 1000, reason: "cross-origin test" }) });
+      assert.equal(credit.status, 201, await credit.text());
+      await dapp.locator("#quota").filter({ hasText: "¥10.00 available" }).waitFor({ timeout: 10_000 });
+      assert.equal(await dapp.getByRole("link", { name: "Top up" }).getAttribute("href"), `${serverUrl}/checkout?account=${address}`);
+      await dapp.getByRole("button", { name: "Send a sponsored UserOperation" }).click();
+      await dapp.getByRole("status").filter({ hasText: "Settled: charged what the chain actually spent." }).waitFor({ timeout: 60_000 });
+      assert.match((await dapp.locator("#charged").textContent())!, /^¥\d+\.\d\d$/);
+      // REST from the page too: a preflighted POST whose problem answer the page can read
+      const rest = await dapp.evaluate(async ([url, key]) => {
+        const response = await fetch(`${url}/v1/sponsorships`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key! }, body: "{}" });
+        return { status: response.status, body: (await response.json()) as { type: string } };
+      }, [serverUrl, await demoKey()]);
+      assert.deepEqual([rest.status, rest.body.type], [400, "invalid_request"]);
+      assert.deepEqual(errors.filter((e) => !/status of 400/.test(e)), [], "no CORS or page errors");
+      await screenshot(dapp, "dapp-cross-origin");
+
+      const refused = await context.newPage();
+      await refused.goto(`${other.origin}/dapp.html?server=${encodeURIComponent(serverUrl)}`);
+      const stranger = (await refused.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent())!;
+      await fetch(`${serverUrl}/admin/adjustments`, { method: "POST", headers: admin, body: JSON.stringify({ account: stranger, amountFen: 1000, reason: "cross-origin test" }) });
+      await refused.locator("#quota").filter({ hasText: "¥10.00 available" }).waitFor({ timeout: 10_000 });
+      await refused.getByRole("button", { name: "Send a sponsored UserOperation" }).click();
+      const alert = refused.getByRole("alert");
+      await alert.filter({ hasText: "the paymaster refused: origin_not_allowed (-32135)" }).waitFor({ timeout: 20_000 });
+      assert.match((await alert.textContent())!, new RegExp(`may not be used from ${other.origin.replace(/\./g, "\\.")}; its policy allows`));
+      assert.doesNotMatch((await alert.textContent())!, /RPC Request failed/);
+      await refused.locator("#quota").filter({ hasText: "¥10.00 available, ¥0.00 held" }).waitFor();
+      await screenshot(refused, "dapp-origin-refused");
+    } finally {
+      await fetch(`${serverUrl}/admin/api-keys/${demoKeyId}/policy`, { method: "PUT", headers: admin, body: "{}" });
+      allowed.server.close();
+      other.server.close();
+    }
+  });
+
+  /** The demo API key, as the sandbox's public configuration offers it to the demo DApp. */
+  async function demoKey(): Promise<string> {
+    return ((await (await fetch(`${serverUrl}/v1/config`)).json()) as { demoApiKey: string }).demoApiKey;
+  }
 });

@@ -30,7 +30,7 @@ describe("cross-origin access", () => {
     assert.equal(created.status, 201, await created.clone().text());
     assert.equal(created.headers.get("access-control-allow-origin"), "*");
     const { id } = (await created.json()) as { id: string };
-    for (const path of [`/v1/orders/${id}`, `/v1/accounts/${account}`]) {
+    for (const path of [`/v1/orders/${id}`, `/v1/accounts/${account}`, "/v1/config"]) {
       const read = await fetch(`${stack.url}${path}`, { headers: { origin: ORIGIN } });
       assert.equal(read.status, 200, path);
       assert.equal(read.headers.get("access-control-allow-origin"), "*", path);

@@ -1,7 +1,7 @@
 /**
  * Cross-origin access to the public API: a DApp's front end on its own origin, and web wallets that call our URL
- * from theirs (EIP-5792 `paymasterService`), may call `/rpc`, `/v1/sponsorships`, `/v1/quote`, `/v1/accounts/*`
- * and `/v1/orders*`. Any origin, never with credentials (no cookies: the API key travels in a header or the
+ * from theirs (EIP-5792 `paymasterService`), may call `/rpc`, `/v1/sponsorships`, `/v1/quote`, `/v1/accounts/*`,
+ * `/v1/orders*` and `/v1/config` (the public configuration: chains, providers, order limits). Any origin, never with credentials (no cookies: the API key travels in a header or the
  * query), preflights answered. Admin endpoints and the gateways' callbacks get no CORS headers at all, so no page
  * on another origin can read them.
  *
@@ -13,7 +13,7 @@ import cors, { type CorsOptions } from "cors";
 import type { RequestHandler } from "express";
 
 /** The paths a page on another origin may call. */
-export const PUBLIC_CORS_PATHS = ["/rpc", "/v1/sponsorships", "/v1/quote", "/v1/accounts", "/v1/orders"];
+export const PUBLIC_CORS_PATHS = ["/rpc", "/v1/sponsorships", "/v1/quote", "/v1/accounts", "/v1/orders", "/v1/config"];
 
 const EXPOSED_HEADERS = ["x-request-id", "retry-after"];
 

@@ -2,6 +2,10 @@
  * The demo DApp: a SimpleAccount whose owner key lives in this browser (localStorage), sending UserOperations
  * through the bundler with permissionless, sponsored by our ERC-7677 endpoint — exactly what a DApp would do.
  * It reads the chain, bundler and demo API key from /v1/config, which offers them only in sandbox mode.
+ *
+ * The page talks to the paymaster server it was served from, or to the one `?server=` names: a real DApp lives on
+ * its own origin and calls the paymaster cross-origin (CORS), which this lets the page show (and the tests prove).
+ * A refusal is shown with the paymaster's reason and message (rpcError.ts), never as viem's "RPC Request failed.".
  */
 import { createSmartAccountClient } from "permissionless";
 import { toSimpleSmartAccount } from "permissionless/accounts";
@@ -9,10 +13,20 @@ import { type Hex, createPublicClient, defineChain, formatEther, http } from "vi
 import { createPaymasterClient, entryPoint07Address } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type AccountView, type PublicConfig, yuan } from "./api";
+import { describeRpcFailure } from "./rpcError";
 
 const KEY_STORAGE = "fiat-paymaster-demo-owner-key";
 const FACTORY = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+/** The paymaster server: ?server=<http(s) origin>, else the origin this page came from. */
+function serverOrigin(): string {
+  const named = new URLSearchParams(location.search).get("server");
+  if (!named) return location.origin;
+  const url = new URL(named);
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`?server= must be an http(s) URL: got ${named}`);
+  return url.origin;
+}
 
 function ownerKey(fresh = false): Hex {
   const stored = localStorage.getItem(KEY_STORAGE);
@@ -28,14 +42,15 @@ function fail(message: string): void {
   el.hidden = false;
 }
 
-async function accountView(address: string): Promise<AccountView> {
-  const response = await fetch(`/v1/accounts/${address}`);
+async function accountView(server: string, address: string): Promise<AccountView> {
+  const response = await fetch(`${server}/v1/accounts/${address}`);
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   return (await response.json()) as AccountView;
 }
 
 async function main(): Promise<void> {
-  const config = (await (await fetch("/v1/config")).json()) as PublicConfig;
+  const server = serverOrigin();
+  const config = (await (await fetch(`${server}/v1/config`)).json()) as PublicConfig;
   const chainConfig = config.chains[0];
   if (!config.sandbox || !chainConfig?.rpcUrl || !chainConfig.bundlerUrl || !config.demoApiKey) {
     return fail("The demo DApp needs the local stack (npm start): this server does not offer a demo chain, bundler and API key.");
@@ -44,10 +59,10 @@ async function main(): Promise<void> {
   const client = createPublicClient({ chain, transport: http(chainConfig.rpcUrl), pollingInterval: 250 });
   const account = await toSimpleSmartAccount({ client, owner: privateKeyToAccount(ownerKey()), entryPoint: { address: entryPoint07Address, version: "0.7" }, factoryAddress: FACTORY });
   $("address").textContent = account.address;
-  $<HTMLAnchorElement>("checkout-link").href = `/checkout?account=${account.address}`;
+  $<HTMLAnchorElement>("checkout-link").href = `${server}/checkout?account=${account.address}`;
 
   const refresh = async () => {
-    const [eth, view] = await Promise.all([client.getBalance({ address: account.address }), accountView(account.address)]);
+    const [eth, view] = await Promise.all([client.getBalance({ address: account.address }), accountView(server, account.address)]);
     $("eth").textContent = `${formatEther(eth)} ETH`;
     $("quota").textContent = `¥${yuan(view.availableFen)} available, ¥${yuan(view.heldFen)} held`;
     $<HTMLButtonElement>("send").disabled = BigInt(view.availableFen) === 0n;
@@ -60,7 +75,7 @@ async function main(): Promise<void> {
     account,
     client,
     bundlerTransport: http(chainConfig.bundlerUrl),
-    paymaster: createPaymasterClient({ transport: http(`${location.origin}/rpc`, { fetchOptions: { headers: { "x-api-key": config.demoApiKey } } }) }),
+    paymaster: createPaymasterClient({ transport: http(`${server}/rpc`, { fetchOptions: { headers: { "x-api-key": config.demoApiKey } } }) }),
     pollingInterval: 250,
   });
 
@@ -94,7 +109,7 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 500));
       }
     } catch (error) {
-      fail((error as { shortMessage?: string }).shortMessage ?? (error as Error).message);
+      fail(describeRpcFailure(error, { paymasterUrl: `${server}/rpc` }));
       status.textContent = "";
     } finally {
       await refresh().catch(() => {});
