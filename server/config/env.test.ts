@@ -138,7 +138,17 @@ describe("configuration", () => {
 
     it("takes the gateways from sandbox.json", () => {
       const config = loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ALIPAY_CHECKOUT: "page" });
-      assert.deepEqual(config.alipay, { ...alipay, notifyUrl: "http://127.0.0.1:3000/v1/payments/alipay/notify", returnUrl: undefined, checkout: "page", timeoutMs: 10_000 });
+      assert.deepEqual(config.alipay, {
+        ...alipay,
+        notifyUrl: "http://127.0.0.1:3000/v1/payments/alipay/notify",
+        returnUrl: undefined,
+        checkout: "page",
+        // sandbox mode: the default flow and the phone flow (手机网站支付), back to and out to our checkout
+        flows: ["page", "wap"],
+        wapReturnUrl: "http://127.0.0.1:3000/checkout",
+        quitUrl: "http://127.0.0.1:3000/checkout",
+        timeoutMs: 10_000,
+      });
       assert.equal(config.wechat, undefined);
       assert.equal(config.sandbox, true);
     });
