@@ -290,8 +290,8 @@ class WechatOrderBook {
   snapshot(orderId: string): SimulatedTrade | undefined {
     const trade = this.find(orderId);
     if (!trade) return undefined;
-    const { amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen } = trade;
-    return { orderId, amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen };
+    const { amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen, tradeType, payerClientIp } = trade;
+    return { orderId, amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen, tradeType, ...(payerClientIp ? { payerClientIp } : {}) };
   }
 
   createNativeOrder(order: NativeOrderRequest): { code_url: string } {
