@@ -61,6 +61,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   app.use(controlRouter(simulators));
   app.use(simulators.alipay.router);
   app.use(simulators.wechat.router);
+  // browsers ask every page's origin for one; the payer pages have none
+  app.get("/favicon.ico", (_req, res) => void res.status(204).end());
   app.get("/", (_req, res) => {
     res.type("text/plain").send(`fiat-paymaster gateway simulator\nAlipay gateway: ${url}${ALIPAY_GATEWAY_PATH}\nWeChat Pay v3: ${url}/v3\n`);
   });

@@ -721,7 +721,8 @@ function payerMessagePage(title: string, message: string): string {
 
 function page(title: string, body: string): string {
   return `<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>${escapeHtml(title)} · WeChat Pay sandbox</title></head>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)} · WeChat Pay sandbox</title>
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:0 auto;padding:1rem}h1{font-size:1.2rem;color:#07c160}.amount{font-size:2rem;font-weight:600}button{font-size:1rem;padding:.7rem 1.2rem;margin:.3rem 0;min-width:8rem}</style></head>
 <body><h1>${escapeHtml(title)}</h1>
 ${body}
 </body></html>`;
