@@ -98,6 +98,30 @@ describe("checkout on phones in a browser", { skip: skipWithoutChromium }, () =>
     }
   });
 
+  it("Android + WeChat Pay H5: leaving the cashier unpaid comes back to 'confirming'; paying again gets a fresh h5_url and credits", async () => {
+    const context = await browser.newContext(phone(ANDROID));
+    try {
+      const account = newAccount();
+      const { page, errors } = await openCheckout(context, account);
+      await page.getByRole("radio", { name: "WeChat Pay" }).tap();
+      await page.getByRole("button", { name: "Pay", exact: true }).tap();
+      await page.waitForURL(`${stack.simulator.url}/payer/wechat/checkmweb?**`);
+      const firstPrepay = new URL(page.url()).searchParams.get("prepay_id");
+      await page.getByRole("button", { name: "Cancel" }).tap();
+      await page.waitForURL(new RegExp(`^${stack.url}/checkout\\?`));
+      await page.getByRole("status").filter({ hasText: "Confirming the payment" }).waitFor();
+      await page.getByRole("link", { name: "Open the payment page again" }).tap();
+      await page.waitForURL(`${stack.simulator.url}/payer/wechat/checkmweb?**`);
+      assert.notEqual(new URL(page.url()).searchParams.get("prepay_id"), firstPrepay);
+      await page.getByRole("button", { name: "Pay ¥50.00" }).tap();
+      await page.waitForURL(new RegExp(`^${stack.url}/checkout\\?`));
+      await expectCredited(page, account);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("inside WeChat + WeChat Pay: JSAPI — OAuth for the openid, WeixinJSBridge's sheet, Pay; its ok waits for the notification's credit", async () => {
     const context = await browser.newContext(phone(WECHAT));
     try {

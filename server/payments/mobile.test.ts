@@ -164,6 +164,18 @@ describe("mobile payment flows", () => {
     });
   });
 
+  it("WeChat Pay H5: a retried create of the pending order answers a fresh h5_url for the same trade (an h5_url lives 5 minutes)", async () => {
+    const body = { account: account(next++), amountFen: "2500", provider: "wechat", flow: "h5", idempotencyKey: `h5-again-${next}` };
+    const first = await stack.request("POST", "/v1/orders", body);
+    const again = await stack.request("POST", "/v1/orders", body);
+    assert.equal(again.status, 201, again.text);
+    assert.equal(again.body.id, first.body.id);
+    assert.notEqual(again.body.payUrl, first.body.payUrl);
+    assert.equal((await fetch(again.body.payUrl)).status, 200);
+    assert.equal((await fetch(first.body.payUrl)).status, 404, "the older h5_url is gone");
+    assert.equal(stack.simulator.wechat.trade(first.body.id)?.status, "pending");
+  });
+
   describe("WeChat Pay JSAPI with WeChat's OAuth (snsapi_base)", () => {
     /** POST the order, follow WeChat's authorize page: the callback URL and the cookie the order's answer set. */
     async function startJsapi(): Promise<{ id: string; callback: string; cookie: string; oauthUrl: URL }> {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Database, Queryable } from "../platform/db/database";
 import { creditTopUp } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
-import { type JsapiPayParams, PROVIDER_FLOWS, type PaymentFlow, type PaymentGateway, type Provider } from "./gateway";
+import { GatewayError, type JsapiPayParams, PROVIDER_FLOWS, type PaymentFlow, type PaymentGateway, type Provider } from "./gateway";
 
 export type OrderStatus = "created" | "pending" | "paid" | "closed";
 
@@ -141,8 +141,30 @@ export async function createOrder(deps: OrdersDeps, input: CreateOrderInput): Pr
   }
 
   const order = await insertOrFindOrder(deps.db, { ...input, account, flow }, ttlSeconds, gateway.defaultFlow);
+  if (order.status === "pending" && flow === "h5") return refreshH5Url(deps, gateway, order, input.clientIp);
   if (order.status !== "created" || flow === "jsapi") return order;
   return startTrade(deps, gateway, order, { clientIp: input.clientIp });
+}
+
+/**
+ * An h5_url lives 5 minutes, the trade until it expires: a retried create of a pending H5 order (the payer asking
+ * to pay again) asks WeChat again with the same parameters, which answers the trade's current h5_url. A business
+ * refusal (paid or closed meanwhile) leaves the order as it is: the notification or the reconciler settles it.
+ */
+async function refreshH5Url(deps: OrdersDeps, gateway: PaymentGateway, order: Order, clientIp: string | undefined): Promise<Order> {
+  let payUrl: string | undefined;
+  try {
+    payUrl = (await gateway.createPayment({ orderId: order.id, amountFen: order.amountFen, subject: deps.subject ?? "Gas quota top-up", expiresAt: order.expiresAt, flow: "h5", payer: { clientIp } })).payUrl;
+  } catch (error) {
+    if (error instanceof GatewayError && error.gatewayCode !== undefined) return order;
+    throw error;
+  }
+  if (!payUrl) return order;
+  const { rows } = await deps.db.query<OrderRow>(
+    `UPDATE orders SET pay_url = $2, updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING ${ORDER_COLUMNS}`,
+    [order.id, payUrl],
+  );
+  return rows[0] ? toOrder(rows[0]) : await getOrder(deps.db, order.id);
 }
 
 /** The payer's openid is known (WeChat OAuth): the JSAPI trade is made for them and the order becomes `pending`. */

@@ -152,7 +152,10 @@ async function submit(event: SubmitEvent): Promise<void> {
   }
   payButton.disabled = true;
   try {
-    const order = await api.createOrder({ account, amountFen: fen, provider, ...(flow ? { flow } : {}), idempotencyKey: `checkout-${crypto.randomUUID()}` });
+    const request = { account, amountFen: fen, provider, ...(flow ? { flow } : {}), idempotencyKey: `checkout-${crypto.randomUUID()}` };
+    const order = await api.createOrder(request);
+    // kept for this tab: asking again with the same key gets a fresh h5_url for the same order (it lives 5 minutes)
+    sessionStorage.setItem(`checkout-request-${order.id}`, JSON.stringify(request));
     await showOrder(order, { fresh: true });
   } catch (error) {
     showError("form-error", error instanceof TypeError ? t(lang, "error.network") : (error as Error).message);
@@ -223,6 +226,21 @@ async function showOrder(order: Order, options: { fresh?: boolean } = {}): Promi
   schedulePoll();
   // a phone flow's order just made: on to the gateway (the history entry above brings the payer back to it)
   if (options.fresh && payPage) location.assign(payPage);
+}
+
+/** Back from WeChat H5 unpaid: its h5_url may be older than its 5 minutes, so the same request again gets a fresh one. */
+async function payAgain(event: MouseEvent): Promise<void> {
+  const order = current;
+  const stored = order?.flow === "h5" && order.status === "pending" ? sessionStorage.getItem(`checkout-request-${order.id}`) : null;
+  if (!order || !stored) return;
+  event.preventDefault();
+  try {
+    const fresh = await api.createOrder(JSON.parse(stored) as Parameters<typeof api.createOrder>[0]);
+    const page = payPageOf(fresh);
+    if (page) location.assign(page);
+  } catch (error) {
+    setStatus(error instanceof TypeError ? t(lang, "error.network") : (error as Error).message);
+  }
 }
 
 /** WeixinJSBridge, once WeChat's browser has it (in sandbox mode the simulator's stand-in, which /v1/config names). */
@@ -321,6 +339,7 @@ async function main(): Promise<void> {
   form.addEventListener("submit", (e) => void submit(e));
   $("copy-link").addEventListener("click", () => void copyLink());
   $("jsapi-pay").addEventListener("click", () => current && void payInWechat(current));
+  $("payer-link").addEventListener("click", (event) => void payAgain(event));
   again.addEventListener("click", startAgain);
   customInput.addEventListener("input", () => renderChoices());
   try {
