@@ -216,6 +216,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.use(
     paymentsRouter({
       db,
+      publicUrl: config.publicUrl,
       gateways,
       limits: config.orders,
       requireAdmin,

@@ -130,6 +130,11 @@ type AlipayRefund = { outRequestNo: string; amountFen: bigint; refundedAt: Date 
 type AlipayTrade = SimulatedTrade & {
   subject: string;
   returnUrl?: string;
+  /** alipay.trade.page.pay.return / alipay.trade.wap.pay.return: the method the sync return names. */
+  returnMethod?: string;
+  /** 手机网站支付: the phone cashier, quit_url on leaving it. */
+  wap?: boolean;
+  quitUrl?: string;
   /** Whether the payer has opened the trade (scanned the QR, landed on the cashier): only then does Alipay know it. */
   scanned: boolean;
   refunds: Map<string, AlipayRefund>;
@@ -203,7 +208,7 @@ class AlipaySimulator implements ProviderSimulator {
     if (!params) return this.respond(res, undefined, { reply: invalidArguments("isv.invalid-parameter", "参数重复"), signed: false });
     const method = params.method;
     if (!method) return this.respond(res, undefined, { reply: missingArguments("isv.missing-method", "缺少方法名参数"), signed: false });
-    if (method === "alipay.trade.page.pay") return this.startPagePay(params, res);
+    if (method === "alipay.trade.page.pay" || method === "alipay.trade.wap.pay") return this.startPagePay(method, params, res);
     const handle = this.apiMethods[method];
     if (!handle) return this.respond(res, undefined, { reply: invalidArguments("isv.invalid-method", "不存在的方法名"), signed: false });
     const refused = this.authenticate(params);
@@ -241,15 +246,26 @@ class AlipaySimulator implements ProviderSimulator {
     return undefined;
   }
 
-  /** The browser arrives with the SDK's signed page-pay URL (or form); the cashier is our payer page. */
-  private startPagePay(params: Params, res: Response): void {
+  /**
+   * The browser arrives with the SDK's signed page-pay or WAP-pay URL (or form); the cashier is our payer page
+   * (in phone layout for WAP). Each product has its product_code: FAST_INSTANT_TRADE_PAY, QUICK_WAP_WAY.
+   */
+  private startPagePay(method: "alipay.trade.page.pay" | "alipay.trade.wap.pay", params: Params, res: Response): void {
     const refused = this.authenticate(params);
     if (refused) return sendGatewayErrorPage(res, refused.reply);
     const biz = parseBizContent(params.biz_content);
-    if (!biz || biz.product_code !== "FAST_INSTANT_TRADE_PAY") return sendGatewayErrorPage(res, businessError("ACQ.INVALID_PARAMETER"));
+    const wap = method === "alipay.trade.wap.pay";
+    if (!biz || biz.product_code !== (wap ? "QUICK_WAP_WAY" : "FAST_INSTANT_TRADE_PAY")) return sendGatewayErrorPage(res, businessError("ACQ.INVALID_PARAMETER"));
+    const quitUrl = readString(biz.quit_url);
+    if (quitUrl !== undefined && !/^https?:\/\//.test(quitUrl)) return sendGatewayErrorPage(res, businessError("ACQ.INVALID_PARAMETER"));
     const opened = this.openTrade(biz, params);
     if ("reply" in opened) return sendGatewayErrorPage(res, opened.reply);
     if (params.return_url) opened.trade.returnUrl = params.return_url;
+    opened.trade.returnMethod = `${method}.return`;
+    if (wap) {
+      opened.trade.wap = true;
+      if (quitUrl) opened.trade.quitUrl = quitUrl;
+    }
     res.redirect(303, this.payerUrl(opened.trade.orderId));
   }
 
@@ -263,10 +279,15 @@ class AlipaySimulator implements ProviderSimulator {
     const orderId = String(req.params.orderId);
     if (!this.trades.has(orderId)) return sendHtml(res, 404, renderMissingTradePage());
     const action: unknown = isRecord(req.body) ? req.body.action : undefined;
+    const trade = this.openedByPayer(orderId);
+    // WAP: leaving the cashier goes to quit_url and leaves the trade open (the payer may come back and pay)
+    if (action === "quit" && trade.wap) return res.redirect(303, trade.quitUrl ?? trade.returnUrl ?? this.payerUrl(orderId));
     try {
       if (action === "pay") await this.pay(orderId);
       else if (action === "cancel") await this.cancel(orderId);
       else return sendHtml(res, 400, this.renderPayerPage(this.openedByPayer(orderId), "Unknown action"));
+      // WAP: once paid, Alipay sends the browser on to return_url by itself, with the signed sync return fields
+      if (action === "pay" && trade.wap && trade.returnUrl) return res.redirect(303, this.signedReturnUrl(trade, trade.returnUrl));
       sendHtml(res, 200, this.renderPayerPage(this.openedByPayer(orderId)));
     } catch (error) {
       sendHtml(res, 409, this.renderPayerPage(this.openedByPayer(orderId), (error as Error).message));
@@ -477,7 +498,7 @@ class AlipaySimulator implements ProviderSimulator {
   private signedReturnUrl(trade: AlipayTrade, returnUrl: string): string {
     const fields = signNotification(
       {
-        method: "alipay.trade.page.pay.return",
+        method: trade.returnMethod ?? "alipay.trade.page.pay.return",
         app_id: this.sandbox.appId,
         auth_app_id: this.sandbox.appId,
         charset: "utf-8",
@@ -499,14 +520,13 @@ class AlipaySimulator implements ProviderSimulator {
 
   private renderPayerPage(trade: AlipayTrade, message?: string): string {
     const amount = `¥${formatYuan(trade.amountFen)}`;
-    const actions =
-      trade.status === "pending"
-        ? `<form method="post"><button name="action" value="pay">Pay ${amount}</button> <button name="action" value="cancel">Cancel</button></form>`
-        : "";
+    // the WAP cashier's way out is quit_url (the trade stays open); the desktop one's Cancel closes the trade
+    const leave = trade.wap ? `<button name="action" value="quit">Cancel</button>` : `<button name="action" value="cancel">Cancel</button>`;
+    const actions = trade.status === "pending" ? `<form method="post"><button name="action" value="pay">Pay ${amount}</button> ${leave}</form>` : "";
     const back = trade.status === "paid" && trade.returnUrl ? `<p><a id="return" href="${escapeHtml(this.signedReturnUrl(trade, trade.returnUrl))}">Back to merchant</a></p>` : "";
     return page(
       `Alipay · ${trade.subject}`,
-      `<h1>支付宝 Alipay (simulator)</h1>
+      `<h1>支付宝 Alipay (simulator)${trade.wap ? " · 手机网站支付" : ""}</h1>
 <p id="subject">${escapeHtml(trade.subject)}</p>
 <p id="amount">${amount}</p>
 <p>Order <code>${escapeHtml(trade.orderId)}</code> · Trade <code>${trade.gatewayTradeNo}</code></p>
@@ -630,7 +650,9 @@ function sendHtml(res: Response, status: number, html: string): void {
 }
 
 function page(title: string, body: string): string {
-  return `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body>${body}</body></html>`;
+  // a phone-sized layout: the WAP cashier is opened on phones (the desktop page reads the same)
+  return `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:0 auto;padding:1rem}h1{font-size:1.2rem;color:#1677ff}#amount{font-size:2rem;font-weight:600}button{font-size:1rem;padding:.7rem 1.2rem;margin:.3rem 0;min-width:8rem}button[value=pay]{background:#1677ff;color:#fff;border:0;border-radius:6px}</style></head><body>${body}</body></html>`;
 }
 
 // ---- Signatures ----------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 /**
  * The gateway simulator as one HTTP server: Alipay's gateway (`/alipay/gateway.do`), WeChat Pay v3 (`/v3/...`),
- * the payer pages behind the QR payloads (`/payer/<provider>/<orderId>`), and a small control API for tests and
+ * the payer pages behind the QR payloads (`/payer/<provider>/<orderId>`), the phone flows' pages (Alipay's WAP
+ * cashier, WeChat's H5 cashier `/payer/wechat/checkmweb`, WeChat's OAuth `/connect/oauth2/authorize` and
+ * `/sns/oauth2/access_token`, a WeixinJSBridge stand-in `/sim/wechat/jsbridge.js`), and a small control API for tests and
  * demos (`/sim/...`): pay or cancel a trade, set notification faults, list deliveries.
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -40,6 +43,8 @@ export type Simulator = {
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
   const sandbox = options.sandbox ?? { alipay: generateAlipaySandbox(), wechat: await generateWechatSandbox() };
+  // keys written before the simulator played WeChat's OAuth have no AppSecret yet
+  sandbox.wechat.appSecret ??= randomBytes(16).toString("hex");
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -56,6 +61,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   app.use(controlRouter(simulators));
   app.use(simulators.alipay.router);
   app.use(simulators.wechat.router);
+  // browsers ask every page's origin for one; the payer pages have none
+  app.get("/favicon.ico", (_req, res) => void res.status(204).end());
   app.get("/", (_req, res) => {
     res.type("text/plain").send(`fiat-paymaster gateway simulator\nAlipay gateway: ${url}${ALIPAY_GATEWAY_PATH}\nWeChat Pay v3: ${url}/v3\n`);
   });
@@ -68,7 +75,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       alipayPublicKey: sandbox.alipay.alipayPublicKey,
       gatewayUrl: `${url}${ALIPAY_GATEWAY_PATH}`,
     },
-    wechat: (({ notifyUrl: _n, timeoutMs: _t, ...rest }) => rest)(
+    wechat: (({ notifyUrl: _n, timeoutMs: _t, flows: _f, ...rest }) => rest)(
       wechatSandboxGatewayConfig(sandbox.wechat, { baseUrl: url, notifyUrl: "", platformMode: options.wechatSignWith }),
     ),
   };

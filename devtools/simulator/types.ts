@@ -13,6 +13,9 @@ export type SimulatedTrade = {
   expiresAt?: Date;
   paidAt?: Date;
   refundedFen: bigint;
+  /** WeChat: NATIVE, MWEB (H5) or JSAPI; and H5's reported payer_client_ip. */
+  tradeType?: string;
+  payerClientIp?: string;
 };
 
 /** One simulated gateway (Alipay or WeChat Pay v3), mounted at the simulator's root. */

@@ -34,6 +34,8 @@ export type WechatSandbox = {
   /** The same platform key as `platformCertificate`'s, as a bare "WeChat Pay public key". */
   platformPublicKey: string;
   platformPublicKeyId: string;
+  /** The official account's AppSecret, for WeChat's OAuth (JSAPI's openid). */
+  appSecret: string;
 };
 
 const generateRsaKeyPair = promisify(generateKeyPair);
@@ -61,6 +63,7 @@ export async function generateWechatSandbox(): Promise<WechatSandbox> {
     platformSerialNo: platformCertificate.serialNo,
     platformPublicKey: platform.publicKey,
     platformPublicKeyId: `PUB_KEY_ID_01${mchId}${randomDigits(14)}`,
+    appSecret: randomBytes(16).toString("hex"),
   };
 }
 
@@ -107,8 +110,15 @@ export function wechatSandboxGatewayConfig(
     baseUrl: options.baseUrl,
     notifyUrl: options.notifyUrl,
     timeoutMs: options.timeoutMs ?? 5_000,
+    flows: ["qr", "h5", "jsapi"],
+    oauth: { appSecret: sandbox.appSecret, authorizeUrl: `${options.baseUrl}${WECHAT_OAUTH_AUTHORIZE_PATH}`, apiBaseUrl: options.baseUrl },
+    jsBridgeShimUrl: `${options.baseUrl}${WECHAT_JSBRIDGE_SHIM_PATH}`,
   };
 }
+
+/** Where the simulator answers as open.weixin.qq.com's OAuth authorize page, and its WeixinJSBridge stand-in. */
+export const WECHAT_OAUTH_AUTHORIZE_PATH = "/connect/oauth2/authorize";
+export const WECHAT_JSBRIDGE_SHIM_PATH = "/sim/wechat/jsbridge.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Platform-side crypto, exported so tests can craft notifications (stale, foreign, broken) the simulator never sends.
@@ -202,9 +212,14 @@ export function createWechatSimulator(options: WechatSimulatorOptions): Provider
     const headers = signedHeaders(body, signer);
     notifier.dispatch({ key, send: ({ tampered }) => postNotification(notifyUrl, body, headers, tampered) });
   });
+  const publicUrl = options.publicUrl.replace(/\/+$/, "");
+  const oauth = new OAuthProvider(options.sandbox);
   const router = Router();
-  router.use("/v3", wechatApiRouter(book, options.sandbox, signer));
+  router.use("/v3", wechatApiRouter(book, options.sandbox, signer, oauth));
+  router.use("/payer/wechat", h5CashierRouter(book));
   router.use("/payer/wechat", payerRouter(book, options.sandbox));
+  router.use(oauthRouter(oauth));
+  router.use(jsBridgeRouter(book, options.sandbox, publicUrl));
   return {
     provider: "wechat",
     router,
@@ -218,7 +233,19 @@ export function createWechatSimulator(options: WechatSimulatorOptions): Provider
 // ---------------------------------------------------------------------------------------------------------------
 // Order book: WeChat's rules for trades and refunds, answering as its API does (WechatApiError for refusals).
 
-type WechatTrade = SimulatedTrade & { appId: string; description: string; codeUrl: string; payerOpenId: string };
+type TradeType = "NATIVE" | "MWEB" | "JSAPI";
+type WechatTrade = SimulatedTrade & {
+  appId: string;
+  description: string;
+  codeUrl: string;
+  payerOpenId: string;
+  tradeType: TradeType;
+  /** H5 and JSAPI: the prepay id, and when it was issued (an h5_url lives 5 minutes, a prepay_id 2 hours). */
+  prepayId?: string;
+  prepayIssuedAt?: Date;
+  /** H5: the payer_client_ip the merchant reported. */
+  payerClientIp?: string;
+};
 type WechatRefund = { refundId: string; outRefundNo: string; orderId: string; amountFen: bigint; createdAt: Date; succeededAt: Date };
 type NativeOrderRequest = z.infer<typeof nativeOrderSchema>;
 type RefundRequestBody = z.infer<typeof refundRequestSchema>;
@@ -263,16 +290,51 @@ class WechatOrderBook {
   snapshot(orderId: string): SimulatedTrade | undefined {
     const trade = this.find(orderId);
     if (!trade) return undefined;
-    const { amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen } = trade;
-    return { orderId, amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen };
+    const { amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen, tradeType, payerClientIp } = trade;
+    return { orderId, amountFen, status, gatewayTradeNo, notifyUrl, createdAt, expiresAt, paidAt, refundedFen, tradeType, ...(payerClientIp ? { payerClientIp } : {}) };
   }
 
   createNativeOrder(order: NativeOrderRequest): { code_url: string } {
+    return { code_url: this.openTrade(order, "NATIVE").codeUrl };
+  }
+
+  /** H5下单: an h5_url to the cashier, valid 5 minutes (asking again with the same out_trade_no gives a fresh one). */
+  createH5Order(order: H5OrderRequest): { h5_url: string } {
+    const trade = this.openTrade(order, "MWEB");
+    trade.payerClientIp = order.scene_info.payer_client_ip;
+    this.issuePrepay(trade);
+    return { h5_url: `${this.publicUrl}/payer/wechat/checkmweb?prepay_id=${trade.prepayId}&package=${randomDigits(10)}` };
+  }
+
+  /** JSAPI下单: a prepay_id (valid 2 hours) for the payer whose openid the merchant names. */
+  createJsapiOrder(order: JsapiOrderRequest, knownOpenId: (openId: string) => boolean): { prepay_id: string } {
+    if (!knownOpenId(order.payer.openid)) throw new WechatApiError(400, "PARAM_ERROR", "openid与appid不匹配");
+    const trade = this.openTrade(order, "JSAPI");
+    if (trade.payerOpenId !== order.payer.openid) throw new WechatApiError(400, "INVALID_REQUEST", "此商家订单号已用于其他用户");
+    this.issuePrepay(trade);
+    return { prepay_id: trade.prepayId! };
+  }
+
+  /** A trade by its prepay id, while that id is valid (h5_url 5 minutes, JSAPI prepay_id 2 hours). */
+  findByPrepayId(prepayId: string): { trade?: WechatTrade; expired?: boolean } {
+    const trade = [...this.trades.values()].find((t) => t.prepayId === prepayId);
+    if (!trade) return {};
+    this.find(trade.orderId);
+    const lifetimeMs = trade.tradeType === "MWEB" ? H5_URL_LIFETIME_MS : PREPAY_ID_LIFETIME_MS;
+    return { trade, expired: Date.now() - trade.prepayIssuedAt!.getTime() > lifetimeMs };
+  }
+
+  private issuePrepay(trade: WechatTrade): void {
+    trade.prepayId = `wx${toWechatTime(new Date()).slice(0, 19).replace(/\D/g, "")}${randomAlphanumeric(18)}`;
+    trade.prepayIssuedAt = new Date();
+  }
+
+  private openTrade(order: NativeOrderRequest & { payer?: { openid: string } }, tradeType: TradeType): WechatTrade {
     if (order.mchid !== this.sandbox.mchId || order.appid !== this.sandbox.appId) {
       throw new WechatApiError(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配");
     }
     const existing = this.find(order.out_trade_no);
-    if (existing) return repeatNativeOrder(existing, order);
+    if (existing) return repeatOrder(existing, order, tradeType);
     const expiresAt = order.time_expire === undefined ? undefined : parseWechatTime(order.time_expire);
     if (expiresAt && expiresAt.getTime() <= Date.now()) throw new WechatApiError(400, "INVALID_REQUEST", "time_expire已过期");
     const trade: WechatTrade = {
@@ -287,10 +349,11 @@ class WechatOrderBook {
       appId: order.appid,
       description: order.description,
       codeUrl: `${this.publicUrl}/payer/wechat/${encodeURIComponent(order.out_trade_no)}`,
-      payerOpenId: `o${randomAlphanumeric(27)}`,
+      payerOpenId: order.payer?.openid ?? `o${randomAlphanumeric(27)}`,
+      tradeType,
     };
     this.trades.set(trade.orderId, trade);
-    return { code_url: trade.codeUrl };
+    return trade;
   }
 
   close(orderId: string, mchid: string): void {
@@ -360,18 +423,21 @@ class WechatOrderBook {
   }
 }
 
-/** The same out_trade_no again: the same code_url while it is payable with the same amount. */
-function repeatNativeOrder(trade: WechatTrade, order: NativeOrderRequest): { code_url: string } {
+/** The same out_trade_no again: the same trade while it is payable with the same amount and trade type. */
+function repeatOrder(trade: WechatTrade, order: NativeOrderRequest, tradeType: TradeType): WechatTrade {
   if (trade.status === "paid") throw new WechatApiError(403, "ORDERPAID", "该订单已支付");
   if (trade.status === "closed") throw new WechatApiError(400, "ORDER_CLOSED", "订单已关闭");
-  if (trade.amountFen !== BigInt(order.amount.total)) throw new WechatApiError(403, "OUT_TRADE_NO_USED", "商户订单号重复");
-  return { code_url: trade.codeUrl };
+  if (trade.amountFen !== BigInt(order.amount.total) || trade.tradeType !== tradeType) throw new WechatApiError(403, "OUT_TRADE_NO_USED", "商户订单号重复");
+  return trade;
 }
+
+const H5_URL_LIFETIME_MS = 5 * 60_000;
+const PREPAY_ID_LIFETIME_MS = 2 * 60 * 60_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // HTTP: the v3 API (mounted at /v3) and the payer page (mounted at /payer/wechat).
 
-function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: PlatformSigner): Router {
+function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: PlatformSigner, oauth: OAuthProvider): Router {
   const api = Router();
   // The merchant's signature covers the exact body bytes, so the API reads bodies as text.
   api.use(express.text({ type: () => true, limit: "64kb" }));
@@ -382,6 +448,12 @@ function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: 
   });
   api.post("/pay/transactions/native", (req, res) => {
     sendSigned(res, signer, 200, book.createNativeOrder(parseBody(nativeOrderSchema, req)));
+  });
+  api.post("/pay/transactions/h5", (req, res) => {
+    sendSigned(res, signer, 200, book.createH5Order(parseBody(h5OrderSchema, req)));
+  });
+  api.post("/pay/transactions/jsapi", (req, res) => {
+    sendSigned(res, signer, 200, book.createJsapiOrder(parseBody(jsapiOrderSchema, req), (openId) => oauth.knows(openId)));
   });
   api.get("/pay/transactions/out-trade-no/:orderId", (req, res) => {
     if (req.query.mchid !== sandbox.mchId) throw new WechatApiError(400, "INVALID_REQUEST", "mchid不匹配");
@@ -441,6 +513,17 @@ const nativeOrderSchema = z.object({
   notify_url: z.url(),
   amount: z.object({ total: fen, currency: z.literal("CNY").optional() }),
 });
+// H5: scene_info.payer_client_ip (IPv4 or IPv6, up to 45 characters) and h5_info.type are required
+const h5OrderSchema = nativeOrderSchema.extend({
+  scene_info: z.object({
+    payer_client_ip: z.union([z.ipv4(), z.ipv6()]),
+    device_id: z.string().max(32).optional(),
+    h5_info: z.object({ type: z.enum(["iOS", "Android", "Wap"]), app_name: z.string().max(64).optional(), app_url: z.string().optional() }),
+  }),
+});
+const jsapiOrderSchema = nativeOrderSchema.extend({ payer: z.object({ openid: z.string().min(1).max(128) }) });
+type H5OrderRequest = z.infer<typeof h5OrderSchema>;
+type JsapiOrderRequest = z.infer<typeof jsapiOrderSchema>;
 const closeRequestSchema = z.object({ mchid: z.string() });
 const refundRequestSchema = z
   .object({
@@ -531,7 +614,7 @@ function tradeState(trade: WechatTrade): { trade_state: string; trade_state_desc
 
 /** The query answer, and (paid) the decrypted notification resource: the same transaction object. */
 function transactionView(trade: WechatTrade, sandbox: WechatSandbox): object {
-  const common = { appid: trade.appId, mchid: sandbox.mchId, out_trade_no: trade.orderId, trade_type: "NATIVE", ...tradeState(trade), attach: "" };
+  const common = { appid: trade.appId, mchid: sandbox.mchId, out_trade_no: trade.orderId, trade_type: trade.tradeType, ...tradeState(trade), attach: "" };
   if (trade.status !== "paid") return { ...common, amount: { total: Number(trade.amountFen), currency: "CNY", payer_currency: "CNY" } };
   return {
     ...common,
@@ -638,7 +721,8 @@ function payerMessagePage(title: string, message: string): string {
 
 function page(title: string, body: string): string {
   return `<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>${escapeHtml(title)} · WeChat Pay sandbox</title></head>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)} · WeChat Pay sandbox</title>
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:0 auto;padding:1rem}h1{font-size:1.2rem;color:#07c160}.amount{font-size:2rem;font-weight:600}button{font-size:1rem;padding:.7rem 1.2rem;margin:.3rem 0;min-width:8rem}</style></head>
 <body><h1>${escapeHtml(title)}</h1>
 ${body}
 </body></html>`;
@@ -671,4 +755,226 @@ function randomAlphanumeric(length: number): string {
 
 function randomDigits(length: number): string {
   return Array.from({ length }, () => randomInt(10)).join("");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The phone side: the H5 cashier behind h5_url, WeChat's OAuth2 (snsapi_base) and a WeixinJSBridge stand-in.
+
+/**
+ * `/payer/wechat/checkmweb?prepay_id=…` (as wx.tenpay.com's): the H5 cashier. After Pay (or on leaving) WeChat
+ * sends the browser to the redirect_url the merchant appended to h5_url, URL-encoded; without one it stays.
+ */
+function h5CashierRouter(book: WechatOrderBook): Router {
+  const cashier = Router();
+  const redirectOf = (req: Request): string | undefined => {
+    const value = typeof req.query.redirect_url === "string" ? req.query.redirect_url : undefined;
+    return value && /^https?:\/\//.test(value) ? value : undefined;
+  };
+  const lookup = (req: Request, res: Response): WechatTrade | undefined => {
+    const { trade, expired } = book.findByPrepayId(typeof req.query.prepay_id === "string" ? req.query.prepay_id : "");
+    if (!trade) res.status(404).type("html").send(payerMessagePage("Unknown payment", "This is not a WeChat Pay H5 link."));
+    else if (expired) res.status(410).type("html").send(payerMessagePage("链接已过期", "This h5_url is older than 5 minutes: ask the merchant for a new one."));
+    else return trade;
+    return undefined;
+  };
+  cashier.get("/checkmweb", (req, res) => {
+    const trade = lookup(req, res);
+    if (!trade) return;
+    const query = new URLSearchParams({ prepay_id: trade.prepayId!, ...(redirectOf(req) ? { redirect_url: redirectOf(req)! } : {}) }).toString();
+    const payable = trade.status === "pending";
+    res.type("html").send(
+      page(
+        "WeChat Pay",
+        `<p>${escapeHtml(trade.description)}</p>
+<p class="amount" id="amount">¥${formatYuan(trade.amountFen)}</p>
+<p id="status">${escapeHtml(tradeState(trade).trade_state)}</p>
+${payable ? `<form method="post" action="checkmweb/pay?${escapeHtml(query)}"><button type="submit">Pay ¥${formatYuan(trade.amountFen)}</button></form>\n<form method="post" action="checkmweb/leave?${escapeHtml(query)}"><button type="submit">Cancel</button></form>` : ""}`,
+      ),
+    );
+  });
+  cashier.post("/checkmweb/:action", (req, res) => {
+    const trade = lookup(req, res);
+    if (!trade) return;
+    const action = param(req, "action");
+    try {
+      if (action === "pay") book.pay(trade.orderId);
+      else if (action !== "leave") throw new Error("no such action");
+    } catch (error) {
+      res.status(409).type("html").send(payerMessagePage("Not possible", error instanceof Error ? error.message : String(error)));
+      return;
+    }
+    const back = redirectOf(req);
+    if (back) res.redirect(303, back);
+    else res.type("html").send(payerMessagePage(action === "pay" ? "Paid" : "Left", `Order ${trade.orderId}`));
+  });
+  return cashier;
+}
+
+type OAuthCode = { appId: string; openId: string; expiresAt: number; used: boolean };
+/** A code is good for 5 minutes and once, as WeChat's. */
+const OAUTH_CODE_LIFETIME_MS = 5 * 60_000;
+
+/** WeChat's web OAuth as the simulator plays it: one simulated WeChat user, whose openid for our appid is fixed. */
+class OAuthProvider {
+  readonly payerOpenId = `o${randomAlphanumeric(27)}`;
+  private readonly codes = new Map<string, OAuthCode>();
+  private readonly issued = new Set<string>();
+
+  constructor(readonly sandbox: WechatSandbox) {}
+
+  issueCode(): string {
+    const code = randomAlphanumeric(32);
+    this.codes.set(code, { appId: this.sandbox.appId, openId: this.payerOpenId, expiresAt: Date.now() + OAUTH_CODE_LIFETIME_MS, used: false });
+    return code;
+  }
+
+  /** sns/oauth2/access_token: the answer WeChat gives (errors as HTTP 200 with errcode, like WeChat). */
+  exchange(query: Record<string, unknown>): object {
+    if (query.appid !== this.sandbox.appId) return { errcode: 40013, errmsg: "invalid appid" };
+    if (query.secret !== this.sandbox.appSecret) return { errcode: 40125, errmsg: "invalid appsecret" };
+    if (query.grant_type !== "authorization_code") return { errcode: 40002, errmsg: "invalid grant_type" };
+    const code = typeof query.code === "string" ? this.codes.get(query.code) : undefined;
+    if (!code || code.expiresAt < Date.now()) return { errcode: 40029, errmsg: "invalid code" };
+    if (code.used) return { errcode: 40163, errmsg: "code been used" };
+    code.used = true;
+    this.issued.add(code.openId);
+    return { access_token: randomAlphanumeric(64), expires_in: 7200, refresh_token: randomAlphanumeric(64), openid: code.openId, scope: "snsapi_base" };
+  }
+
+  /** Whether this openid belongs to our appid (WeChat refuses a JSAPI order for a stranger's openid). */
+  knows(openId: string): boolean {
+    return this.issued.has(openId);
+  }
+}
+
+function oauthRouter(oauth: OAuthProvider): Router {
+  const router = Router();
+  // open.weixin.qq.com/connect/oauth2/authorize: snsapi_base authorizes silently and redirects with ?code=&state=
+  router.get(WECHAT_OAUTH_AUTHORIZE_PATH, (req, res) => {
+    const { appid, redirect_uri: redirectUri, response_type: responseType, scope, state } = req.query;
+    const refuse = (code: number, why: string) => res.status(400).type("html").send(payerMessagePage("Oops! Something went wrong:(", `${code} ${why}`));
+    if (appid !== oauth.sandbox.appId) return refuse(10016, "appid错误");
+    if (responseType !== "code") return refuse(10004, "response_type错误");
+    if (scope !== "snsapi_base" && scope !== "snsapi_userinfo") return refuse(10005, "scope参数错误或没有scope权限");
+    if (typeof redirectUri !== "string" || !/^https?:\/\//.test(redirectUri)) return refuse(10003, "redirect_uri参数错误");
+    if (state !== undefined && (typeof state !== "string" || !/^[a-zA-Z0-9]{0,128}$/.test(state))) return refuse(10009, "state参数错误");
+    const back = new URL(redirectUri);
+    back.searchParams.set("code", oauth.issueCode());
+    back.searchParams.set("state", typeof state === "string" ? state : "");
+    res.redirect(302, back.toString());
+  });
+  router.get("/sns/oauth2/access_token", (req, res) => {
+    res.json(oauth.exchange(req.query));
+  });
+  return router;
+}
+
+/**
+ * The WeixinJSBridge stand-in (sandbox only: the checkout loads it when /v1/config names it and no real bridge
+ * exists). `invoke("getBrandWCPayRequest", params, cb)` has the simulator check the parameters as WeChat's client
+ * does — appId ours, package a live prepay_id of that appId, signType RSA, paySign the merchant's RSA-SHA256 over
+ * `appId\ntimeStamp\nnonceStr\npackage\n` checked with the merchant certificate — then shows Pay / Cancel; Pay
+ * marks the trade paid (and WeChat Pay notifies the merchant), and cb gets get_brand_wcpay_request:ok|cancel|fail.
+ */
+function jsBridgeRouter(book: WechatOrderBook, sandbox: WechatSandbox, publicUrl: string): Router {
+  const router = Router();
+  const cors = (res: Response) => res.set("Access-Control-Allow-Origin", "*");
+  router.get(WECHAT_JSBRIDGE_SHIM_PATH, (_req, res) => {
+    res.type("application/javascript").set("Cache-Control", "no-store").send(jsBridgeShim(publicUrl));
+  });
+  router.post("/sim/wechat/jsapi/:action", express.text({ type: () => true, limit: "8kb" }), (req, res) => {
+    cors(res);
+    const checked = checkJsapiParams(book, sandbox, typeof req.body === "string" ? req.body : "");
+    if (!checked.ok) return void res.status(400).json({ ok: false, error: checked.error });
+    const { trade } = checked;
+    const action = param(req, "action");
+    if (action === "check") return void res.json({ ok: true, amount: formatYuan(trade.amountFen), description: trade.description });
+    if (action !== "pay") return void res.status(404).json({ ok: false, error: "no such action" });
+    try {
+      book.pay(trade.orderId);
+      res.json({ ok: true });
+    } catch (error) {
+      res.status(409).json({ ok: false, error: error instanceof Error ? error.message : String(error) });
+    }
+  });
+  return router;
+}
+
+const jsapiParamsSchema = z.object({
+  appId: z.string(),
+  timeStamp: z.string().regex(/^\d{1,12}$/),
+  nonceStr: z.string().min(1).max(32),
+  package: z.string().regex(/^prepay_id=\S+$/),
+  signType: z.string(),
+  paySign: z.string().min(1),
+});
+
+function checkJsapiParams(book: WechatOrderBook, sandbox: WechatSandbox, body: string): { ok: true; trade: WechatTrade } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { ok: false, error: "parameters are not JSON" };
+  }
+  const parsed = jsapiParamsSchema.safeParse(json);
+  if (!parsed.success) return { ok: false, error: "appId, timeStamp, nonceStr, package, signType or paySign missing or malformed" };
+  const p = parsed.data;
+  if (p.appId !== sandbox.appId) return { ok: false, error: `appId ${p.appId} is not the merchant's` };
+  if (p.signType !== "RSA") return { ok: false, error: "signType must be RSA" };
+  if (!verifyRsaSha256(sandbox.merchantCertificate, `${p.appId}\n${p.timeStamp}\n${p.nonceStr}\n${p.package}\n`, p.paySign)) {
+    return { ok: false, error: "paySign does not verify with the merchant certificate" };
+  }
+  const { trade, expired } = book.findByPrepayId(p.package.slice("prepay_id=".length));
+  if (!trade || trade.tradeType !== "JSAPI" || trade.appId !== p.appId) return { ok: false, error: "no such prepay_id for this appId" };
+  if (expired) return { ok: false, error: "prepay_id has expired (2 hours)" };
+  if (trade.status !== "pending") return { ok: false, error: `the order is ${tradeState(trade).trade_state}` };
+  return { ok: true, trade };
+}
+
+function jsBridgeShim(publicUrl: string): string {
+  return `/* fiat-paymaster gateway simulator: a stand-in for WeChat's WeixinJSBridge (sandbox only) */
+(function () {
+  if (window.WeixinJSBridge) return;
+  var sim = ${JSON.stringify(publicUrl)};
+  function post(action, params) {
+    return fetch(sim + "/sim/wechat/jsapi/" + action, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify(params) })
+      .then(function (r) { return r.json(); });
+  }
+  function sheet(check, params, cb) {
+    var box = document.createElement("div");
+    box.setAttribute("role", "dialog");
+    box.setAttribute("aria-label", "WeChat Pay");
+    box.style.cssText = "position:fixed;left:0;right:0;bottom:0;background:#fff;border-top:1px solid #ccc;padding:16px;font:16px system-ui,sans-serif;z-index:99999;box-shadow:0 -4px 16px rgba(0,0,0,.2)";
+    var title = document.createElement("p");
+    title.textContent = "微信支付 WeChat Pay (simulator) · " + check.description;
+    var amount = document.createElement("p");
+    amount.style.cssText = "font-size:28px;font-weight:600;margin:8px 0";
+    amount.textContent = "¥" + check.amount;
+    var pay = document.createElement("button");
+    pay.textContent = "Pay ¥" + check.amount;
+    pay.style.cssText = "background:#07c160;color:#fff;border:0;border-radius:6px;padding:12px 20px;font-size:16px;margin-right:12px";
+    var cancel = document.createElement("button");
+    cancel.textContent = "Cancel";
+    cancel.style.cssText = "padding:12px 20px;font-size:16px";
+    box.append(title, amount, pay, cancel);
+    document.body.appendChild(box);
+    pay.onclick = function () {
+      pay.disabled = true;
+      post("pay", params).then(function (a) { box.remove(); cb({ err_msg: a.ok ? "get_brand_wcpay_request:ok" : "get_brand_wcpay_request:fail" }); },
+        function () { box.remove(); cb({ err_msg: "get_brand_wcpay_request:fail" }); });
+    };
+    cancel.onclick = function () { box.remove(); cb({ err_msg: "get_brand_wcpay_request:cancel" }); };
+  }
+  window.WeixinJSBridge = {
+    invoke: function (name, params, cb) {
+      if (name !== "getBrandWCPayRequest") return cb({ err_msg: name + ":fail" });
+      post("check", params).then(function (check) {
+        if (!check.ok) { console.warn("WeixinJSBridge (simulator): " + check.error); return cb({ err_msg: "get_brand_wcpay_request:fail", err_desc: check.error }); }
+        sheet(check, params, cb);
+      }, function () { cb({ err_msg: "get_brand_wcpay_request:fail" }); });
+    },
+  };
+  document.dispatchEvent(new Event("WeixinJSBridgeReady"));
+})();
+`;
 }

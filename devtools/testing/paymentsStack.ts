@@ -20,6 +20,11 @@ export type StackOptions = {
   wechatSignWith?: "certificate" | "publicKey";
   ttlSeconds?: number;
   alipayCheckout?: "qr" | "page";
+  /** The flows each gateway has on (default: the default flow alone, as in production). */
+  alipayFlows?: ("qr" | "page" | "wap")[];
+  wechatFlows?: ("qr" | "h5" | "jsapi")[];
+  /** Sandbox mode: /v1/config then names the simulator's WeixinJSBridge stand-in. */
+  sandbox?: boolean;
   poolSize?: number;
   /** Off (0) unless a test is about them: every test creates orders and sends callbacks from 127.0.0.1. */
   unverifiedCallbacksPerIpPerMinute?: number;
@@ -67,8 +72,17 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     callbacks: { concurrency: 16, maxWaitMs: 3_000, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
     orderRateLimits: options.orderRateLimits ?? { perIp: 0, perAccount: 0 },
     trustProxy: options.trustProxy ?? false,
-    alipay: { ...simulator.serverSandbox.alipay!, notifyUrl: `${url}/v1/payments/alipay/notify`, checkout: options.alipayCheckout ?? "qr", timeoutMs: 5_000 },
-    wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, timeoutMs: 5_000 },
+    alipay: {
+      ...simulator.serverSandbox.alipay!,
+      notifyUrl: `${url}/v1/payments/alipay/notify`,
+      checkout: options.alipayCheckout ?? "qr",
+      ...(options.alipayFlows ? { flows: options.alipayFlows } : {}),
+      wapReturnUrl: `${url}/checkout`,
+      quitUrl: `${url}/checkout`,
+      timeoutMs: 5_000,
+    },
+    wechat: { ...simulator.serverSandbox.wechat!, notifyUrl: `${url}/v1/payments/wechat/notify`, ...(options.wechatFlows ? { flows: options.wechatFlows } : {}), timeoutMs: 5_000 },
+    sandbox: options.sandbox ?? false,
   };
   const service = await createApp(config, { db: database.db });
   const requestsByPath = new Map<string, number>();

@@ -138,7 +138,17 @@ describe("configuration", () => {
 
     it("takes the gateways from sandbox.json", () => {
       const config = loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ALIPAY_CHECKOUT: "page" });
-      assert.deepEqual(config.alipay, { ...alipay, notifyUrl: "http://127.0.0.1:3000/v1/payments/alipay/notify", returnUrl: undefined, checkout: "page", timeoutMs: 10_000 });
+      assert.deepEqual(config.alipay, {
+        ...alipay,
+        notifyUrl: "http://127.0.0.1:3000/v1/payments/alipay/notify",
+        returnUrl: undefined,
+        checkout: "page",
+        // sandbox mode: the default flow and the phone flow (手机网站支付), back to and out to our checkout
+        flows: ["page", "wap"],
+        wapReturnUrl: "http://127.0.0.1:3000/checkout",
+        quitUrl: "http://127.0.0.1:3000/checkout",
+        timeoutMs: 10_000,
+      });
       assert.equal(config.wechat, undefined);
       assert.equal(config.sandbox, true);
     });
@@ -177,6 +187,58 @@ describe("configuration", () => {
     const ok = loadConfig({ ...wechat, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" });
     assert.deepEqual(ok.wechat!.platform, { mode: "publicKey", publicKey: "pk", publicKeyId: "PUB_KEY_ID_1" });
   });
+  describe("payment flows (mobile)", () => {
+    const wechat = {
+      WECHAT_APP_ID: "wx1",
+      WECHAT_MCH_ID: "1900000001",
+      WECHAT_MERCHANT_SERIAL_NO: "ABC",
+      WECHAT_MERCHANT_PRIVATE_KEY: "k",
+      WECHAT_MERCHANT_CERTIFICATE: "c",
+      WECHAT_API_V3_KEY: "a".repeat(32),
+      WECHAT_PAY_PUBLIC_KEY: "pk",
+      WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1",
+    };
+    const alipay = { ALIPAY_APP_ID: "2021000000000001", ALIPAY_PRIVATE_KEY: "alipay-private-key", ALIPAY_PUBLIC_KEY: "MIIBIjANBg" };
+    const secretFile = (name: string, content: string) => {
+      const file = path.join(mkdtempSync(path.join(tmpdir(), "fp-config-")), name);
+      writeFileSync(file, content);
+      return file;
+    };
+
+    it("keeps the old defaults: Alipay's ALIPAY_CHECKOUT alone, WeChat Pay Native alone, no OAuth", () => {
+      const config = loadConfig({ ...wechat, ...alipay });
+      assert.deepEqual(config.alipay!.flows, ["qr"]);
+      assert.deepEqual(config.wechat!.flows, ["qr"]);
+      assert.equal(config.wechat!.oauth, undefined);
+      assert.equal(config.alipay!.wapReturnUrl, "http://127.0.0.1:3000/checkout");
+      assert.equal(config.alipay!.quitUrl, "http://127.0.0.1:3000/checkout");
+    });
+
+    it("WECHAT_FLOWS with jsapi needs WECHAT_APP_SECRET (or its _FILE), and takes WeChat's OAuth URLs", () => {
+      assert.ok(problems({ ...wechat, WECHAT_FLOWS: "h5,jsapi" }).some((p) => /WECHAT_FLOWS has jsapi but WECHAT_APP_SECRET/.test(p)));
+      const config = loadConfig({ ...wechat, WECHAT_FLOWS: "jsapi, h5,qr", WECHAT_APP_SECRET_FILE: secretFile("appsecret", "app-secret-0123456789\n") });
+      assert.deepEqual(config.wechat!.flows, ["jsapi", "h5", "qr"]);
+      assert.deepEqual(config.wechat!.oauth, {
+        appSecret: "app-secret-0123456789",
+        authorizeUrl: "https://open.weixin.qq.com/connect/oauth2/authorize",
+        apiBaseUrl: "https://api.weixin.qq.com",
+      });
+      // no AppSecret is handed to a gateway that has no JSAPI
+      assert.equal(loadConfig({ ...wechat, WECHAT_APP_SECRET: "app-secret-0123456789" }).wechat!.oauth, undefined);
+    });
+
+    it("refuses an unknown flow, and an ALIPAY_CHECKOUT that is not one of ALIPAY_FLOWS, naming them", () => {
+      assert.ok(problems({ ...wechat, WECHAT_FLOWS: "qr,app" }).some((p) => /WECHAT_FLOWS.*a comma-separated list of qr, h5, jsapi/.test(p)));
+      assert.ok(problems({ ...alipay, ALIPAY_FLOWS: "wap", ALIPAY_CHECKOUT: "qr" }).some((p) => /ALIPAY_CHECKOUT \(qr\) is not one of ALIPAY_FLOWS \(wap\)/.test(p)));
+    });
+
+    it("lets an order live longer than 2 hours with Alipay page and WAP pay alone, not with a JSAPI prepay_id", () => {
+      assert.equal(loadConfig({ ...alipay, ALIPAY_CHECKOUT: "page", ALIPAY_FLOWS: "page,wap", ORDER_TTL_SECONDS: "86400" }).orders.ttlSeconds, 86400);
+      const found = problems({ ...wechat, WECHAT_FLOWS: "jsapi", WECHAT_APP_SECRET: "s", ORDER_TTL_SECONDS: "7201" });
+      assert.ok(found.some((p) => /WeChat Pay JSAPI prepay_ids live at most 2 hours/.test(p)), found.join("\n"));
+    });
+  });
+
   describe("sponsorship", () => {
     const chain = { chainId: 8453, rpcUrl: "https://mainnet.base.org", paymaster: "0x1111111111111111111111111111111111111111", fenPerNative: "2500000" };
     const key = `0x${"11".repeat(32)}`;

@@ -9,10 +9,11 @@ import path from "node:path";
 import { z } from "zod";
 import { type ChainConfig, ChainConfigError, parseChains } from "./chains";
 import { type SandboxFile, readSandboxFile } from "./sandbox";
-import { expectSecret, httpUrl, iconDataUri, oneOf, positiveFen, text, wholeNumber } from "./values";
+import { expect, expectSecret, httpUrl, iconDataUri, oneOf, positiveFen, text, wholeNumber } from "./values";
 import { POSTGRES_DEFAULTS } from "../platform/db/database";
 import type { AlipayGatewayConfig } from "../payments/gateways/alipay";
 import type { WechatGatewayConfig } from "../payments/gateways/wechat";
+import { WECHAT_OAUTH_API_URL, WECHAT_OAUTH_AUTHORIZE_URL } from "../payments/gateways/wechatOAuth";
 
 export type Config = {
   host: string;
@@ -182,6 +183,18 @@ const certificatesDir = z.string().transform((dir, ctx): Record<string, string> 
   }
 });
 
+/** A comma-separated list of a provider's payment flows, e.g. `qr,wap`. */
+function flowList<const T extends readonly [string, ...string[]]>(flows: T): z.ZodType<T[number][], string> {
+  return expect(
+    z
+      .string()
+      .transform((raw) => raw.split(",").map((f) => f.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(flows)).min(1))
+      .transform((list) => [...new Set(list)]),
+    `a comma-separated list of ${flows.join(", ")}`,
+  );
+}
+
 const minutely = (fallback: number) => variable(wholeNumber(0, 10_000_000), fallback);
 
 // ---- The environment ---------------------------------------------------------------------------------------
@@ -249,6 +262,9 @@ const variables = z.object({
   ALIPAY_GATEWAY_URL: variable(httpUrl, "https://openapi.alipay.com/gateway.do"),
   ALIPAY_CHECKOUT: variable(oneOf(["qr", "page"]), "qr"),
   ALIPAY_RETURN_URL: optional(httpUrl),
+  ALIPAY_FLOWS: optional(flowList(["qr", "page", "wap"])),
+  ALIPAY_WAP_RETURN_URL: optional(httpUrl),
+  ALIPAY_QUIT_URL: optional(httpUrl),
 
   WECHAT_APP_ID: optional(text),
   WECHAT_MCH_ID: optional(text),
@@ -261,6 +277,10 @@ const variables = z.object({
   // an unreadable folder is still the platform key mode chosen: not reported as lacking one
   WECHAT_PLATFORM_CERTIFICATES_DIR: variable(certificatesDir, undefined, { invalid: {} }),
   WECHAT_BASE_URL: variable(httpUrl, "https://api.mch.weixin.qq.com"),
+  WECHAT_FLOWS: optional(flowList(["qr", "h5", "jsapi"])),
+  WECHAT_APP_SECRET: secret(text),
+  WECHAT_OAUTH_AUTHORIZE_URL: variable(httpUrl, WECHAT_OAUTH_AUTHORIZE_URL),
+  WECHAT_OAUTH_API_URL: variable(httpUrl, WECHAT_OAUTH_API_URL),
 });
 type Variables = z.infer<typeof variables>;
 
@@ -287,13 +307,23 @@ function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
       }
     }
   }
-  // a payment QR code lives at most 2 hours at either gateway (WeChat Pay Native's code_url, Alipay's precreate
-  // qr_code): an order must not outlive the code it shows
   const wechatOn = Boolean(sandbox?.wechat) || missing(WECHAT_REQUIRED).length === 0;
-  const alipayQr = (Boolean(sandbox?.alipay) || missing(ALIPAY_REQUIRED).length === 0) && v.ALIPAY_CHECKOUT === "qr";
-  if (v.ORDER_TTL_SECONDS > QR_CODE_MAX_SECONDS && (wechatOn || alipayQr)) {
-    const flows = [wechatOn && "WeChat Pay Native", alipayQr && "Alipay QR (precreate)"].filter(Boolean).join(" and ");
-    problem(`ORDER_TTL_SECONDS (${v.ORDER_TTL_SECONDS}) is above ${QR_CODE_MAX_SECONDS}: ${flows} payment QR codes live at most 2 hours, and an order must not outlive its code`);
+  const alipayOn = Boolean(sandbox?.alipay) || missing(ALIPAY_REQUIRED).length === 0;
+  const alipayFlows = alipayFlowsOf(v);
+  const wechatFlows = wechatFlowsOf(v);
+  if (alipayOn && !alipayFlows.includes(v.ALIPAY_CHECKOUT)) problem(`ALIPAY_CHECKOUT (${v.ALIPAY_CHECKOUT}) is not one of ALIPAY_FLOWS (${alipayFlows.join(",")})`);
+  if (wechatOn && wechatFlows.includes("jsapi") && !sandbox?.wechat?.oauth && !v.WECHAT_APP_SECRET) {
+    problem("WECHAT_FLOWS has jsapi but WECHAT_APP_SECRET (or WECHAT_APP_SECRET_FILE) is not set: JSAPI needs the official account's AppSecret for the payer's openid (OAuth)");
+  }
+  // a payment QR code lives at most 2 hours at either gateway (WeChat Pay Native's code_url, Alipay's precreate
+  // qr_code), and so does a JSAPI prepay_id: an order must not outlive what the payer pays it with
+  const wechatLimited = wechatOn && (wechatFlows.includes("qr") || wechatFlows.includes("jsapi"));
+  const alipayQr = alipayOn && alipayFlows.includes("qr");
+  if (v.ORDER_TTL_SECONDS > QR_CODE_MAX_SECONDS && (wechatLimited || alipayQr)) {
+    const qrFlows = [wechatLimited && wechatFlows.includes("qr") && "WeChat Pay Native", alipayQr && "Alipay QR (precreate)"].filter(Boolean).join(" and ");
+    const jsapi = wechatLimited && wechatFlows.includes("jsapi") ? "WeChat Pay JSAPI prepay_ids" : "";
+    const what = [qrFlows && `${qrFlows} payment QR codes`, jsapi].filter(Boolean).join(" and ");
+    problem(`ORDER_TTL_SECONDS (${v.ORDER_TTL_SECONDS}) is above ${QR_CODE_MAX_SECONDS}: ${what} live at most 2 hours, and an order must not outlive its code`);
   }
   if (v.CHAINS.length > 0 && v.SIGNER_PRIVATE_KEY === undefined) problem("CHAINS is set but SIGNER_PRIVATE_KEY (or SIGNER_PRIVATE_KEY_FILE) is not: sponsorships cannot be signed");
 }
@@ -352,8 +382,29 @@ function toConfig(v: Variables): Config {
 }
 
 /** In sandbox mode the merchant's side comes from sandbox.json; otherwise all three variables, or no Alipay. */
+/**
+ * The flows each gateway offers: as configured; else the default flow alone (Alipay's ALIPAY_CHECKOUT, WeChat Pay
+ * Native), and in sandbox mode the phone flows too (the simulator has every product).
+ */
+function alipayFlowsOf(v: Variables): ("qr" | "page" | "wap")[] {
+  return v.ALIPAY_FLOWS ?? (v.SANDBOX_DIR?.file.alipay ? [v.ALIPAY_CHECKOUT, "wap"] : [v.ALIPAY_CHECKOUT]);
+}
+
+function wechatFlowsOf(v: Variables): ("qr" | "h5" | "jsapi")[] {
+  return v.WECHAT_FLOWS ?? (v.SANDBOX_DIR?.file.wechat ? ["qr", "h5", "jsapi"] : ["qr"]);
+}
+
 function alipayConfig(v: Variables, publicUrl: string): AlipayGatewayConfig | undefined {
-  const common = { notifyUrl: `${publicUrl}/v1/payments/alipay/notify`, returnUrl: v.ALIPAY_RETURN_URL, checkout: v.ALIPAY_CHECKOUT, timeoutMs: v.GATEWAY_TIMEOUT_MS };
+  const common = {
+    notifyUrl: `${publicUrl}/v1/payments/alipay/notify`,
+    returnUrl: v.ALIPAY_RETURN_URL,
+    checkout: v.ALIPAY_CHECKOUT,
+    flows: alipayFlowsOf(v),
+    // 手机网站支付 comes back to our checkout page, which shows the order (and credits nothing)
+    wapReturnUrl: v.ALIPAY_WAP_RETURN_URL ?? `${publicUrl}/checkout`,
+    quitUrl: v.ALIPAY_QUIT_URL ?? `${publicUrl}/checkout`,
+    timeoutMs: v.GATEWAY_TIMEOUT_MS,
+  };
   const sandbox = v.SANDBOX_DIR?.file.alipay;
   if (sandbox) return { ...sandbox, ...common };
   if (!v.ALIPAY_APP_ID || !v.ALIPAY_PRIVATE_KEY || !v.ALIPAY_PUBLIC_KEY) return undefined;
@@ -361,9 +412,14 @@ function alipayConfig(v: Variables, publicUrl: string): AlipayGatewayConfig | un
 }
 
 function wechatConfig(v: Variables, publicUrl: string): WechatGatewayConfig | undefined {
-  const common = { notifyUrl: `${publicUrl}/v1/payments/wechat/notify`, timeoutMs: v.GATEWAY_TIMEOUT_MS };
+  const flows = wechatFlowsOf(v);
+  const oauth = v.WECHAT_APP_SECRET
+    ? { appSecret: v.WECHAT_APP_SECRET, authorizeUrl: v.WECHAT_OAUTH_AUTHORIZE_URL, apiBaseUrl: v.WECHAT_OAUTH_API_URL }
+    : undefined;
+  const common = { notifyUrl: `${publicUrl}/v1/payments/wechat/notify`, timeoutMs: v.GATEWAY_TIMEOUT_MS, flows };
   const sandbox = v.SANDBOX_DIR?.file.wechat;
-  if (sandbox) return { ...sandbox, ...common };
+  // the sandbox file names the simulator's OAuth and WeixinJSBridge stand-in; nothing outside sandbox mode can
+  if (sandbox) return { ...sandbox, ...common, ...(oauth ? { oauth } : {}) };
   const { WECHAT_APP_ID, WECHAT_MCH_ID, WECHAT_MERCHANT_SERIAL_NO, WECHAT_MERCHANT_PRIVATE_KEY, WECHAT_MERCHANT_CERTIFICATE, WECHAT_API_V3_KEY } = v;
   if (!WECHAT_APP_ID || !WECHAT_MCH_ID || !WECHAT_MERCHANT_SERIAL_NO || !WECHAT_MERCHANT_PRIVATE_KEY || !WECHAT_MERCHANT_CERTIFICATE || !WECHAT_API_V3_KEY) return undefined;
   const platform: WechatGatewayConfig["platform"] | undefined =
@@ -381,6 +437,7 @@ function wechatConfig(v: Variables, publicUrl: string): WechatGatewayConfig | un
     platform,
     baseUrl: v.WECHAT_BASE_URL,
     ...common,
+    ...(flows.includes("jsapi") && oauth ? { oauth } : {}),
   };
 }
 

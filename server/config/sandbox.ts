@@ -23,7 +23,11 @@ const wechatSandboxSchema = z.object({
   apiV3Key: z.string().length(32),
   platform: wechatPlatformKeysSchema,
   baseUrl: z.url(),
-}) satisfies z.ZodType<Omit<WechatGatewayConfig, "notifyUrl" | "timeoutMs">>;
+  /** The simulator's WeChat OAuth (JSAPI's openid) and the official account's AppSecret there. */
+  oauth: z.object({ appSecret: z.string().min(1), authorizeUrl: z.url(), apiBaseUrl: z.url() }).optional(),
+  /** The simulator's WeixinJSBridge stand-in: only a sandbox file can name one. */
+  jsBridgeShimUrl: z.url().optional(),
+}) satisfies z.ZodType<Omit<WechatGatewayConfig, "notifyUrl" | "timeoutMs" | "flows">>;
 
 /** What the server needs of each gateway: the rest (notify URL, timeout, checkout) is the server's own. */
 export const sandboxFileSchema = z.object({

@@ -10,7 +10,7 @@ import { type PublicConfig, publicConfigSchema } from "../schemas/common";
 import { INTERNAL, type ApiRegistry, jsonAnswer, problems } from "./openapiResponses";
 
 export type PublicConfigDeps = {
-  config: Pick<Config, "orders" | "sandbox" | "bootstrapApiKey">;
+  config: Pick<Config, "orders" | "sandbox" | "bootstrapApiKey"> & { wechat?: Pick<NonNullable<Config["wechat"]>, "jsBridgeShimUrl"> };
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   chains: ReadonlyMap<number, ChainRuntime>;
 };
@@ -19,6 +19,9 @@ export function publicConfig({ config, gateways, chains }: PublicConfigDeps): Pu
   return {
     orders: { minFen: config.orders.minFen.toString(), maxFen: config.orders.maxFen.toString() },
     providers: [...gateways.keys()],
+    flows: Object.fromEntries([...gateways].map(([provider, g]) => [provider, [g.defaultFlow, ...g.flows.filter((f) => f !== g.defaultFlow)]])),
+    // the stand-in for WeChat's own WeixinJSBridge is the simulator's: never named outside sandbox mode
+    ...(config.sandbox && config.wechat?.jsBridgeShimUrl ? { wechatJsBridgeShim: config.wechat.jsBridgeShimUrl } : {}),
     sandbox: config.sandbox,
     chains: [...chains.values()].map((c) => ({
       chainId: c.config.chainId,

@@ -8,6 +8,14 @@ import { AppError } from "../platform/errors";
 export type Provider = "alipay" | "wechat";
 export const PROVIDERS: readonly Provider[] = ["alipay", "wechat"];
 
+/**
+ * How the payer pays. Desktop: `qr` (Alipay precreate / WeChat Pay Native) or `page` (Alipay page pay). Phone
+ * browser: `wap` (Alipay 手机网站支付) or `h5` (WeChat Pay H5). WeChat's own browser: `jsapi` (WeixinJSBridge).
+ */
+export type PaymentFlow = "qr" | "page" | "wap" | "h5" | "jsapi";
+/** Which flows each gateway has at all (what the merchant may enable). */
+export const PROVIDER_FLOWS: Record<Provider, readonly PaymentFlow[]> = { alipay: ["qr", "page", "wap"], wechat: ["qr", "h5", "jsapi"] };
+
 export type GatewayOrder = {
   /** Our order id, sent as out_trade_no: 6–32 characters of [0-9A-Za-z_-]. */
   orderId: string;
@@ -16,10 +24,32 @@ export type GatewayOrder = {
   subject: string;
   /** The gateway stops accepting payment after this. */
   expiresAt: Date;
+  /** Default: the gateway's defaultFlow. */
+  flow?: PaymentFlow;
+  /** The payer, as the flow needs it: h5 the client's IP (WeChat's scene_info), jsapi the OAuth openid. */
+  payer?: { clientIp?: string; openId?: string };
 };
 
-/** What the payer needs: a QR payload (Alipay precreate `qr_code`, WeChat Native `code_url`) or a page URL. */
-export type CreatedPayment = { qrCode: string; payUrl?: undefined } | { payUrl: string; qrCode?: undefined };
+/** What WeixinJSBridge.invoke("getBrandWCPayRequest", …) takes: signed with the merchant key over appId, timeStamp, nonceStr, package. */
+export type JsapiPayParams = { appId: string; timeStamp: string; nonceStr: string; package: string; signType: "RSA"; paySign: string };
+
+/**
+ * What the payer needs: a QR payload (Alipay precreate `qr_code`, WeChat Native `code_url`), a page URL (Alipay
+ * page pay and WAP, WeChat H5's `h5_url`), or the JSAPI parameters for WeixinJSBridge.
+ */
+export type CreatedPayment = { qrCode?: string; payUrl?: string; jsapiParams?: JsapiPayParams };
+
+/**
+ * Who the payer is, for flows that need it (WeChat JSAPI: the payer's openid, from WeChat's OAuth2 `snsapi_base`).
+ * `authorizeUrl` is where the payer's browser goes; WeChat sends it back to `redirectUri` with `?code=&state=`.
+ */
+export interface PayerIdentification {
+  authorizeUrl(redirectUri: string, state: string): string;
+  /** Exchanges the one-time code for the payer's openid (PaymentInputError for a bad or used code). */
+  openIdFor(code: string): Promise<string>;
+  /** The key the OAuth `state` is signed with (derived from the AppSecret). */
+  readonly stateKey: Buffer;
+}
 
 export type TradeState =
   | { status: "paid"; amountFen: bigint; gatewayTradeNo: string; paidAt?: Date }
@@ -95,6 +125,11 @@ export class GatewayError extends AppError {
 
 export interface PaymentGateway {
   readonly provider: Provider;
+  /** The flows the merchant enabled (a subset of PROVIDER_FLOWS), and the one a request without `flow` gets. */
+  readonly flows: readonly PaymentFlow[];
+  readonly defaultFlow: PaymentFlow;
+  /** Present when a flow needs to know the payer first (WeChat JSAPI). */
+  readonly payerIdentification?: PayerIdentification;
   /** Creates the trade at the gateway; idempotent for the same orderId and amount. */
   createPayment(order: GatewayOrder): Promise<CreatedPayment>;
   queryTrade(orderId: string): Promise<TradeState>;

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Database, Queryable } from "../platform/db/database";
 import { creditTopUp } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
-import type { PaymentGateway, Provider } from "./gateway";
+import { GatewayError, type JsapiPayParams, PROVIDER_FLOWS, type PaymentFlow, type PaymentGateway, type Provider } from "./gateway";
 
 export type OrderStatus = "created" | "pending" | "paid" | "closed";
 
@@ -12,8 +12,12 @@ export type Order = {
   provider: Provider;
   amountFen: bigint;
   status: OrderStatus;
+  /** How it is paid. */
+  flow: PaymentFlow;
   qrCode: string | null;
   payUrl: string | null;
+  /** jsapi, once the payer's openid is known and the trade exists. */
+  jsapiParams: JsapiPayParams | null;
   gatewayTradeNo: string | null;
   expiresAt: Date;
   paidAt: Date | null;
@@ -34,7 +38,16 @@ export type OrdersDeps = {
   subject?: string;
 };
 
-export type CreateOrderInput = { account: string; amountFen: bigint; provider: Provider; idempotencyKey?: string };
+export type CreateOrderInput = {
+  account: string;
+  amountFen: bigint;
+  provider: Provider;
+  /** Default: the gateway's defaultFlow. */
+  flow?: PaymentFlow;
+  idempotencyKey?: string;
+  /** The creating client's IP (WeChat Pay H5 needs it). */
+  clientIp?: string;
+};
 
 export type OrderRow = {
   id: string;
@@ -43,8 +56,10 @@ export type OrderRow = {
   amount_fen: bigint;
   status: OrderStatus;
   idempotency_key: string | null;
+  flow: PaymentFlow | null;
   qr_code: string | null;
   pay_url: string | null;
+  pay_params: JsapiPayParams | null;
   gateway_trade_no: string | null;
   expires_at: Date;
   paid_at: Date | null;
@@ -55,7 +70,7 @@ export type OrderRow = {
 };
 
 export const ORDER_COLUMNS =
-  "id, account, provider, amount_fen, status, idempotency_key, qr_code, pay_url, gateway_trade_no, expires_at, paid_at, closed_at, refunded_fen, created_at, updated_at";
+  "id, account, provider, amount_fen, status, idempotency_key, flow, qr_code, pay_url, pay_params, gateway_trade_no, expires_at, paid_at, closed_at, refunded_fen, created_at, updated_at";
 
 export function toOrder(r: OrderRow): Order {
   return {
@@ -64,8 +79,11 @@ export function toOrder(r: OrderRow): Order {
     provider: r.provider,
     amountFen: r.amount_fen,
     status: r.status,
+    // orders made before flows existed were paid the default way of the time: a QR code, or Alipay page pay's URL
+    flow: r.flow ?? (r.pay_url ? "page" : "qr"),
     qrCode: r.qr_code,
     payUrl: r.pay_url,
+    jsapiParams: r.pay_params,
     gatewayTradeNo: r.gateway_trade_no,
     expiresAt: r.expires_at,
     paidAt: r.paid_at,
@@ -93,53 +111,113 @@ export async function getOrder(db: Queryable, id: string): Promise<Order> {
   return order;
 }
 
+/** The flow an order is paid with: the one asked for, checked against what the gateway has and the merchant enabled. */
+export function chooseFlow(gateway: PaymentGateway, asked: PaymentFlow | undefined): PaymentFlow {
+  if (asked === undefined) return gateway.defaultFlow;
+  if (!PROVIDER_FLOWS[gateway.provider].includes(asked)) {
+    throw new PaymentInputError(`flow ${asked} does not exist for ${gateway.provider}: it has ${PROVIDER_FLOWS[gateway.provider].join(", ")}`);
+  }
+  if (!gateway.flows.includes(asked)) {
+    throw new PaymentInputError(`flow ${asked} is not enabled for ${gateway.provider} on this server: enabled are ${gateway.flows.join(", ")}`);
+  }
+  return asked;
+}
+
 /**
  * Creates a top-up order and the gateway trade behind it. The order row is committed before the gateway is
  * asked, so a crash in between leaves a `created` order that a retry (same idempotency key) or the reconciler
- * finishes; the same idempotency key always returns the same order.
+ * finishes; the same idempotency key always returns the same order. A jsapi order stays `created` until the
+ * payer's openid is known (completeJsapiOrder): WeChat makes a JSAPI trade for one payer only.
  */
 export async function createOrder(deps: OrdersDeps, input: CreateOrderInput): Promise<Order> {
   const account = input.account.toLowerCase();
   const gateway = deps.gateways.get(input.provider);
   if (!gateway) throw new PaymentInputError(`provider ${input.provider} is not enabled`);
+  const flow = chooseFlow(gateway, input.flow);
+  if (flow === "h5" && !input.clientIp) throw new PaymentInputError("flow h5 needs the client's IP address, and this request has none");
   const { minFen, maxFen, ttlSeconds } = deps.limits;
   if (input.amountFen < minFen || input.amountFen > maxFen) {
     throw new PaymentInputError(`amountFen must be between ${minFen} and ${maxFen}: got ${input.amountFen}`);
   }
 
-  let order = await insertOrFindOrder(deps.db, { ...input, account }, ttlSeconds);
-  if (order.status !== "created") return order;
+  const order = await insertOrFindOrder(deps.db, { ...input, account, flow }, ttlSeconds, gateway.defaultFlow);
+  if (order.status === "pending" && flow === "h5") return refreshH5Url(deps, gateway, order, input.clientIp);
+  if (order.status !== "created" || flow === "jsapi") return order;
+  return startTrade(deps, gateway, order, { clientIp: input.clientIp });
+}
 
+/**
+ * An h5_url lives 5 minutes, the trade until it expires: a retried create of a pending H5 order (the payer asking
+ * to pay again) asks WeChat again with the same parameters, which answers the trade's current h5_url. A business
+ * refusal (paid or closed meanwhile) leaves the order as it is: the notification or the reconciler settles it.
+ */
+async function refreshH5Url(deps: OrdersDeps, gateway: PaymentGateway, order: Order, clientIp: string | undefined): Promise<Order> {
+  let payUrl: string | undefined;
+  try {
+    payUrl = (await gateway.createPayment({ orderId: order.id, amountFen: order.amountFen, subject: deps.subject ?? "Gas quota top-up", expiresAt: order.expiresAt, flow: "h5", payer: { clientIp } })).payUrl;
+  } catch (error) {
+    if (error instanceof GatewayError && error.gatewayCode !== undefined) return order;
+    throw error;
+  }
+  if (!payUrl) return order;
+  const { rows } = await deps.db.query<OrderRow>(
+    `UPDATE orders SET pay_url = $2, updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING ${ORDER_COLUMNS}`,
+    [order.id, payUrl],
+  );
+  return rows[0] ? toOrder(rows[0]) : await getOrder(deps.db, order.id);
+}
+
+/** The payer's openid is known (WeChat OAuth): the JSAPI trade is made for them and the order becomes `pending`. */
+export async function completeJsapiOrder(deps: OrdersDeps, order: Order, openId: string): Promise<Order> {
+  const gateway = deps.gateways.get(order.provider);
+  if (!gateway || order.flow !== "jsapi") throw new PaymentInputError(`order ${order.id} is not a WeChat Pay JSAPI order`);
+  if (order.status !== "created") return order;
+  await deps.db.query("UPDATE orders SET payer_openid = $2, updated_at = now() WHERE id = $1 AND status = 'created'", [order.id, openId]);
+  return startTrade(deps, gateway, order, { openId });
+}
+
+async function startTrade(deps: OrdersDeps, gateway: PaymentGateway, order: Order, payer: GatewayPayer): Promise<Order> {
   const payment = await gateway.createPayment({
     orderId: order.id,
     amountFen: order.amountFen,
     subject: deps.subject ?? "Gas quota top-up",
     expiresAt: order.expiresAt,
+    flow: order.flow,
+    payer,
   });
   const { rows } = await deps.db.query<OrderRow>(
-    `UPDATE orders SET status = 'pending', qr_code = $2, pay_url = $3, updated_at = now()
+    `UPDATE orders SET status = 'pending', qr_code = $2, pay_url = $3, pay_params = $4, updated_at = now()
       WHERE id = $1 AND status = 'created' RETURNING ${ORDER_COLUMNS}`,
-    [order.id, payment.qrCode ?? null, payment.payUrl ?? null],
+    [order.id, payment.qrCode ?? null, payment.payUrl ?? null, payment.jsapiParams ? JSON.stringify(payment.jsapiParams) : null],
   );
   // a callback may already have marked it paid: then that newer state is the answer
-  order = rows[0] ? toOrder(rows[0]) : await getOrder(deps.db, order.id);
-  return order;
+  return rows[0] ? toOrder(rows[0]) : await getOrder(deps.db, order.id);
 }
 
-async function insertOrFindOrder(db: Database, input: CreateOrderInput, ttlSeconds: number): Promise<Order> {
+type GatewayPayer = NonNullable<Parameters<PaymentGateway["createPayment"]>[0]["payer"]>;
+
+async function insertOrFindOrder(db: Database, input: CreateOrderInput & { flow: PaymentFlow }, ttlSeconds: number, defaultFlow: PaymentFlow): Promise<Order> {
   const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
   const { rows } = await db.query<OrderRow>(
-    `INSERT INTO orders (id, account, provider, amount_fen, status, idempotency_key, expires_at)
-     VALUES ($1, $2, $3, $4, 'created', $5, $6)
+    `INSERT INTO orders (id, account, provider, amount_fen, status, idempotency_key, flow, expires_at)
+     VALUES ($1, $2, $3, $4, 'created', $5, $6, $7)
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING ${ORDER_COLUMNS}`,
-    [newOrderId(), input.account, input.provider, input.amountFen, input.idempotencyKey ?? null, expiresAt],
+    [newOrderId(), input.account, input.provider, input.amountFen, input.idempotencyKey ?? null, input.flow, expiresAt],
   );
   if (rows[0]) return toOrder(rows[0]);
   const existing = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1`, [input.idempotencyKey]);
   const row = existing.rows[0]!;
   if (row.account !== input.account || row.provider !== input.provider || row.amount_fen !== input.amountFen) {
     throw new PaymentConflictError("idempotencyKey was already used for an order with other parameters", { orderId: row.id });
+  }
+  // one order is one gateway trade, made for one flow: another flow is another order (and another key)
+  const existingFlow = row.flow ?? defaultFlow;
+  if (existingFlow !== input.flow) {
+    throw new PaymentConflictError(
+      `idempotencyKey was already used for an order paid by flow ${existingFlow}, not ${input.flow}: one order is one gateway trade; to pay another way, create a new order with a new idempotencyKey`,
+      { orderId: row.id, flow: existingFlow },
+    );
   }
   return toOrder(row);
 }

@@ -1,5 +1,6 @@
 /** The payments HTTP API: top-up orders, the gateways' callbacks, refunds. */
 import type { ResponseConfig, ZodContentObject } from "@asteasolutions/zod-to-openapi";
+import { z } from "../schemas/zod";
 import express, { type Request, type RequestHandler, type Router } from "express";
 import { type Database, isDatabaseUnavailable } from "../platform/db/database";
 import { AdmissionQueue } from "./admission";
@@ -28,7 +29,8 @@ import { orderIdSchema } from "../schemas/primitives";
 import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
-import { type Order, type OrderLimits, createOrder, getOrder } from "./orders";
+import { type Order, type OrderLimits, completeJsapiOrder, createOrder, findOrder, getOrder } from "./orders";
+import { OAUTH_CALLBACK_PATH, OAUTH_COOKIE, OAUTH_STATE_TTL_SECONDS, checkOAuthState, newBrowserNonce, readCookie, signOAuthState } from "./oauthState";
 import { type Refund, getRefund, requestRefund } from "./refunds";
 
 export function orderView(order: Order): OrderView {
@@ -38,13 +40,21 @@ export function orderView(order: Order): OrderView {
     provider: order.provider,
     amountFen: order.amountFen.toString(),
     status: order.status,
+    flow: order.flow,
     ...(order.qrCode ? { qrCode: order.qrCode } : {}),
     ...(order.payUrl ? { payUrl: order.payUrl } : {}),
+    ...(order.jsapiParams && order.status === "pending" ? { jsapiParams: order.jsapiParams } : {}),
     expiresAt: order.expiresAt.toISOString(),
     paidAt: order.paidAt?.toISOString() ?? null,
     refundedFen: order.refundedFen.toString(),
     createdAt: order.createdAt.toISOString(),
   };
+}
+
+/** The payer's IP as WeChat Pay H5 wants it (scene_info.payer_client_ip): req.ip, which honours TRUST_PROXY. */
+function payerClientIp(ip: string | undefined): string | undefined {
+  if (!ip) return undefined;
+  return /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1] ?? ip;
 }
 
 export function refundView(refund: Refund): RefundView {
@@ -62,6 +72,8 @@ export function refundView(refund: Refund): RefundView {
 }
 
 export type PaymentsRouterDeps = {
+  /** Where payers' browsers reach us: the OAuth redirect_uri and the checkout page are below it. */
+  publicUrl?: string;
   db: Database;
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   limits: OrderLimits;
@@ -78,6 +90,7 @@ export type PaymentsRouterDeps = {
 
 export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   const router = express.Router();
+  const publicUrl = (deps.publicUrl ?? "").replace(/\/+$/, "");
   const json = express.json({ limit: "16kb" });
   const callbacks = new AdmissionQueue(deps.callbackAdmission);
 
@@ -93,8 +106,43 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
         retryAfterSeconds: refusal.retryAfterSeconds,
       });
     }
-    const order = await createOrder(deps, input);
-    res.status(201).json(orderView(order));
+    const order = await createOrder(deps, { ...input, clientIp: payerClientIp(req.ip) });
+    const view = orderView(order);
+    const identification = deps.gateways.get(order.provider)?.payerIdentification;
+    if (order.flow === "jsapi" && order.status === "created" && identification) {
+      // the payer's openid first: WeChat's OAuth, back to our callback with a state bound to this order and browser
+      const nonce = newBrowserNonce();
+      const secure = publicUrl.startsWith("https:") ? "; Secure" : "";
+      res.setHeader("set-cookie", `${OAUTH_COOKIE}=${nonce}; Path=${OAUTH_CALLBACK_PATH}; Max-Age=${OAUTH_STATE_TTL_SECONDS}; HttpOnly; SameSite=Lax${secure}`);
+      view.oauthUrl = identification.authorizeUrl(`${publicUrl}${OAUTH_CALLBACK_PATH}`, signOAuthState(identification.stateKey, order.id, nonce));
+    }
+    res.status(201).json(view);
+  });
+
+  // WeChat's OAuth sends the payer's browser back here with ?code=&state=: the openid makes the JSAPI trade, and the
+  // browser goes on to the checkout, which asks WeixinJSBridge to pay. Nothing here credits anything.
+  router.get(OAUTH_CALLBACK_PATH, async (req, res) => {
+    const identification = deps.gateways.get("wechat")?.payerIdentification;
+    if (!identification) throw new PaymentInputError("WeChat Pay JSAPI is not enabled on this server");
+    const code = typeof req.query.code === "string" ? req.query.code : undefined;
+    const state = typeof req.query.state === "string" ? req.query.state : undefined;
+    if (!state) throw new PaymentInputError("state is missing: this is not WeChat's OAuth answer to one of our payments");
+    const check = checkOAuthState(identification.stateKey, state, readCookie(req.headers.cookie, OAUTH_COOKIE));
+    if (!check.ok) throw new PaymentInputError(check.problem);
+    if (!code) throw new PaymentInputError("code is missing: WeChat did not authorize the payer");
+    const order = await getOrder(deps.db, check.orderId);
+    const back = `${publicUrl}/checkout?account=${order.account}&order=${order.id}`;
+    // WeChat's browser may load this URL twice with the same code: the second finds the trade made
+    if (order.status === "created") {
+      try {
+        await completeJsapiOrder(deps, order, await identification.openIdFor(code));
+      } catch (error) {
+        const now = await findOrder(deps.db, order.id);
+        if (now?.status !== "pending") throw error;
+      }
+    }
+    res.setHeader("set-cookie", `${OAUTH_COOKIE}=; Path=${OAUTH_CALLBACK_PATH}; Max-Age=0; HttpOnly; SameSite=Lax`);
+    res.redirect(303, back);
   });
 
   router.get("/v1/orders/:id", async (req, res) => {
@@ -237,14 +285,18 @@ export function registerPaymentsPaths(registry: ApiRegistry): void {
     operationId: "createOrder",
     summary: "Create a top-up order",
     description:
-      "Creates the order and the gateway trade behind it, and answers the QR code (or page URL) the payer pays. The same idempotencyKey always returns the same order (a crashed attempt is finished). The account is credited when the gateway notifies the payment.",
+      "Creates the order and the gateway trade behind it, and answers what the payer pays with: a QR code (flow qr), a page URL (page, wap, h5), or, for jsapi, the OAuth URL that learns the payer's openid first (the trade is made on the way back, and GET /v1/orders/{id} then carries jsapiParams). The same idempotencyKey always returns the same order (a crashed attempt is finished); with another flow it is 409. The account is credited only when the gateway's verified notification (or the reconciler's query) says paid: a payer coming back from the gateway's page, or WeixinJSBridge's ok, credits nothing.",
     request: { body: jsonRequest(createOrderRequest) },
     responses: {
       "201": jsonAnswer("the order (an existing one, for a repeated idempotencyKey)", orderSchema),
       ...problems([
-        { status: 400, type: "invalid_request", when: "the body does not match the schema, the provider is not enabled, or amountFen is outside the server's limits" },
+        {
+          status: 400,
+          type: "invalid_request",
+          when: "the body does not match the schema, the provider is not enabled, the flow is not one of the provider's or not enabled on the server, or amountFen is outside the server's limits",
+        },
         ...jsonBody("16 KiB"),
-        { status: 409, type: "conflict", when: "idempotencyKey was already used for an order with other parameters (`orderId` names it)" },
+        { status: 409, type: "conflict", when: "idempotencyKey was already used for an order with other parameters, or paid by another flow (`orderId` names it, `flow` its flow)" },
         { status: 429, type: "rate_limited", when: "too many orders a minute from this client IP or for this account (RATE_LIMIT_ORDERS_*): each is a real gateway trade" },
         { status: 502, type: "gateway_error" },
         { status: 503, type: "gateway_unavailable" },
@@ -263,6 +315,28 @@ export function registerPaymentsPaths(registry: ApiRegistry): void {
     responses: {
       "200": jsonAnswer("the order", orderSchema),
       ...problems([{ status: 400, type: "invalid_request", when: "the id is not an order id" }, { ...NOT_FOUND, when: "no such order" }, INTERNAL]),
+    },
+  });
+  registry.registerPath({
+    method: "get",
+    path: OAUTH_CALLBACK_PATH,
+    tags: ["payments"],
+    operationId: "wechatOAuthCallback",
+    summary: "WeChat OAuth2 (snsapi_base) redirect_uri of a JSAPI order",
+    description:
+      "WeChat sends the payer's browser here after its authorize page (the order's `oauthUrl`). The state must be the one made for this order in this browser (an HMAC over the order id, an expiry and the HttpOnly cookie set with the order's answer), so nobody's openid can be tied to another's order. The one-time code is exchanged for the payer's openid (WECHAT_APP_SECRET), the JSAPI trade is made (prepay_id), and the browser is sent to the checkout, which asks WeixinJSBridge to pay. Nothing is credited here.",
+    request: {
+      query: z.object({ code: z.string().optional().describe("WeChat's one-time code (5 minutes)"), state: z.string().describe("ours, from oauthUrl") }),
+    },
+    responses: {
+      "303": answer("to the checkout page of the order (`/checkout?account=…&order=…`)"),
+      ...problems([
+        { status: 400, type: "invalid_request", when: "JSAPI is not enabled, the state is missing, not ours, expired or not this browser's, or the code is missing, invalid or already used" },
+        { ...NOT_FOUND, when: "no such order" },
+        { status: 502, type: "gateway_error" },
+        { status: 503, type: "gateway_unavailable", when: "WeChat's OAuth or WeChat Pay is unreachable or failing" },
+        INTERNAL,
+      ]),
     },
   });
   for (const provider of PROVIDERS) NOTIFY[provider](registry);

@@ -1,5 +1,5 @@
 /** What every page and probe reads: the public configuration (`GET /v1/config`) and the health answers. */
-import { providerSchema } from "./payments";
+import { paymentFlowSchema, providerSchema } from "./payments";
 import { addressOut, fenOut } from "./primitives";
 import { z } from "./zod";
 
@@ -7,6 +7,11 @@ export const publicConfigSchema = z
   .object({
     orders: z.object({ minFen: fenOut.describe("the smallest order"), maxFen: fenOut.describe("the largest order") }),
     providers: z.array(providerSchema).describe("the enabled payment gateways"),
+    flows: z
+      .partialRecord(providerSchema, z.array(paymentFlowSchema))
+      .optional()
+      .describe("each enabled gateway's enabled payment flows, the default first (what POST /v1/orders takes as flow)"),
+    wechatJsBridgeShim: z.url().optional().describe("sandbox only: the simulator's WeixinJSBridge stand-in, for JSAPI outside WeChat's browser"),
     sandbox: z.boolean().describe("the server runs against the gateway simulator"),
     chains: z.array(
       z.object({

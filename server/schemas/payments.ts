@@ -5,6 +5,10 @@ import { z } from "./zod";
 /** The payment gateways (payments/gateway.ts's Provider). */
 export const providerSchema = z.enum(["alipay", "wechat"]);
 export const orderStatusSchema = z.enum(["created", "pending", "paid", "closed"]);
+export const paymentFlowSchema = z.enum(["qr", "page", "wap", "h5", "jsapi"]).openapi("PaymentFlow", {
+  description:
+    "how the payer pays. Desktop: qr (Alipay precreate / WeChat Pay Native: a QR code), page (Alipay page pay). Phone browser: wap (Alipay 手机网站支付), h5 (WeChat Pay H5). WeChat's own browser: jsapi (WeChat Pay JSAPI, after WeChat's OAuth gives the payer's openid). Alipay has qr, page, wap; WeChat Pay has qr, h5, jsapi; the server enables some of them (ALIPAY_FLOWS, WECHAT_FLOWS; GET /v1/config lists them)",
+});
 export const refundStatusSchema = z.enum(["requested", "succeeded", "failed"]);
 
 export const createOrderRequest = z
@@ -12,6 +16,11 @@ export const createOrderRequest = z
     account: accountSchema.describe("the account credited when the order is paid"),
     amountFen: fenSchema.describe("between the server's ORDER_MIN_FEN and ORDER_MAX_FEN"),
     provider: providerSchema.describe("which gateway; it must be enabled on the server"),
+    flow: paymentFlowSchema
+      .optional()
+      .describe(
+        "how the payer pays; it must be one of the provider's flows and enabled on the server (else 400). Without it: the provider's default (Alipay's ALIPAY_CHECKOUT, WeChat Pay qr). A retry with the same idempotencyKey and another flow is 409: one order is one gateway trade",
+      ),
     idempotencyKey: idempotencyKeySchema.optional(),
   })
   .openapi("CreateOrderRequest");
@@ -23,8 +32,29 @@ export const orderSchema = z
     provider: providerSchema,
     amountFen: fenOut,
     status: orderStatusSchema.describe("created (the gateway trade is not made yet), pending (awaiting payment), paid (credited), closed (expired unpaid)"),
-    qrCode: z.string().optional().describe("the QR code payload to show the payer (Alipay qr_code, WeChat Pay code_url), once the trade exists"),
-    payUrl: z.url().optional().describe("a payment page URL, for gateways that answer one instead of a QR code"),
+    flow: paymentFlowSchema,
+    qrCode: z.string().optional().describe("qr: the QR code payload to show the payer (Alipay qr_code, WeChat Pay code_url), once the trade exists"),
+    payUrl: z
+      .url()
+      .optional()
+      .describe("page, wap: the signed Alipay cashier URL to send the browser to; h5: WeChat Pay's h5_url (valid 5 minutes; append &redirect_url=<URL-encoded page> to come back)"),
+    oauthUrl: z
+      .url()
+      .optional()
+      .describe(
+        "jsapi, while the payer is not known yet (status created): WeChat's OAuth2 snsapi_base authorize URL to send the browser to. Only in the answer to POST /v1/orders, which also sets the cookie the OAuth callback is checked against (same browser only)",
+      ),
+    jsapiParams: z
+      .object({
+        appId: z.string(),
+        timeStamp: z.string(),
+        nonceStr: z.string(),
+        package: z.string().describe("prepay_id=…"),
+        signType: z.literal("RSA"),
+        paySign: z.string().describe("RSA-SHA256 by the merchant key over appId, timeStamp, nonceStr and package, each followed by \\n"),
+      })
+      .optional()
+      .describe("jsapi, once the payer is known (status pending): the parameters for WeixinJSBridge.invoke('getBrandWCPayRequest', …). Its ok is not a credit: poll the order"),
     expiresAt: dateTimeOut.describe("the gateway stops accepting payment after this"),
     paidAt: nullableDateTimeOut,
     refundedFen: fenOut.describe("refunded or being refunded"),

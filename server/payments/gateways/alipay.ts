@@ -1,6 +1,7 @@
 /**
  * Alipay (支付宝) behind the PaymentGateway interface, through the official `alipay-sdk` and Alipay's OpenAPI v2
- * gateway (`gateway.do`): 当面付 precreate for QR checkout, 电脑网站支付 page pay for the browser checkout.
+ * gateway (`gateway.do`): 当面付 precreate for QR checkout, 电脑网站支付 page pay for the browser checkout, 手机网站支付
+ * (`alipay.trade.wap.pay`) for phone browsers.
  *
  * Amounts cross the wire as yuan strings ("10.00"); we convert them to and from integer fen exactly, never
  * through floating point. Every gateway response is checked against Alipay's public key (`validateSign`).
@@ -14,6 +15,7 @@ import {
   GatewayError,
   type GatewayOrder,
   type IncomingCallback,
+  type PaymentFlow,
   type PaymentGateway,
   type RefundRequest,
   type RefundState,
@@ -33,15 +35,23 @@ export const alipayGatewayConfigSchema = z.object({
   notifyUrl: z.url(),
   /** Where page pay sends the payer's browser back after paying. */
   returnUrl: z.url().optional(),
-  /** "qr": precreate, the payer scans a QR code; "page": page pay, the payer's browser goes to Alipay. */
+  /** The default flow: "qr": precreate, the payer scans a QR code; "page": page pay, the payer's browser goes to Alipay. */
   checkout: z.enum(["qr", "page"]),
+  /** The flows the merchant has signed up for at Alipay (当面付, 电脑网站支付, 手机网站支付); default: `checkout` alone. */
+  flows: z.array(z.enum(["qr", "page", "wap"])).min(1).optional(),
+  /** WAP: where the browser goes back after paying (our checkout); `order=<id>` is added to it. */
+  wapReturnUrl: z.url().optional(),
+  /** WAP: where the payer goes on leaving Alipay's cashier unpaid (quit_url). */
+  quitUrl: z.url().optional(),
   timeoutMs: z.number().int().positive(),
 });
 export type AlipayGatewayConfig = z.infer<typeof alipayGatewayConfigSchema>;
 
 /** The gateway refuses to start on a configuration its schema does not accept, naming the fields (never their values: keys). */
 function checkConfig(input: AlipayGatewayConfig): AlipayGatewayConfig {
-  const parsed = alipayGatewayConfigSchema.safeParse(input);
+  const parsed = alipayGatewayConfigSchema
+    .refine((c) => !c.flows || c.flows.includes(c.checkout), { path: ["checkout"], message: "must be one of flows" })
+    .safeParse(input);
   if (parsed.success) return parsed.data;
   throw new Error(`Alipay gateway configuration: ${parsed.error.issues.map((i) => `${i.path.map(String).join(".")} ${i.message}`).join("; ")}`);
 }
@@ -65,6 +75,7 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     // Keep Alipay's own snake_case field names, as in its documentation.
     camelcase: false,
   });
+  const flows: readonly PaymentFlow[] = config.flows ?? [config.checkout];
   const call = (method: string, bizContent: Record<string, string>, extra: Record<string, string> = {}) =>
     execVerified(sdk, method, { ...extra, bizContent });
 
@@ -76,7 +87,10 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
       // Whole seconds, rounded down: the gateway never accepts payment after our own expiry.
       time_expire: formatBeijingTime(order.expiresAt),
     };
-    if (config.checkout === "page") return { payUrl: pagePayUrl(bizContent) };
+    const flow = order.flow ?? config.checkout;
+    if (!flows.includes(flow)) throw new GatewayError(`Alipay flow ${flow} is not enabled`, "alipay", "FLOW_NOT_ENABLED");
+    if (flow === "page") return { payUrl: pagePayUrl(bizContent) };
+    if (flow === "wap") return { payUrl: wapPayUrl(order.orderId, bizContent) };
     const method = "alipay.trade.precreate";
     const reply = await call(method, bizContent, { notify_url: config.notifyUrl });
     if (reply.code !== ALIPAY_SUCCESS) throw refusal(method, reply);
@@ -90,6 +104,19 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
       // An undefined field would be signed and sent as the literal string "undefined".
       ...(config.returnUrl ? { returnUrl: config.returnUrl } : {}),
       bizContent: { ...bizContent, product_code: "FAST_INSTANT_TRADE_PAY" },
+    });
+  }
+
+  /**
+   * 手机网站支付: like page pay, a signed URL the phone's browser opens (Alipay's WAP cashier, or the Alipay app).
+   * return_url brings the payer back to our checkout for this order; that arrival credits nothing.
+   */
+  function wapPayUrl(orderId: string, bizContent: Record<string, string>): string {
+    const returnUrl = config.wapReturnUrl ?? config.returnUrl;
+    return sdk.pageExecute("alipay.trade.wap.pay", "GET", {
+      notifyUrl: config.notifyUrl,
+      ...(returnUrl ? { returnUrl: withOrder(returnUrl, orderId) } : {}),
+      bizContent: { ...bizContent, product_code: "QUICK_WAP_WAY", ...(config.quitUrl ? { quit_url: withOrder(config.quitUrl, orderId) } : {}) },
     });
   }
 
@@ -162,6 +189,8 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
 
   return {
     provider: "alipay",
+    flows,
+    defaultFlow: config.checkout,
     createPayment,
     queryTrade,
     closeTrade,
@@ -172,6 +201,13 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     // Alipay treats any body but exactly `success` as "not received" and retries; the reason stays with us.
     failureReply: (_message: string): CallbackReply => ({ status: 200, contentType: "text/plain", body: "fail" }),
   };
+}
+
+/** `url` with `order=<orderId>` added, so the page the payer lands on knows which order to show. */
+function withOrder(url: string, orderId: string): string {
+  const withParam = new URL(url);
+  withParam.searchParams.set("order", orderId);
+  return withParam.toString();
 }
 
 // ---- Gateway calls -------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ export function withCircuitBreaker(gateway: PaymentGateway, options: ResilienceO
   const wrapped = Object.fromEntries(OUTBOUND.map((m) => [m, guard(m)])) as Pick<PaymentGateway, Outbound>;
   return {
     provider: gateway.provider,
+    flows: gateway.flows,
+    defaultFlow: gateway.defaultFlow,
+    ...(gateway.payerIdentification ? { payerIdentification: gateway.payerIdentification } : {}),
     ...wrapped,
     verifyCallback: (callback) => gateway.verifyCallback(callback),
     successReply: () => gateway.successReply(),

@@ -1,5 +1,7 @@
 /**
- * WeChat Pay v3 Native payments behind the PaymentGateway interface, on the real `wechatpay-node-v3` client.
+ * WeChat Pay v3 behind the PaymentGateway interface, on the real `wechatpay-node-v3` client: Native (a QR code's
+ * code_url), H5 (h5_url, for phone browsers) and JSAPI (prepay_id and the signed WeixinJSBridge parameters, inside
+ * WeChat; the payer's openid comes from WeChat's OAuth, wechatOAuth.ts).
  *
  * The client signs our requests and does little else, so this adapter closes the gaps it leaves:
  * - its HTTP layer is swapped (createHttp) for one that reaches a configurable base URL with a timeout and verifies
@@ -14,6 +16,7 @@ import { wechatNotification } from "../../schemas/payments";
 import { createDecipheriv, createPrivateKey, createPublicKey, createVerify, type KeyObject, X509Certificate } from "node:crypto";
 import WxPay from "wechatpay-node-v3";
 import { z } from "zod";
+import { createWechatOAuth } from "./wechatOAuth";
 import {
   type CallbackRejectionCode,
   type CallbackReply,
@@ -21,6 +24,8 @@ import {
   type GatewayOrder,
   GatewayError,
   type IncomingCallback,
+  type JsapiPayParams,
+  type PaymentFlow,
   type PaymentGateway,
   type RefundRequest,
   type RefundState,
@@ -50,6 +55,12 @@ export type WechatGatewayConfig = {
   /** Where WeChat Pay posts payment and refund notifications. */
   notifyUrl: string;
   timeoutMs: number;
+  /** The flows the merchant has signed up for (Native, H5, JSAPI); default Native ("qr") alone. The first is the default. */
+  flows?: ("qr" | "h5" | "jsapi")[];
+  /** JSAPI: the official account's AppSecret and WeChat's OAuth base URLs (the simulator's in sandbox mode). */
+  oauth?: { appSecret: string; authorizeUrl: string; apiBaseUrl: string };
+  /** Sandbox only: the simulator's WeixinJSBridge stand-in, which the checkout loads outside WeChat (never in production). */
+  jsBridgeShimUrl?: string;
 };
 
 /** WeChat Pay rejects requests, and we reject responses and callbacks, whose timestamp is further off than this. */
@@ -75,17 +86,49 @@ export function createWechatGateway(config: WechatGatewayConfig): PaymentGateway
   });
   client.createHttp(createVerifiedHttp({ baseUrl: config.baseUrl, timeoutMs: config.timeoutMs, platformKeys }));
 
+  const flows: readonly PaymentFlow[] = config.flows ?? ["qr"];
+  if (flows.includes("jsapi") && !config.oauth) throw new Error("WeChat Pay JSAPI needs the official account's AppSecret (WECHAT_APP_SECRET) for OAuth");
+  const payerIdentification =
+    flows.includes("jsapi") && config.oauth ? createWechatOAuth({ appId: config.appId, ...config.oauth, timeoutMs: config.timeoutMs }) : undefined;
+
   return {
     provider: "wechat",
+    flows,
+    defaultFlow: flows[0]!,
+    ...(payerIdentification ? { payerIdentification } : {}),
 
     async createPayment(order: GatewayOrder): Promise<CreatedPayment> {
-      const output = await client.transactions_native({
+      const flow = order.flow ?? flows[0]!;
+      if (!flows.includes(flow)) throw new GatewayError(`WeChat Pay flow ${flow} is not enabled`, "wechat", "FLOW_NOT_ENABLED");
+      const common = {
         description: order.subject,
         out_trade_no: order.orderId,
         time_expire: toWechatTime(order.expiresAt),
         notify_url: config.notifyUrl,
         amount: { total: toFenNumber(order.amountFen), currency: "CNY" },
-      });
+      };
+      if (flow === "h5") {
+        const clientIp = order.payer?.clientIp;
+        if (!clientIp) throw new GatewayError("WeChat Pay H5 needs the payer's client IP", "wechat", "PARAM_ERROR");
+        // scene_info.payer_client_ip must be the payer's real IP: WeChat compares it with where the h5_url is opened
+        // (the SDK's typing makes h5_info.app_name required; WeChat's H5 API documents it as optional)
+        const h5Info = { type: "Wap" } as Parameters<WxPay["transactions_h5"]>[0]["scene_info"]["h5_info"];
+        const output = await client.transactions_h5({ ...common, scene_info: { payer_client_ip: clientIp, h5_info: h5Info } });
+        if (output.status !== 200) throw apiError("H5 order", output);
+        return { payUrl: parseResponse(h5ResponseSchema, output, "H5 order").h5_url };
+      }
+      if (flow === "jsapi") {
+        const openId = order.payer?.openId;
+        if (!openId) throw new GatewayError("WeChat Pay JSAPI needs the payer's openid", "wechat", "PARAM_ERROR");
+        // the SDK answers the prepay_id already turned into WeixinJSBridge's parameters, paySign made with our key
+        // over `appId\ntimeStamp\nnonceStr\npackage\n`
+        const output = await client.transactions_jsapi({ ...common, payer: { openid: openId } });
+        if (output.status !== 200) throw apiError("JSAPI order", output);
+        const params = parseResponse(jsapiParamsSchema, output, "JSAPI order");
+        if (params.appId !== config.appId) throw new GatewayError("WeChat Pay JSAPI parameters name another appId", "wechat");
+        return { jsapiParams: params };
+      }
+      const output = await client.transactions_native(common);
       if (output.status !== 200) throw apiError("Native order", output);
       return { qrCode: parseResponse(nativeResponseSchema, output, "Native order").code_url };
     },
@@ -325,6 +368,15 @@ function parseJsonOrThrow(text: string, status: number): unknown {
 
 const errorBodySchema = z.object({ code: z.string(), message: z.string().optional() });
 const nativeResponseSchema = z.object({ code_url: z.string().min(1) });
+const h5ResponseSchema = z.object({ h5_url: z.url() });
+const jsapiParamsSchema: z.ZodType<JsapiPayParams> = z.object({
+  appId: z.string().min(1),
+  timeStamp: z.string().regex(/^\d+$/),
+  nonceStr: z.string().min(1),
+  package: z.string().regex(/^prepay_id=\S+$/),
+  signType: z.literal("RSA"),
+  paySign: z.string().min(1),
+});
 const tradeSchema = z.object({
   appid: z.string(),
   mchid: z.string(),
