@@ -2,7 +2,8 @@
  * The simulator's phone flows refuse what the real gateways refuse: WeChat Pay H5 and JSAPI orders with bad
  * signatures, another appid/mchid, a missing payer_client_ip or an openid that is not the appid's; WeChat's OAuth
  * with another appid or AppSecret and a code used twice; a WeixinJSBridge payment whose paySign was tampered with;
- * Alipay WAP pay with a bad signature or the wrong product.
+ * Alipay WAP pay with a bad signature or the wrong product; an h5_url opened from, or returning to, a domain the
+ * merchant did not register, and an OAuth redirect_uri outside its registered domain.
  */
 import assert from "node:assert/strict";
 import { createSign, generateKeyPairSync, randomBytes } from "node:crypto";
@@ -13,7 +14,7 @@ import { type Simulator, startSimulator } from "./server";
 
 let sim: Simulator;
 before(async () => {
-  sim = await startSimulator({ timeScale: 0.001 });
+  sim = await startSimulator({ timeScale: 0.001, wechatRegisteredDomains: ["merchant.example"] });
 });
 after(() => sim.close());
 
@@ -99,6 +100,25 @@ describe("WeChat simulator: H5 orders", () => {
     assert.equal(foreign.error.code, "APPID_MCHID_NOT_MATCH");
   });
 
+  it("the cashier opens only from a page on the merchant's registered H5 domain and returns only to it", async () => {
+    const output = await client().transactions_h5(h5() as Parameters<WxPay["transactions_h5"]>[0]);
+    const h5Url: string = output.data.h5_url;
+    const back = `&redirect_url=${encodeURIComponent("https://pay.merchant.example/checkout?order=1")}`;
+    const open = (url: string, referer?: string) => fetch(url, { headers: referer ? { referer } : {} });
+    const served = await open(`${h5Url}${back}`, "https://merchant.example/checkout");
+    assert.equal(served.status, 200, "from the registered domain (a subdomain returns too)");
+    for (const [what, url, referer] of [
+      ["no Referer", h5Url, undefined],
+      ["another domain's page", h5Url, "https://evil.example/pay"],
+      ["a look-alike domain", h5Url, "https://evilmerchant.example/pay"],
+      ["a redirect_url elsewhere", `${h5Url}&redirect_url=${encodeURIComponent("https://evil.example/done")}`, "https://merchant.example/checkout"],
+    ] as const) {
+      const refused = await open(url, referer);
+      assert.equal(refused.status, 403, what);
+      assert.match(await refused.text(), /商家参数格式有误，请联系商家解决/, what);
+    }
+  });
+
   it("refuses the same out_trade_no as another trade type: 403 OUT_TRADE_NO_USED", async () => {
     const orderId = newOrderId();
     assert.equal((await client().transactions_native(trade(orderId))).status, 200);
@@ -133,6 +153,17 @@ describe("WeChat simulator: OAuth2 snsapi_base", () => {
     assert.match(await wrong.text(), /10016/);
     const badState = await fetch(`${sim.url}/connect/oauth2/authorize?${new URLSearchParams({ ...base, appid: sim.sandbox.wechat.appId, state: "a.b" })}`, { redirect: "manual" });
     assert.equal(badState.status, 400);
+  });
+
+  it("the authorize page refuses a redirect_uri outside the official account's registered domain (10003)", async () => {
+    const ask = (redirectUri: string) =>
+      fetch(`${sim.url}/connect/oauth2/authorize?${new URLSearchParams({ appid: sim.sandbox.wechat.appId, redirect_uri: redirectUri, response_type: "code", scope: "snsapi_base" })}`, { redirect: "manual" });
+    assert.equal((await ask("https://pay.merchant.example/cb")).status, 302, "a subdomain of the registered domain");
+    for (const uri of ["https://evil.example/cb", "https://merchant.example.evil.example/cb"]) {
+      const refused = await ask(uri);
+      assert.equal(refused.status, 400, uri);
+      assert.match(await refused.text(), /10003 redirect_uri域名与后台配置不一致/, uri);
+    }
   });
 });
 

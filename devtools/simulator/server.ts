@@ -28,6 +28,8 @@ export type SimulatorOptions = {
   wechatSignWith?: "certificate" | "publicKey";
   /** Reuse these identities (e.g. loaded from a sandbox folder) instead of generating new keys. */
   sandbox?: { alipay: AlipaySandbox; wechat: WechatSandbox };
+  /** The merchant's registered WeChat H5 and OAuth domains (hostnames); default 127.0.0.1 and localhost. */
+  wechatRegisteredDomains?: readonly string[];
 };
 
 export type Simulator = {
@@ -53,7 +55,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const common = { publicUrl: url, timeScale: options.timeScale, faults: options.faults };
   const simulators: Record<Provider, ProviderSimulator> = {
     alipay: createAlipaySimulator({ sandbox: sandbox.alipay, ...common }),
-    wechat: createWechatSimulator({ sandbox: sandbox.wechat, ...common, signWith: options.wechatSignWith }),
+    wechat: createWechatSimulator({ sandbox: sandbox.wechat, ...common, signWith: options.wechatSignWith, registeredDomains: options.wechatRegisteredDomains }),
   };
 
   const app = express();

@@ -201,7 +201,26 @@ export type WechatSimulatorOptions = {
   faults?: NotificationFaults;
   /** Which platform identity responses and notifications name in Wechatpay-Serial. Default "certificate". */
   signWith?: "certificate" | "publicKey";
+  /**
+   * The merchant's registered domains (hostnames), as set in WeChat Pay's and the official account's consoles:
+   * an h5_url opened from a page on another domain (its Referer), a redirect_url or an OAuth redirect_uri outside
+   * them is refused, as WeChat refuses them. Default: 127.0.0.1 and localhost (the local stack and the tests).
+   */
+  registeredDomains?: readonly string[];
 };
+
+export const DEFAULT_REGISTERED_DOMAINS = ["127.0.0.1", "localhost"];
+
+/** Whether `url` is an http(s) URL on one of the registered domains (or a subdomain of one). */
+function onRegisteredDomain(url: string | undefined, domains: readonly string[]): boolean {
+  if (!url) return false;
+  try {
+    const { protocol, hostname } = new URL(url);
+    return (protocol === "http:" || protocol === "https:") && domains.some((d) => hostname === d || hostname.endsWith(`.${d}`));
+  } catch {
+    return false;
+  }
+}
 
 const NOTIFY_TIMEOUT_MS = 5_000;
 
@@ -216,9 +235,10 @@ export function createWechatSimulator(options: WechatSimulatorOptions): Provider
   const oauth = new OAuthProvider(options.sandbox);
   const router = Router();
   router.use("/v3", wechatApiRouter(book, options.sandbox, signer, oauth));
-  router.use("/payer/wechat", h5CashierRouter(book));
+  const domains = options.registeredDomains ?? DEFAULT_REGISTERED_DOMAINS;
+  router.use("/payer/wechat", h5CashierRouter(book, domains));
   router.use("/payer/wechat", payerRouter(book, options.sandbox));
-  router.use(oauthRouter(oauth));
+  router.use(oauthRouter(oauth, domains));
   router.use(jsBridgeRouter(book, options.sandbox, publicUrl));
   return {
     provider: "wechat",
@@ -762,9 +782,11 @@ function randomDigits(length: number): string {
 
 /**
  * `/payer/wechat/checkmweb?prepay_id=…` (as wx.tenpay.com's): the H5 cashier. After Pay (or on leaving) WeChat
- * sends the browser to the redirect_url the merchant appended to h5_url, URL-encoded; without one it stays.
+ * sends the browser to the redirect_url the merchant appended to h5_url, URL-encoded; without one it stays. As
+ * WeChat does, the cashier opens only from a page on one of the merchant's registered H5 domains (the Referer) and
+ * returns only to one of them: anything else is "商家参数格式有误，请联系商家解决".
  */
-function h5CashierRouter(book: WechatOrderBook): Router {
+function h5CashierRouter(book: WechatOrderBook, domains: readonly string[]): Router {
   const cashier = Router();
   const redirectOf = (req: Request): string | undefined => {
     const value = typeof req.query.redirect_url === "string" ? req.query.redirect_url : undefined;
@@ -778,6 +800,11 @@ function h5CashierRouter(book: WechatOrderBook): Router {
     return undefined;
   };
   cashier.get("/checkmweb", (req, res) => {
+    const redirect = typeof req.query.redirect_url === "string" ? req.query.redirect_url : undefined;
+    if (!onRegisteredDomain(req.get("referer"), domains) || (redirect !== undefined && !onRegisteredDomain(redirect, domains))) {
+      res.status(403).type("html").send(payerMessagePage("商家参数格式有误，请联系商家解决", "The page that opened this h5_url (its Referer) or its redirect_url is not on the merchant's registered H5 payment domain."));
+      return;
+    }
     const trade = lookup(req, res);
     if (!trade) return;
     const query = new URLSearchParams({ prepay_id: trade.prepayId!, ...(redirectOf(req) ? { redirect_url: redirectOf(req)! } : {}) }).toString();
@@ -847,7 +874,7 @@ class OAuthProvider {
   }
 }
 
-function oauthRouter(oauth: OAuthProvider): Router {
+function oauthRouter(oauth: OAuthProvider, domains: readonly string[]): Router {
   const router = Router();
   // open.weixin.qq.com/connect/oauth2/authorize: snsapi_base authorizes silently and redirects with ?code=&state=
   router.get(WECHAT_OAUTH_AUTHORIZE_PATH, (req, res) => {
@@ -857,6 +884,8 @@ function oauthRouter(oauth: OAuthProvider): Router {
     if (responseType !== "code") return refuse(10004, "response_type错误");
     if (scope !== "snsapi_base" && scope !== "snsapi_userinfo") return refuse(10005, "scope参数错误或没有scope权限");
     if (typeof redirectUri !== "string" || !/^https?:\/\//.test(redirectUri)) return refuse(10003, "redirect_uri参数错误");
+    // the 网页授权域名 set in the official account's console
+    if (!onRegisteredDomain(redirectUri, domains)) return refuse(10003, "redirect_uri域名与后台配置不一致");
     if (state !== undefined && (typeof state !== "string" || !/^[a-zA-Z0-9]{0,128}$/.test(state))) return refuse(10009, "state参数错误");
     const back = new URL(redirectUri);
     back.searchParams.set("code", oauth.issueCode());

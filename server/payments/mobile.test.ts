@@ -153,7 +153,8 @@ describe("mobile payment flows", () => {
       assert.equal(trade.payerClientIp, "203.0.113.77");
       const redirect = `${stack.url}/checkout?order=${created.body.id}`;
       const h5 = `${created.body.payUrl}&redirect_url=${encodeURIComponent(redirect)}`;
-      const cashier = await fetch(h5);
+      // opened from our checkout, on the merchant's registered H5 domain (WeChat checks the Referer)
+      const cashier = await fetch(h5, { headers: { referer: `${stack.url}/checkout` } });
       assert.equal(cashier.status, 200);
       const html = await cashier.text();
       const action = /action="([^"]*checkmweb\/pay[^"]*)"/.exec(html)![1]!.replaceAll("&#38;", "&");
@@ -171,8 +172,9 @@ describe("mobile payment flows", () => {
     assert.equal(again.status, 201, again.text);
     assert.equal(again.body.id, first.body.id);
     assert.notEqual(again.body.payUrl, first.body.payUrl);
-    assert.equal((await fetch(again.body.payUrl)).status, 200);
-    assert.equal((await fetch(first.body.payUrl)).status, 404, "the older h5_url is gone");
+    const fromCheckout = { headers: { referer: `${stack.url}/checkout` } };
+    assert.equal((await fetch(again.body.payUrl, fromCheckout)).status, 200);
+    assert.equal((await fetch(first.body.payUrl, fromCheckout)).status, 404, "the older h5_url is gone");
     assert.equal(stack.simulator.wechat.trade(first.body.id)?.status, "pending");
   });
 
