@@ -143,7 +143,7 @@ export function evaluatePolicy(policy: PolicyRules, op: EvaluatePolicyParameters
     if (call.kind === "unknown") {
       return refuse(
         "call_not_decodable",
-        `this key sponsors only calls to allowlisted contracts, and the operation's callData (selector ${call.selector}) is not a SimpleAccount execute or executeBatch that names them`,
+        `this key sponsors only calls to allowlisted contracts, and the operation's callData (selector ${call.selector}) is not an account call this server decodes (SimpleAccount, Simple7702Account, LightAccount and thirdweb execute/executeBatch; Safe executeUserOp as a call or through MultiSendCallOnly; ERC-7579 execute, single or batch — never a delegatecall), so its targets cannot be checked`,
       );
     }
     const allowed = policy.allowedTargets;
