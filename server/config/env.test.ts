@@ -5,6 +5,15 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, loadConfig } from "./env";
 
+/** A WeChat Pay merchant's identity, without the APIv3 key and platform key the tests vary. */
+const WECHAT_MERCHANT = {
+  WECHAT_APP_ID: "wx1",
+  WECHAT_MCH_ID: "1900000001",
+  WECHAT_MERCHANT_SERIAL_NO: "ABC",
+  WECHAT_MERCHANT_PRIVATE_KEY: "k",
+  WECHAT_MERCHANT_CERTIFICATE: "c",
+};
+
 function problems(env: Record<string, string>): string[] {
   try {
     loadConfig(env);
@@ -173,31 +182,16 @@ describe("configuration", () => {
   });
 
   it("needs a platform key for WeChat Pay and a 32-character APIv3 key", () => {
-    const wechat = {
-      WECHAT_APP_ID: "wx1",
-      WECHAT_MCH_ID: "1900000001",
-      WECHAT_MERCHANT_SERIAL_NO: "ABC",
-      WECHAT_MERCHANT_PRIVATE_KEY: "k",
-      WECHAT_MERCHANT_CERTIFICATE: "c",
-      WECHAT_API_V3_KEY: "too-short",
-    };
+    const wechat = { ...WECHAT_MERCHANT, WECHAT_API_V3_KEY: "too-short" };
     const found = problems(wechat);
     assert.ok(found.some((p) => /WECHAT_API_V3_KEY must be 32 characters/.test(p)));
     assert.ok(found.some((p) => /WECHAT_PAY_PUBLIC_KEY.*WECHAT_PLATFORM_CERTIFICATES_DIR/.test(p)));
     const ok = loadConfig({ ...wechat, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" });
     assert.deepEqual(ok.wechat!.platform, { mode: "publicKey", publicKey: "pk", publicKeyId: "PUB_KEY_ID_1" });
   });
+
   describe("payment flows (mobile)", () => {
-    const wechat = {
-      WECHAT_APP_ID: "wx1",
-      WECHAT_MCH_ID: "1900000001",
-      WECHAT_MERCHANT_SERIAL_NO: "ABC",
-      WECHAT_MERCHANT_PRIVATE_KEY: "k",
-      WECHAT_MERCHANT_CERTIFICATE: "c",
-      WECHAT_API_V3_KEY: "a".repeat(32),
-      WECHAT_PAY_PUBLIC_KEY: "pk",
-      WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1",
-    };
+    const wechat = { ...WECHAT_MERCHANT, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" };
     const alipay = { ALIPAY_APP_ID: "2021000000000001", ALIPAY_PRIVATE_KEY: "alipay-private-key", ALIPAY_PUBLIC_KEY: "MIIBIjANBg" };
     const secretFile = (name: string, content: string) => {
       const file = path.join(mkdtempSync(path.join(tmpdir(), "fp-config-")), name);

@@ -159,8 +159,8 @@ describeWithDatabases("named policies through ERC-7677 and REST", (db) => {
   it("the stub call refuses what the final call would certainly refuse: no quota, a used or later nonce, a fee above the ceiling", async () => {
     const sender = await newSimpleAccountAddress(stack.chain.client);
     const { userOp } = await fundedOperation();
-    const unfunded = { ...userOp, sender, factory: undefined, factoryData: undefined, nonce: "0x0" };
-    const broke = await rpc(stack.apiKey, "pm_getPaymasterStubData", { ...unfunded, factory: userOp.factory, factoryData: userOp.factoryData });
+    // another (unfunded) sender with the funded one's operation
+    const broke = await rpc(stack.apiKey, "pm_getPaymasterStubData", { ...userOp, sender });
     assert.equal(broke.error?.code, -32127, JSON.stringify(broke));
     assert.deepEqual(broke.error?.data, { reason: "insufficient_quota", availableFen: "0", requiredFen: "1" });
 

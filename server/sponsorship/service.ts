@@ -234,17 +234,21 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
         await Promise.all([op.maxFeePerGas > 0n ? checkFee(chain, op) : undefined, checkNonce(chain, op)]);
         await checkDeposit(chain, options.deposits, options.recheckTimeoutMs);
         // every operation holds at least 1 fen: the smallest charge the final call could ask of the policy and quota
-        checkPolicy(policy.rules, chain, op, 1n, await spentInPolicyPeriods(options.db, caller.apiKey, policy, op.sender, now()), now());
-        const refusal = await previewHoldRefusal(options.db, {
-          chainId: chain.config.chainId,
-          account: op.sender.toLowerCase(),
-          nonce: op.nonce,
-          apiKeyId: caller.apiKey.id,
-          clientIp: clientKey(caller.ip),
-          maxHolds: options.maxHoldsPerSender,
-          maxHoldsPerApiKey: options.maxHoldsPerSenderPerApiKey,
-          maxHoldsPerIp: options.maxHoldsPerSenderPerIp,
-        });
+        // (both read at once; the policy's refusal is reported first, as the final call would)
+        const [spent, refusal] = await Promise.all([
+          spentInPolicyPeriods(options.db, caller.apiKey, policy, op.sender, now()),
+          previewHoldRefusal(options.db, {
+            chainId: chain.config.chainId,
+            account: op.sender.toLowerCase(),
+            nonce: op.nonce,
+            apiKeyId: caller.apiKey.id,
+            clientIp: clientKey(caller.ip),
+            maxHolds: options.maxHoldsPerSender,
+            maxHoldsPerApiKey: options.maxHoldsPerSenderPerApiKey,
+            maxHoldsPerIp: options.maxHoldsPerSenderPerIp,
+          }),
+        ]);
+        checkPolicy(policy.rules, chain, op, 1n, spent, now());
         if (refusal) throw refusal;
         const validUntil = Math.floor(now().getTime() / 1000) + options.validSeconds;
         return { ...fields(chain, encodeStubPaymasterData({ validUntil, validAfter: 0 }), paymasterGas(chain, params.userOp)), chainId: chain.config.chainId };
