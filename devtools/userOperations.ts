@@ -2,7 +2,7 @@
  * Test helpers: build, sponsor, sign and submit v0.7 UserOperations from permissionless SimpleAccounts straight
  * to the EntryPoint (`handleOps`), the way a bundler would.
  */
-import { entryPoint07Abi } from "viem/account-abstraction";
+import { entryPoint07Abi, entryPoint08Abi, entryPoint09Abi } from "viem/account-abstraction";
 import {
   type Abi,
   type Address,
@@ -13,14 +13,18 @@ import {
   BaseError,
   ContractFunctionRevertedError,
   concat,
+  type SignedAuthorizationList,
+  decodeErrorResult,
   decodeEventLog,
   encodeFunctionData,
+  isAddressEqual,
   numberToHex,
+  parseEventLogs,
 } from "viem";
 import { type UserOperation, toPackedUserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ToSimpleSmartAccountReturnType, toSimpleSmartAccount } from "permissionless/accounts";
-import { ENTRY_POINT_V07 } from "../server/chain/addresses";
+import { CANONICAL_ENTRY_POINTS, ENTRY_POINT_V07, type EntryPointVersion } from "../server/chain/addresses";
 import { loadProjectArtifact } from "../server/chain/artifacts";
 import { type SponsoredUserOperation, encodePaymasterData, getPaymasterHash } from "../server/sponsorship/signing/paymasterData";
 import type { OperatorWallet } from "../server/chain/operator";
@@ -211,4 +215,64 @@ export function paymasterAndData(op: UserOp): Hex {
     numberToHex(op.paymasterPostOpGasLimit!, { size: 16 }),
     op.paymasterData ?? "0x",
   ]);
+}
+
+/** An EntryPoint of any served version, as the test helpers below address it. */
+export type EntryPointTarget = { address: Address; abi: Abi };
+
+export const ENTRY_POINTS: Record<EntryPointVersion, EntryPointTarget> = {
+  "0.7": { address: CANONICAL_ENTRY_POINTS["0.7"], abi: entryPoint07Abi },
+  "0.8": { address: CANONICAL_ENTRY_POINTS["0.8"], abi: entryPoint08Abi },
+  "0.9": { address: CANONICAL_ENTRY_POINTS["0.9"], abi: entryPoint09Abi },
+};
+
+/**
+ * `handleOps` on any EntryPoint version, like a bundler: the operations are given unpacked (viem packs them, v0.9's
+ * paymasterSignature included); EIP-7702 authorizations ride along in a type-4 transaction. Resolves to the
+ * receipt, or rejects with the EntryPoint's FailedOp reason ("AA34 signature error") found by simulating first.
+ */
+export async function submitOperations(
+  client: PublicClient,
+  bundler: OperatorWallet,
+  entryPoint: EntryPointTarget,
+  ops: UserOperation[],
+  authorizationList?: SignedAuthorizationList,
+): Promise<TransactionReceipt> {
+  const data = encodeFunctionData({
+    abi: entryPoint.abi,
+    functionName: "handleOps",
+    args: [ops.map((op) => toPackedUserOperation(op)), bundler.account.address],
+  });
+  try {
+    await client.call({ account: bundler.account, to: entryPoint.address, data, authorizationList, gas: 5_000_000n });
+  } catch (error) {
+    const reason = failedOpReason(error, entryPoint.abi);
+    if (reason) throw new Error(reason);
+    throw error;
+  }
+  const hash = await bundler.sendTransaction({ to: entryPoint.address, data, authorizationList, gas: 5_000_000n });
+  const receipt = await client.waitForTransactionReceipt({ hash });
+  if (receipt.status !== "success") throw new Error(`handleOps transaction ${hash} reverted`);
+  return receipt;
+}
+
+/** "AA34 signature error" from a reverted handleOps call's FailedOp / FailedOpWithRevert, else undefined. */
+function failedOpReason(error: unknown, abi: Abi): string | undefined {
+  const data = error instanceof BaseError ? (error.walk((e) => typeof (e as { data?: unknown }).data === "string") as { data?: Hex } | null)?.data : undefined;
+  if (!data) return undefined;
+  try {
+    const decoded = decodeErrorResult({ abi, data });
+    if (!decoded.errorName.startsWith("FailedOp")) return `${decoded.errorName}(${(decoded.args ?? []).map(String).join(", ")})`;
+    const args = decoded.args as readonly unknown[];
+    return [args[1], ...args.slice(2)].map(String).join(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The UserOperationEvents an EntryPoint of any version emitted in a receipt. */
+export function userOperationEventsAt(receipt: TransactionReceipt, entryPoint: EntryPointTarget): UserOperationEvent[] {
+  return parseEventLogs({ abi: entryPoint07Abi, logs: receipt.logs, eventName: "UserOperationEvent" })
+    .filter((log) => isAddressEqual(log.address, entryPoint.address))
+    .map((log) => log.args as unknown as UserOperationEvent);
 }

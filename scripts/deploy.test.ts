@@ -9,8 +9,9 @@ import os from "node:os";
 import path from "node:path";
 import { type Address, type Hex, type PublicClient, pad, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { ENTRY_POINT_V07 } from "../server/chain/addresses";
+import { ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09 } from "../server/chain/addresses";
 import { runDeploy } from "./deploy";
+import { runPaymasterCli } from "./paymaster";
 import { type Anvil, startAnvil } from "../devtools/chain/anvil";
 import { installCanonicalContracts } from "../server/chain/canonical";
 import type { Env } from "./lib/cli";
@@ -246,6 +247,78 @@ describe("deploy: the address depends only on owner and salt", () => {
     // its own transaction is not known any more: the record says so rather than borrowing the salt-2 one
     assert.equal(record.transactionHash, null);
     assert.equal(record.blockNumber, null);
+  });
+});
+
+describe("deploy --entry-point-version: one paymaster per EntryPoint, each with its own record", () => {
+  let anvil: Anvil;
+  let client: PublicClient;
+  let dir: string;
+  let env: Env;
+  const args = (version: string) => ["--entry-point-version", version, "--signer", SIGNER, "--deposit", "0.2", "--stake", "0.1", "--deployments", dir];
+
+  before(async () => {
+    anvil = await startAnvil();
+    const { client: c, wallet } = localClients(anvil.rpcUrl, anvil.chainId, DEV_KEYS.owner);
+    client = c;
+    await installCanonicalContracts(client, wallet, () => {}, ["0.7", "0.8"]); // v0.9 is missing on purpose
+    dir = tempDir();
+    env = { RPC_URL: anvil.rpcUrl, DEPLOYER_PRIVATE_KEY: DEPLOYER_KEY };
+  });
+  after(async () => {
+    await anvil?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("v0.8: FiatPaymasterV08 at its own CREATE2 address, serving EntryPoint v0.8, recorded in <chainId>-ep0.8.json", async () => {
+    const expected = paymasterAddress(DEPLOYER, pad("0x0"), "0.8");
+    assert.notEqual(expected, paymasterAddress(DEPLOYER), "each version's contract has its own address");
+    const { lines } = await deploy(args("0.8"), env);
+    assert.ok(lines.includes(`EntryPoint v0.8 found at ${ENTRY_POINT_V08}`), lines.join("\n"));
+    assert.equal(lines.at(-1), `FiatPaymasterV08 ${expected} on chain ${anvil.chainId}, owner ${DEPLOYER}`);
+    const status = await readPaymasterStatus(client, expected);
+    assert.equal(status.entryPoint, ENTRY_POINT_V08);
+    assert.deepEqual(status.signers, [SIGNER]);
+    assert.equal(status.deposit, parseEther("0.2"), "the deposit is read from EntryPoint v0.8");
+    assert.equal(status.staked, true);
+    const record = JSON.parse(readFileSync(path.join(dir, `${anvil.chainId}-ep0.8.json`), "utf8")) as PaymasterDeployment;
+    assert.equal(record.paymaster, expected);
+    assert.equal(record.entryPoint, ENTRY_POINT_V08);
+    assert.equal(record.entryPointVersion, "0.8");
+    assert.ok(!existsSync(path.join(dir, `${anvil.chainId}.json`)), "the v0.7 record is not touched");
+
+    const nonce = await nonceOf(client, DEPLOYER);
+    await deploy(args("v0.8"), env);
+    assert.equal(await nonceOf(client, DEPLOYER), nonce, "a second run sends nothing");
+  });
+
+  it("the operator CLI finds each version's paymaster by --entry-point-version", async () => {
+    await deploy(args("0.7"), env);
+    for (const [version, contract] of [["0.7", paymasterAddress(DEPLOYER)], ["0.8", paymasterAddress(DEPLOYER, pad("0x0"), "0.8")]] as const) {
+      const lines: string[] = [];
+      await runPaymasterCli(["status", "--entry-point-version", version, "--deployments", dir], { RPC_URL: anvil.rpcUrl }, (line) => lines.push(line));
+      assert.match(lines.join("\n"), new RegExp(`paymaster    ${contract}`));
+      assert.match(lines.join("\n"), new RegExp(`entryPoint   ${version === "0.7" ? ENTRY_POINT_V07 : ENTRY_POINT_V08}`));
+    }
+    await assert.rejects(
+      runPaymasterCli(["status", "--entry-point-version", "0.9", "--deployments", dir], { RPC_URL: anvil.rpcUrl }, () => {}),
+      (error: Error) => error.name === "UsageError" && error.message.includes(`no v0.9 deployment for chain ${anvil.chainId}`) && error.message.includes(`${anvil.chainId}-ep0.9.json`),
+    );
+    await assert.rejects(
+      runPaymasterCli(["status", "--entry-point-version", "0.8", "--paymaster", DEPLOYER], { RPC_URL: anvil.rpcUrl }, () => {}),
+      /--paymaster and --entry-point-version exclude each other/,
+    );
+  });
+
+  it("v0.9 on a chain without EntryPoint v0.9 refuses naming it; an unknown version is a usage error; nothing is sent", async () => {
+    const nonce = await nonceOf(client, DEPLOYER);
+    const { error } = await deployFailure(args("0.9"), env);
+    assert.equal(error.message, `EntryPoint v0.9 is not deployed at ${ENTRY_POINT_V09} on chain ${anvil.chainId}: refusing to deploy`);
+    const bad = await deployFailure(args("0.6"), env);
+    assert.equal(bad.error.name, "UsageError");
+    assert.equal(bad.error.message, "--entry-point-version must be one of 0.7, 0.8, 0.9: got 0.6");
+    assert.equal(await nonceOf(client, DEPLOYER), nonce);
+    assert.ok(!existsSync(path.join(dir, `${anvil.chainId}-ep0.9.json`)));
   });
 });
 

@@ -1,15 +1,28 @@
 /**
- * Deploys FiatPaymaster to any EVM chain that has EntryPoint v0.7 and the deterministic deployment proxy.
+ * Deploys the paymaster of one EntryPoint version (FiatPaymaster for v0.7, FiatPaymasterV08, FiatPaymasterV09) to
+ * any EVM chain that has that EntryPoint and the deterministic deployment proxy.
  *
- *   RPC_URL=https://… DEPLOYER_PRIVATE_KEY=0x… npm run deploy -- --signer 0x… --deposit 0.1 --stake 0.1
+ *   RPC_URL=https://… DEPLOYER_PRIVATE_KEY=0x… npm run deploy -- --entry-point-version 0.8 --signer 0x… --deposit 0.1 --stake 0.1
  *
- * Idempotent: re-running finds the deployment and only sends what is missing. Writes deployments/<chainId>.json.
+ * Idempotent: re-running finds the deployment and only sends what is missing. Writes deployments/<chainId>.json
+ * (v0.7) or deployments/<chainId>-ep<version>.json.
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { type Hex, isHex, pad } from "viem";
-import { type Env, UsageError, connect, loadPrivateKey, parseAddress, parseEthAmount, parseSeconds, runMain } from "./lib/cli";
+import {
+  type Env,
+  UsageError,
+  connect,
+  loadPrivateKey,
+  parseAddress,
+  parseEntryPointVersion,
+  parseEthAmount,
+  parseSeconds,
+  runMain,
+} from "./lib/cli";
 import { deployPaymaster } from "../server/chain/deploy";
+import { FIAT_PAYMASTER_CONTRACTS } from "../server/chain/artifacts";
 
 export const DEPLOY_USAGE = `usage: npm run deploy -- [options]
 
@@ -18,13 +31,14 @@ environment:
   DEPLOYER_PRIVATE_KEY        the deploying key (or DEPLOYER_PRIVATE_KEY_FILE: a file holding it)
 
 options:
+  --entry-point-version <v>   0.7 (default), 0.8 or 0.9: which EntryPoint the paymaster serves
   --owner <address>           paymaster owner (default: the deployer); part of the CREATE2 address
   --salt <bytes32>            CREATE2 salt (default: 0); part of the address
   --signer <address>          a sponsorship signer to add (repeatable)
   --deposit <eth>             keep the EntryPoint deposit at least this much
   --stake <eth>               keep the stake at least this much
   --unstake-delay <seconds>   unstake delay (default 86400)
-  --deployments <dir>         where <chainId>.json goes (default: deployments)
+  --deployments <dir>         where <chainId>.json / <chainId>-ep<version>.json goes (default: deployments)
 `;
 
 export async function runDeploy(argv: string[], env: Env, out: (line: string) => void): Promise<number> {
@@ -33,6 +47,7 @@ export async function runDeploy(argv: string[], env: Env, out: (line: string) =>
     ({ values } = parseArgs({
       args: argv,
       options: {
+        "entry-point-version": { type: "string" },
         owner: { type: "string" },
         salt: { type: "string" },
         signer: { type: "string", multiple: true },
@@ -58,6 +73,7 @@ export async function runDeploy(argv: string[], env: Env, out: (line: string) =>
     salt = pad(values.salt);
   }
   const parameters = {
+    entryPointVersion: parseEntryPointVersion(values["entry-point-version"]),
     owner: values.owner === undefined ? undefined : parseAddress(values.owner, "--owner"),
     salt,
     signers: (values.signer ?? []).map((s) => parseAddress(s, "--signer")),
@@ -69,7 +85,8 @@ export async function runDeploy(argv: string[], env: Env, out: (line: string) =>
   };
   const { client, wallet } = await connect(env.RPC_URL, key);
   const deployment = await deployPaymaster(client, wallet!, parameters);
-  out(`FiatPaymaster ${deployment.paymaster} on chain ${deployment.chainId}, owner ${deployment.owner}`);
+  const contract = FIAT_PAYMASTER_CONTRACTS[parameters.entryPointVersion];
+  out(`${contract} ${deployment.paymaster} on chain ${deployment.chainId}, owner ${deployment.owner}`);
   return 0;
 }
 

@@ -117,7 +117,7 @@ describe("paymaster status", () => {
       assert.equal(error.name, "UsageError");
       assert.equal(
         error.message,
-        `no deployment for chain 31337 (${path.join(empty, "31337.json")} is missing): run \`npm run deploy\` or pass --paymaster`,
+        `no v0.7 deployment for chain 31337 (${path.join(empty, "31337.json")} is missing): run \`npm run deploy\` or pass --paymaster`,
       );
     } finally {
       rmSync(empty, { recursive: true, force: true });

@@ -7,7 +7,17 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { type Address, type Hex, type PublicClient, formatEther } from "viem";
-import { type Env, UsageError, connect, loadPrivateKey, parseAddress, parseEthAmount, parseSeconds, runMain } from "./lib/cli";
+import {
+  type Env,
+  UsageError,
+  connect,
+  loadPrivateKey,
+  parseAddress,
+  parseEntryPointVersion,
+  parseEthAmount,
+  parseSeconds,
+  runMain,
+} from "./lib/cli";
 import { DEFAULT_UNSTAKE_DELAY_SEC, deploymentFile, readDeployment } from "../server/chain/deploy";
 import {
   type OperatorWallet,
@@ -39,14 +49,15 @@ environment:
   OPERATOR_PRIVATE_KEY            the sending key (or OPERATOR_PRIVATE_KEY_FILE); not needed for status
 
 options:
-  --paymaster <address>           the paymaster (default: from deployments/<chainId>.json)
+  --paymaster <address>           the paymaster (default: from the deployment record of --entry-point-version)
+  --entry-point-version <v>       0.7 (default), 0.8 or 0.9: whose record deployments/ gives the paymaster from
   --deployments <dir>             where deployments are recorded (default: deployments)
 `;
 
 const COMMANDS = ["status", "deposit", "withdraw", "stake", "unlock", "withdraw-stake", "add-signer", "remove-signer"];
 
 /** Options that take a value: what follows them is theirs, even when it starts with a dash. */
-const VALUE_OPTIONS = new Set(["--paymaster", "--deployments", "--unstake-delay"]);
+const VALUE_OPTIONS = new Set(["--paymaster", "--deployments", "--unstake-delay", "--entry-point-version"]);
 
 export async function runPaymasterCli(argv: string[], env: Env, out: (line: string) => void): Promise<number> {
   // parseArgs would take "-1" for an unknown short option; say what is wrong with it instead
@@ -59,6 +70,7 @@ export async function runPaymasterCli(argv: string[], env: Env, out: (line: stri
       allowPositionals: true,
       options: {
         paymaster: { type: "string" },
+        "entry-point-version": { type: "string" },
         deployments: { type: "string" },
         "unstake-delay": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -122,6 +134,10 @@ export async function runPaymasterCli(argv: string[], env: Env, out: (line: stri
     }
   }
   const explicitPaymaster = values.paymaster === undefined ? undefined : parseAddress(values.paymaster, "--paymaster");
+  const version = parseEntryPointVersion(values["entry-point-version"]);
+  if (explicitPaymaster !== undefined && values["entry-point-version"] !== undefined) {
+    throw new UsageError("--paymaster and --entry-point-version exclude each other: the paymaster knows its EntryPoint");
+  }
 
   const key = command === "status" ? undefined : loadPrivateKey(env, "OPERATOR_PRIVATE_KEY");
   if (command !== "status" && !key) throw new UsageError(`${command} needs OPERATOR_PRIVATE_KEY (or OPERATOR_PRIVATE_KEY_FILE)`);
@@ -132,9 +148,10 @@ export async function runPaymasterCli(argv: string[], env: Env, out: (line: stri
     paymaster = explicitPaymaster;
   } else {
     const dir = path.resolve(values.deployments ?? "deployments");
-    const deployment = readDeployment(dir, chainId);
+    const deployment = readDeployment(dir, chainId, version);
     if (!deployment) {
-      throw new UsageError(`no deployment for chain ${chainId} (${deploymentFile(dir, chainId)} is missing): run \`npm run deploy\` or pass --paymaster`);
+      const file = deploymentFile(dir, chainId, version);
+      throw new UsageError(`no v${version} deployment for chain ${chainId} (${file} is missing): run \`npm run deploy\` or pass --paymaster`);
     }
     paymaster = deployment.paymaster;
   }

@@ -2,6 +2,7 @@ import { type Address, type Hex, type PublicClient, createPublicClient, createWa
 import { foundry } from "viem/chains";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Anvil, type StartAnvilParameters, startAnvil } from "./anvil";
+import { ENTRY_POINT_VERSIONS, type EntryPointVersion } from "../../server/chain/addresses";
 import { installCanonicalContracts } from "../../server/chain/canonical";
 import { type PaymasterDeployment, deployPaymaster } from "../../server/chain/deploy";
 import type { OperatorWallet } from "../../server/chain/operator";
@@ -20,8 +21,11 @@ export type LocalChain = {
   anvil: Anvil;
   client: PublicClient;
   owner: OperatorWallet;
+  /** The v0.7 paymaster (FiatPaymaster). */
   paymaster: Address;
   deployment: PaymasterDeployment;
+  /** Each EntryPoint version's paymaster, all deployed, with the dev signer, deposited and staked alike. */
+  paymasters: Record<EntryPointVersion, Address>;
   stop: () => Promise<void>;
 };
 
@@ -43,8 +47,9 @@ export function localClients(rpcUrl: string, chainId: number, key: Hex = DEV_KEY
 }
 
 /**
- * anvil with EntryPoint v0.7 and SimpleAccountFactory at their canonical addresses and FiatPaymaster deployed,
- * the dev signer added, deposited and staked: what `npm start` and the tests run against.
+ * anvil with EntryPoint v0.7, v0.8 and v0.9 (each with its SimpleAccountFactory; Simple7702Account from v0.8) at
+ * their canonical addresses and each version's paymaster deployed, the dev signer added, deposited and staked:
+ * what `npm start` and the tests run against.
  */
 export async function startLocalChain(parameters: StartLocalChainParameters = {}): Promise<LocalChain> {
   const log = parameters.log ?? (() => {});
@@ -52,14 +57,20 @@ export async function startLocalChain(parameters: StartLocalChainParameters = {}
   try {
     const { client, wallet } = localClients(anvil.rpcUrl, anvil.chainId);
     await installCanonicalContracts(client, wallet, log);
-    const deployment = await deployPaymaster(client, wallet, {
-      signers: [privateKeyToAccount(DEV_KEYS.signer).address],
-      minDeposit: parameters.deposit ?? parseEther("10"),
-      minStake: parameters.stake ?? parseEther("1"),
-      deploymentsDir: parameters.deploymentsDir,
-      log,
-    });
-    return { anvil, client, owner: wallet, paymaster: deployment.paymaster, deployment, stop: anvil.stop };
+    const deployments = {} as Record<EntryPointVersion, PaymasterDeployment>;
+    for (const entryPointVersion of ENTRY_POINT_VERSIONS) {
+      deployments[entryPointVersion] = await deployPaymaster(client, wallet, {
+        entryPointVersion,
+        signers: [privateKeyToAccount(DEV_KEYS.signer).address],
+        minDeposit: parameters.deposit ?? parseEther("10"),
+        minStake: parameters.stake ?? parseEther("1"),
+        deploymentsDir: parameters.deploymentsDir,
+        log,
+      });
+    }
+    const deployment = deployments["0.7"];
+    const paymasters = Object.fromEntries(ENTRY_POINT_VERSIONS.map((v) => [v, deployments[v].paymaster])) as Record<EntryPointVersion, Address>;
+    return { anvil, client, owner: wallet, paymaster: deployment.paymaster, deployment, paymasters, stop: anvil.stop };
   } catch (error) {
     await anvil.stop();
     throw error;

@@ -15,6 +15,7 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { OperatorWallet } from "../../server/chain/operator";
+import { ENTRY_POINT_VERSIONS, type EntryPointVersion } from "../../server/chain/addresses";
 
 /** A problem with what the user typed or configured: printed as one line, no stack trace. */
 export class UsageError extends Error {
@@ -52,6 +53,16 @@ export function parseAddress(value: string | undefined, what: string): Address {
   if (value === undefined) throw new UsageError(`missing ${what}`);
   if (!isAddress(value, { strict: false })) throw new UsageError(`${what} is not an address: ${value}`);
   return getAddress(value);
+}
+
+/** `--entry-point-version`: 0.7 (the default), 0.8 or 0.9; a leading "v" is accepted. */
+export function parseEntryPointVersion(value: string | undefined, what = "--entry-point-version"): EntryPointVersion {
+  if (value === undefined) return "0.7";
+  const version = value.replace(/^v/, "");
+  if (!(ENTRY_POINT_VERSIONS as readonly string[]).includes(version)) {
+    throw new UsageError(`${what} must be one of ${ENTRY_POINT_VERSIONS.join(", ")}: got ${value}`);
+  }
+  return version as EntryPointVersion;
 }
 
 /** Ether amounts as decimal strings ("0.5"), converted exactly to wei. */

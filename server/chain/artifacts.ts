@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Abi, Hex } from "viem";
+import type { EntryPointVersion } from "./addresses";
 
 export type ContractArtifact = { contractName: string; abi: Abi; bytecode: Hex; deployedBytecode: Hex };
 
@@ -24,12 +25,26 @@ export function loadProjectArtifact(sourcePath: string, contractName: string): C
   return readArtifact(path.join(ROOT, "artifacts/contracts", sourcePath, `${contractName}.json`));
 }
 
+const ACCOUNT_ABSTRACTION_PACKAGES: Record<"0.7" | "0.8", string> = {
+  "0.7": "@account-abstraction/contracts", // 0.7.0
+  "0.8": "@account-abstraction/contracts-v08", // 0.8.0
+};
+
 /**
- * A contract as shipped, already compiled, by @account-abstraction/contracts@0.7.0. The EntryPoint and the
- * SimpleAccountFactory must come from these artifacts: a local compile yields other bytecode, so other addresses.
+ * A contract as shipped, already compiled, by @account-abstraction/contracts (0.7.0, or 0.8.0 for `version`
+ * "0.8"). The EntryPoint and the SimpleAccountFactory must come from these artifacts: a local compile yields other
+ * bytecode, so other addresses.
  */
-export function loadAccountAbstractionArtifact(contractName: string): ContractArtifact {
-  return readArtifact(require.resolve(`@account-abstraction/contracts/artifacts/${contractName}.json`));
+export function loadAccountAbstractionArtifact(contractName: string, version: "0.7" | "0.8" = "0.7"): ContractArtifact {
+  return readArtifact(require.resolve(`${ACCOUNT_ABSTRACTION_PACKAGES[version]}/artifacts/${contractName}.json`));
 }
 
-export const fiatPaymasterArtifact = (): ContractArtifact => loadProjectArtifact("FiatPaymaster.sol", "FiatPaymaster");
+/** The paymaster contract for each EntryPoint version: contracts/FiatPaymaster*.sol. */
+export const FIAT_PAYMASTER_CONTRACTS: Readonly<Record<EntryPointVersion, string>> = {
+  "0.7": "FiatPaymaster",
+  "0.8": "FiatPaymasterV08",
+  "0.9": "FiatPaymasterV09",
+};
+
+export const fiatPaymasterArtifact = (version: EntryPointVersion = "0.7"): ContractArtifact =>
+  loadProjectArtifact(`${FIAT_PAYMASTER_CONTRACTS[version]}.sol`, FIAT_PAYMASTER_CONTRACTS[version]);

@@ -1,8 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from "node:fs";
 import path from "node:path";
 import { type Address, type Hex, type PublicClient, concat, encodeAbiParameters, formatEther, getAddress, isAddress, keccak256, pad } from "viem";
-import { ENTRY_POINT_V07 } from "./addresses";
-import { fiatPaymasterArtifact } from "./artifacts";
+import { CANONICAL_ENTRY_POINTS, type EntryPointVersion } from "./addresses";
+import { FIAT_PAYMASTER_CONTRACTS, fiatPaymasterArtifact } from "./artifacts";
 import { DeploymentError, deployDeterministic, deterministicAddress, hasCode } from "./canonical";
 import {
   type OperatorWallet,
@@ -15,6 +15,8 @@ import {
 } from "./operator";
 
 export type DeployPaymasterParameters = {
+  /** Which EntryPoint the paymaster serves (default "0.7"); each version has its own contract, so its own address. */
+  entryPointVersion?: EntryPointVersion;
   /** Owner of the paymaster (default: the deployer). Part of the CREATE2 address. */
   owner?: Address;
   /** CREATE2 salt (default: zero). Part of the address. */
@@ -36,6 +38,8 @@ export type PaymasterDeployment = {
   chainId: number;
   paymaster: Address;
   entryPoint: Address;
+  /** Absent in records written before v0.8 was served: those are v0.7. */
+  entryPointVersion?: EntryPointVersion;
   owner: Address;
   salt: Hex;
   initCodeHash: Hex;
@@ -47,25 +51,27 @@ export type PaymasterDeployment = {
 
 export const DEFAULT_UNSTAKE_DELAY_SEC = 86_400;
 
-export function paymasterInitCode(owner: Address): Hex {
+/** The paymaster's init code for `owner`, serving the canonical EntryPoint of `version`. */
+export function paymasterInitCode(owner: Address, version: EntryPointVersion = "0.7"): Hex {
   return concat([
-    fiatPaymasterArtifact().bytecode,
-    encodeAbiParameters([{ type: "address" }, { type: "address" }], [ENTRY_POINT_V07, owner]),
+    fiatPaymasterArtifact(version).bytecode,
+    encodeAbiParameters([{ type: "address" }, { type: "address" }], [CANONICAL_ENTRY_POINTS[version], owner]),
   ]);
 }
 
-/** The paymaster's address for `owner` and `salt`: the same on every chain. */
-export function paymasterAddress(owner: Address, salt: Hex = pad("0x0")): Address {
-  return deterministicAddress(salt, paymasterInitCode(owner));
+/** The paymaster's address for `owner`, `salt` and EntryPoint `version`: the same on every chain. */
+export function paymasterAddress(owner: Address, salt: Hex = pad("0x0"), version: EntryPointVersion = "0.7"): Address {
+  return deterministicAddress(salt, paymasterInitCode(owner, version));
 }
 
-export function deploymentFile(deploymentsDir: string, chainId: number): string {
-  return path.join(deploymentsDir, `${chainId}.json`);
+/** `<dir>/<chainId>.json` for the v0.7 paymaster (as before other versions were served), `<chainId>-ep0.8.json` … */
+export function deploymentFile(deploymentsDir: string, chainId: number, version: EntryPointVersion = "0.7"): string {
+  return path.join(deploymentsDir, version === "0.7" ? `${chainId}.json` : `${chainId}-ep${version}.json`);
 }
 
-/** Reads `<dir>/<chainId>.json`; undefined when there is none. */
-export function readDeployment(deploymentsDir: string, chainId: number): PaymasterDeployment | undefined {
-  const file = deploymentFile(deploymentsDir, chainId);
+/** Reads the record of the `version` paymaster on `chainId`; undefined when there is none. */
+export function readDeployment(deploymentsDir: string, chainId: number, version: EntryPointVersion = "0.7"): PaymasterDeployment | undefined {
+  const file = deploymentFile(deploymentsDir, chainId, version);
   if (!existsSync(file)) return undefined;
   let deployment: PaymasterDeployment;
   try {
@@ -82,7 +88,7 @@ export function readDeployment(deploymentsDir: string, chainId: number): Paymast
 
 function writeDeployment(deploymentsDir: string, deployment: PaymasterDeployment): string {
   mkdirSync(deploymentsDir, { recursive: true });
-  const file = deploymentFile(deploymentsDir, deployment.chainId);
+  const file = deploymentFile(deploymentsDir, deployment.chainId, deployment.entryPointVersion);
   // write-then-rename: a crash never leaves half a file where the operator CLI looks
   writeFileSync(`${file}.tmp`, `${JSON.stringify(deployment, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
@@ -90,7 +96,7 @@ function writeDeployment(deploymentsDir: string, deployment: PaymasterDeployment
 }
 
 /**
- * Brings FiatPaymaster on the connected chain to the wanted state: deployed through CREATE2 (same address on
+ * Brings the paymaster of one EntryPoint version on the connected chain to the wanted state: deployed through CREATE2 (same address on
  * every chain for the same owner and salt), signers present, deposit and stake at least the minimums.
  * Idempotent: run it again and it finds the deployment and sends only what is missing.
  */
@@ -103,16 +109,19 @@ export async function deployPaymaster(
   const chainId = await client.getChainId();
   log(`chain ${chainId}, deployer ${wallet.account.address} (${formatEther(await client.getBalance({ address: wallet.account.address }))} ETH)`);
 
-  if (!(await hasCode(client, ENTRY_POINT_V07))) {
-    throw new DeploymentError(`EntryPoint v0.7 is not deployed at ${ENTRY_POINT_V07} on chain ${chainId}: refusing to deploy`);
+  const version = parameters.entryPointVersion ?? "0.7";
+  const entryPoint = CANONICAL_ENTRY_POINTS[version];
+  if (!(await hasCode(client, entryPoint))) {
+    throw new DeploymentError(`EntryPoint v${version} is not deployed at ${entryPoint} on chain ${chainId}: refusing to deploy`);
   }
-  log(`EntryPoint v0.7 found at ${ENTRY_POINT_V07}`);
+  log(`EntryPoint v${version} found at ${entryPoint}`);
 
   const owner = getAddress(parameters.owner ?? wallet.account.address);
   const salt = parameters.salt ?? pad("0x0");
-  const initCode = paymasterInitCode(owner);
-  const recorded = parameters.deploymentsDir ? readDeployment(parameters.deploymentsDir, chainId) : undefined;
-  const deployed = await deployDeterministic(client, wallet, { salt, initCode, label: "FiatPaymaster" }, log);
+  const initCode = paymasterInitCode(owner, version);
+  const recorded = parameters.deploymentsDir ? readDeployment(parameters.deploymentsDir, chainId, version) : undefined;
+  const label = FIAT_PAYMASTER_CONTRACTS[version];
+  const deployed = await deployDeterministic(client, wallet, { salt, initCode, label }, log);
   const paymaster = deployed.address;
   // the record may describe another paymaster (other owner or salt): only this one's transaction is worth keeping
   const previous = recorded && getAddress(recorded.paymaster) === paymaster ? recorded : undefined;
@@ -160,7 +169,8 @@ export async function deployPaymaster(
   const deployment: PaymasterDeployment = {
     chainId,
     paymaster,
-    entryPoint: ENTRY_POINT_V07,
+    entryPoint,
+    entryPointVersion: version,
     owner: final.owner,
     salt,
     initCodeHash: keccak256(initCode),

@@ -13,7 +13,6 @@ import {
   getAddress,
 } from "viem";
 import { entryPoint07Abi } from "viem/account-abstraction";
-import { ENTRY_POINT_V07 } from "./addresses";
 import { fiatPaymasterAbi } from "./fiatPaymasterAbi";
 
 export type OperatorWallet = WalletClient<Transport, Chain, Account>;
@@ -42,9 +41,14 @@ const paymasterAbi = (): Abi => fiatPaymasterAbi;
 
 type DepositInfo = { deposit: bigint; staked: boolean; stake: bigint; unstakeDelaySec: number; withdrawTime: number };
 
+/**
+ * The paymaster's deposit and stake, read from its own EntryPoint (any version: the StakeManager's ABI is the same
+ * in v0.7, v0.8 and v0.9).
+ */
 async function readDepositInfo(client: PublicClient, paymaster: Address): Promise<DepositInfo> {
+  const entryPoint = (await client.readContract({ address: paymaster, abi: paymasterAbi(), functionName: "entryPoint" })) as Address;
   return (await client.readContract({
-    address: ENTRY_POINT_V07,
+    address: entryPoint,
     abi: entryPoint07Abi,
     functionName: "getDepositInfo",
     args: [paymaster],

@@ -12,6 +12,12 @@ import {
   encodePaymasterData,
   encodeStubPaymasterData,
   getPaymasterHash,
+  PAYMASTER_SIGNATURE_MAGIC,
+  encodePaymasterDataV09,
+  encodePaymasterSignatureSuffix,
+  getPaymasterHashV09,
+  initCodeForHash,
+  isEip7702Marker,
 } from "./paymasterData";
 
 const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
@@ -112,5 +118,38 @@ describe("getPaymasterHash", () => {
   it("refuses gas values that do not fit the packed uint128 fields", () => {
     assert.throws(() => hashOf({ op: { callGasLimit: 2n ** 128n } }), /does not fit in uint128/);
     assert.throws(() => hashOf({ op: { maxFeePerGas: -1n } }), /does not fit in uint128/);
+  });
+});
+
+describe("EntryPoint v0.8 / v0.9 layouts", () => {
+  const delegate = "0xe6Cae83BdE06E4c305530e199D7217f42808555B" as const;
+
+  it("recognises the 0x7702 marker in both its forms, and nothing else", () => {
+    assert.equal(isEip7702Marker("0x7702"), true);
+    assert.equal(isEip7702Marker("0x7702000000000000000000000000000000000000"), true);
+    assert.equal(isEip7702Marker("0x7702000000000000000000000000000000000001"), false);
+    assert.equal(isEip7702Marker(op.factory), false);
+    assert.equal(isEip7702Marker(undefined), false);
+  });
+
+  it("hashes delegate ‖ factoryData in place of a marker initCode, and only when a delegate is given", () => {
+    const marked = { ...op, factory: "0x7702" as Hex, factoryData: "0xabcd" as Hex };
+    assert.equal(initCodeForHash(marked, delegate), `${delegate}abcd`);
+    assert.equal(initCodeForHash({ ...marked, factoryData: "0x" }, delegate), delegate);
+    assert.equal(initCodeForHash(marked), "0x7702abcd", "v0.7 knows no marker");
+    assert.equal(initCodeForHash(op, delegate), `${op.factory}abcd`, "a real factory is never replaced");
+    const hash = (p: Partial<GetPaymasterHashParameters>) =>
+      getPaymasterHash({ userOperation: marked, chainId: 1, paymaster: op.sender, entryPoint: op.sender, validUntil: 0, validAfter: 0, ...p });
+    assert.notEqual(hash({ eip7702Delegate: delegate }), hash({}));
+    assert.notEqual(hash({ eip7702Delegate: delegate }), hash({ eip7702Delegate: "0xa46cc63eBF4Bd77888AA327837d20b23A63a56B5" }));
+  });
+
+  it("v0.9: paymasterData is the 12-byte window; the suffix is signature ‖ 0x0041 ‖ magic; the hash binds the paymaster", () => {
+    assert.equal(encodePaymasterDataV09({ validUntil: 1, validAfter: 2 }), "0x000000000001000000000002");
+    assert.equal(encodePaymasterSignatureSuffix(STUB_SIGNATURE), `${STUB_SIGNATURE}0041${PAYMASTER_SIGNATURE_MAGIC.slice(2)}`);
+    assert.throws(() => encodePaymasterSignatureSuffix("0x1234"), /signature must be 65 bytes: got 2/);
+    assert.throws(() => encodePaymasterDataV09({ validUntil: 2 ** 48, validAfter: 0 }), /validUntil must be an integer in \[0, 2\^48\)/);
+    const userOpHash = keccak256("0x01");
+    assert.notEqual(getPaymasterHashV09({ userOpHash, paymaster: op.sender }), getPaymasterHashV09({ userOpHash, paymaster: delegate }));
   });
 });

@@ -11,19 +11,30 @@ import {
 } from "viem";
 
 /**
- * FiatPaymaster's paymasterData (what follows the EntryPoint's 52 fixed bytes of paymasterAndData):
+ * FiatPaymaster's paymasterData (what follows the EntryPoint's 52 fixed bytes of paymasterAndData), for
+ * EntryPoint v0.7 (FiatPaymaster) and v0.8 (FiatPaymasterV08):
  *
  *   [0:6)    validUntil  uint48, big-endian (0 = no expiry)
  *   [6:12)   validAfter  uint48, big-endian
  *   [12:77)  signature   r ‖ s ‖ v over getPaymasterHash(...), EIP-191 prefixed ("\x19Ethereum Signed Message:\n32")
  *
- * The contract's `validatePaymasterUserOp` reads the same offsets (contracts/FiatPaymaster.sol).
+ * For v0.9 (FiatPaymasterV09) paymasterData is only validUntil ‖ validAfter; the signature, over
+ * getPaymasterHashV09(userOpHash), travels as the EntryPoint's paymasterSignature suffix (signature ‖ uint16
+ * length ‖ PAYMASTER_SIGNATURE_MAGIC), outside the userOpHash.
+ *
+ * The contracts' `validatePaymasterUserOp` read the same offsets (contracts/FiatPaymaster*.sol).
  */
 export const VALID_UNTIL_OFFSET = 0;
 export const VALID_AFTER_OFFSET = 6;
 export const SIGNATURE_OFFSET = 12;
 export const SIGNATURE_LENGTH = 65;
 export const PAYMASTER_DATA_LENGTH = SIGNATURE_OFFSET + SIGNATURE_LENGTH;
+/** v0.9: paymasterData holds the validity window only. */
+export const PAYMASTER_DATA_LENGTH_V09 = SIGNATURE_OFFSET;
+/** EntryPoint v0.9's paymasterSignature marker: keccak256("PaymasterSignature")[:8]. */
+export const PAYMASTER_SIGNATURE_MAGIC: Hex = "0x22e325a297439656";
+/** The initCode (factory) marker of an EIP-7702 account: "0x7702", or the same padded to 20 bytes. */
+export const EIP7702_FACTORY_MARKER: Address = "0x7702000000000000000000000000000000000000";
 
 const MAX_UINT48 = 2 ** 48 - 1;
 const MAX_UINT128 = 2n ** 128n - 1n;
@@ -60,6 +71,11 @@ export type GetPaymasterHashParameters = {
   entryPoint: Address;
   validUntil: number;
   validAfter: number;
+  /**
+   * FiatPaymasterV08 only: the delegate of an EIP-7702 sender whose factory is the 0x7702 marker. The EntryPoint
+   * v0.8 (and the paymaster after it) hashes delegate ‖ factoryData in place of the initCode.
+   */
+  eip7702Delegate?: Address;
 };
 
 export type PaymasterDataFields = { validUntil: number; validAfter: number; signature: Hex };
@@ -90,7 +106,7 @@ export function getPaymasterHash(parameters: GetPaymasterHashParameters): Hex {
   const { userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter } = parameters;
   checkUint48("validUntil", validUntil);
   checkUint48("validAfter", validAfter);
-  const initCode = op.factory ? concat([op.factory, op.factoryData ?? "0x"]) : "0x";
+  const initCode = initCodeForHash(op, parameters.eip7702Delegate);
   return keccak256(
     encodeAbiParameters(
       [
@@ -125,6 +141,48 @@ export function getPaymasterHash(parameters: GetPaymasterHashParameters): Hex {
       ],
     ),
   );
+}
+
+/** Whether `factory` is the EIP-7702 marker (2 bytes, or padded to 20), not a factory address. */
+export function isEip7702Marker(factory: Hex | undefined): boolean {
+  if (!factory) return false;
+  const lower = factory.toLowerCase();
+  return lower === "0x7702" || lower === EIP7702_FACTORY_MARKER;
+}
+
+/**
+ * The initCode as EntryPoint v0.8/v0.9 hash it (Eip7702Support._getEip7702InitCodeHashOverride): for the 0x7702
+ * marker, the sender's delegate ‖ factoryData; otherwise factory ‖ factoryData. Without a delegate, a marker
+ * hashes as itself (EntryPoint v0.7 knows no marker).
+ */
+export function initCodeForHash(op: Pick<SponsoredUserOperation, "factory" | "factoryData">, eip7702Delegate?: Address): Hex {
+  if (!op.factory) return "0x";
+  if (eip7702Delegate && isEip7702Marker(op.factory)) return concat([eip7702Delegate, op.factoryData ?? "0x"]);
+  return concat([op.factory, op.factoryData ?? "0x"]);
+}
+
+/**
+ * FiatPaymasterV09.getHash(userOpHash): the userOpHash (which already binds every field, the chain, the EntryPoint
+ * and paymasterData) with the paymaster's address, so a signature is good for this contract only. Signed with the
+ * EIP-191 prefix like the others.
+ */
+export function getPaymasterHashV09({ userOpHash, paymaster }: { userOpHash: Hex; paymaster: Address }): Hex {
+  return keccak256(encodeAbiParameters([{ type: "bytes32" }, { type: "address" }], [userOpHash, paymaster]));
+}
+
+/** v0.9 paymasterData: validUntil ‖ validAfter (the signature goes in paymasterSignature). */
+export function encodePaymasterDataV09({ validUntil, validAfter }: Omit<PaymasterDataFields, "signature">): Hex {
+  checkUint48("validUntil", validUntil);
+  checkUint48("validAfter", validAfter);
+  return concat([numberToHex(validUntil, { size: 6 }), numberToHex(validAfter, { size: 6 })]);
+}
+
+/** The v0.9 paymasterSignature suffix of paymasterAndData: signature ‖ uint16 length ‖ magic. */
+export function encodePaymasterSignatureSuffix(signature: Hex): Hex {
+  if (size(signature) !== SIGNATURE_LENGTH) {
+    throw new InvalidPaymasterDataError(`signature must be ${SIGNATURE_LENGTH} bytes: got ${size(signature)}`);
+  }
+  return concat([signature, numberToHex(SIGNATURE_LENGTH, { size: 2 }), PAYMASTER_SIGNATURE_MAGIC]);
 }
 
 /** Lays out validUntil ‖ validAfter ‖ signature as FiatPaymaster reads them. */
