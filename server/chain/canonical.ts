@@ -41,9 +41,12 @@ export class DeploymentError extends Error {
 
 export type DeterministicDeployment = { address: Address; transactionHash?: Hex; blockNumber?: bigint };
 
-/** The address the deterministic deployer gives `initCode` with `salt`: the same on every chain. */
-export function deterministicAddress(salt: Hex, initCode: Hex): Address {
-  return getContractAddress({ opcode: "CREATE2", from: DETERMINISTIC_DEPLOYER, salt, bytecode: initCode });
+/**
+ * The address the deterministic deployer gives `initCode` with `salt`: the same on every chain. `deployer` names
+ * another factory of the same kind (CREATE2 with calldata salt ‖ initCode), such as Safe's singleton factory.
+ */
+export function deterministicAddress(salt: Hex, initCode: Hex, deployer: Address = DETERMINISTIC_DEPLOYER): Address {
+  return getContractAddress({ opcode: "CREATE2", from: deployer, salt, bytecode: initCode });
 }
 
 export async function hasCode(client: PublicClient, address: Address): Promise<boolean> {
@@ -52,24 +55,22 @@ export async function hasCode(client: PublicClient, address: Address): Promise<b
 }
 
 /**
- * Deploys `initCode` through the deterministic deployer unless its address already holds code.
- * Idempotent: a second call finds the contract and sends nothing.
+ * Deploys `initCode` through the deterministic deployer (or `deployer`, a factory of the same kind) unless its
+ * address already holds code. Idempotent: a second call finds the contract and sends nothing.
  */
 export async function deployDeterministic(
   publicClient: PublicClient,
   walletClient: WalletClient,
-  { salt, initCode, label }: { salt: Hex; initCode: Hex; label: string },
+  { salt, initCode, label, deployer = DETERMINISTIC_DEPLOYER }: { salt: Hex; initCode: Hex; label: string; deployer?: Address },
   log: (line: string) => void = () => {},
 ): Promise<DeterministicDeployment> {
-  const address = deterministicAddress(salt, initCode);
+  const address = deterministicAddress(salt, initCode, deployer);
   if (await hasCode(publicClient, address)) {
     log(`${label}: already at ${address}`);
     return { address };
   }
-  if (!(await hasCode(publicClient, DETERMINISTIC_DEPLOYER))) {
-    throw new DeploymentError(
-      `the deterministic deployment proxy ${DETERMINISTIC_DEPLOYER} is not on chain ${await publicClient.getChainId()}`,
-    );
+  if (!(await hasCode(publicClient, deployer))) {
+    throw new DeploymentError(`the deterministic deployment proxy ${deployer} is not on chain ${await publicClient.getChainId()}`);
   }
   log(`${label}: deploying to ${address} …`);
   const account = walletClient.account;
@@ -77,7 +78,7 @@ export async function deployDeterministic(
   const transactionHash = await walletClient.sendTransaction({
     account,
     chain: walletClient.chain,
-    to: DETERMINISTIC_DEPLOYER,
+    to: deployer,
     data: concat([salt, initCode]),
   });
   const receipt = await publicClient.waitForTransactionReceipt({ hash: transactionHash });

@@ -5,17 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
-import { createSmartAccountClient } from "permissionless";
 import { toSimpleSmartAccount } from "permissionless/accounts";
-import { type Abi, type Address, encodeFunctionData, http } from "viem";
-import { createPaymasterClient } from "viem/account-abstraction";
+import { type Abi, type Address, encodeFunctionData } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { deployCounter } from "../../devtools/userOperations";
 import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../chain/addresses";
 import { settleChain } from "./settlement";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { checkLedger, getBalance, recentEntries } from "../ledger/ledger";
-import { ADMIN_TOKEN, type SponsorStack, TEST_PRICE, startSponsorStack } from "../../devtools/testing/sponsorStack";
+import { type SponsorStack, TEST_PRICE, startSponsorStack } from "../../devtools/testing/sponsorStack";
+import { createApiKey, rpcErrorOf, sponsoredAccountClient } from "../../devtools/testing/sponsorClients";
 import { SPONSOR_ERROR_CODES } from "./errors";
 import { chargeFen } from "./pricing";
 
@@ -26,39 +25,6 @@ async function newSmartAccount(stack: SponsorStack) {
     entryPoint: { address: ENTRY_POINT_V07, version: "0.7" },
     factoryAddress: SIMPLE_ACCOUNT_FACTORY_V07,
   });
-}
-
-function smartAccountClient(stack: SponsorStack, account: Awaited<ReturnType<typeof newSmartAccount>>, apiKey = stack.apiKey) {
-  return createSmartAccountClient({
-    account,
-    client: stack.chain.client,
-    bundlerTransport: http(stack.alto!.url),
-    paymaster: createPaymasterClient({ transport: http(`${stack.url}/rpc?apikey=${apiKey}`) }),
-    pollingInterval: 100,
-  });
-}
-
-async function createKey(stack: SponsorStack, policy: Record<string, unknown>): Promise<string> {
-  const response = await fetch(`${stack.url}/admin/api-keys`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: "test", policy }),
-  });
-  assert.equal(response.status, 201, await response.clone().text());
-  return ((await response.json()) as { key: string }).key;
-}
-
-/** Rejects with the JSON-RPC error viem surfaces: its code and message are somewhere in the cause chain. */
-function rpcErrorOf(error: unknown): { code?: number; message: string } {
-  let e = error as { code?: number; message?: string; cause?: unknown; details?: string } | undefined;
-  const text: string[] = [];
-  let code: number | undefined;
-  while (e) {
-    if (typeof e.code === "number" && e.code <= -32100) code ??= e.code;
-    text.push(e.details ?? "", e.message ?? "");
-    e = e.cause as typeof e;
-  }
-  return { code, message: text.join(" | ") };
 }
 
 describeWithDatabases("sponsorship end to end through alto", (db) => {
@@ -76,7 +42,7 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
   it("a funded zero-ETH account's operation lands through alto and settles: charge = ceil(actualGasCost × price), the rest released, ledger clean", async () => {
     const account = await newSmartAccount(stack);
     await stack.fund(account.address, 100_000n);
-    const client = smartAccountClient(stack, account);
+    const client = sponsoredAccountClient(stack, account);
     const hash = await client.sendUserOperation({ calls: [increment()] });
     const receipt = await client.waitForUserOperationReceipt({ hash, timeout: 30_000 });
     assert.equal(receipt.success, true);
@@ -103,7 +69,7 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
   it("a reverted operation is charged too, since the paymaster paid for it", async () => {
     const account = await newSmartAccount(stack);
     await stack.fund(account.address, 100_000n);
-    const client = smartAccountClient(stack, account);
+    const client = sponsoredAccountClient(stack, account);
     // a call to a function the counter does not have reverts inside execute; validation still passes
     // with every gas limit given, nothing is estimated (estimation would refuse a reverting call)
     const hash = await client.sendUserOperation({
@@ -121,7 +87,7 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
 
   it("a zero-balance account is refused at the stub call already, with the available and required amounts, and nothing is held", async () => {
     const account = await newSmartAccount(stack);
-    const client = smartAccountClient(stack, account);
+    const client = sponsoredAccountClient(stack, account);
     const error = await client.sendUserOperation({ calls: [increment()] }).then(
       () => assert.fail("sponsored without quota"),
       (e: unknown) => rpcErrorOf(e),
@@ -133,10 +99,10 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
   });
 
   it("an operation above the key's per-operation maximum is refused by policy, nothing held", async () => {
-    const key = await createKey(stack, { maxChargePerOpFen: 1 });
+    const key = await createApiKey(stack, { maxChargePerOpFen: 1 });
     const account = await newSmartAccount(stack);
     await stack.fund(account.address, 100_000n);
-    const error = await smartAccountClient(stack, account, key).sendUserOperation({ calls: [increment()] }).then(
+    const error = await sponsoredAccountClient(stack, account, key).sendUserOperation({ calls: [increment()] }).then(
       () => assert.fail("sponsored above the policy's maximum"),
       (e: unknown) => rpcErrorOf(e),
     );
@@ -146,10 +112,10 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
   });
 
   it("a call to a target outside the key's allowlist is refused already at the stub, nothing held", async () => {
-    const key = await createKey(stack, { allowedTargets: [stack.chain.paymaster] });
+    const key = await createApiKey(stack, { allowedTargets: [stack.chain.paymaster] });
     const account = await newSmartAccount(stack);
     await stack.fund(account.address, 100_000n);
-    const error = await smartAccountClient(stack, account, key).sendUserOperation({ calls: [increment()] }).then(
+    const error = await sponsoredAccountClient(stack, account, key).sendUserOperation({ calls: [increment()] }).then(
       () => assert.fail("sponsored a call to a blocked target"),
       (e: unknown) => rpcErrorOf(e),
     );
@@ -161,7 +127,7 @@ describeWithDatabases("sponsorship end to end through alto", (db) => {
   it("a gas field over the chain's cap is refused naming the field, nothing held", async () => {
     const account = await newSmartAccount(stack);
     await stack.fund(account.address, 1_000_000n);
-    const error = await smartAccountClient(stack, account).sendUserOperation({ calls: [increment()], callGasLimit: 50_000_000n }).then(
+    const error = await sponsoredAccountClient(stack, account).sendUserOperation({ calls: [increment()], callGasLimit: 50_000_000n }).then(
       () => assert.fail("sponsored an over-cap gas limit"),
       (e: unknown) => rpcErrorOf(e),
     );
