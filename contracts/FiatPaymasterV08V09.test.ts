@@ -6,13 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { toSimpleSmartAccount } from "permissionless/accounts";
 import {
   type Abi,
   type Address,
   type Hex,
   type LocalAccount,
-  type SignedAuthorization,
   concat,
   encodeFunctionData,
   getAddress,
@@ -21,22 +19,9 @@ import {
   slice,
   toHex,
 } from "viem";
-import {
-  type SmartAccount,
-  type UserOperation as ViemUserOperation,
-  getUserOperationHash,
-  toPackedUserOperation,
-  toSimple7702SmartAccount,
-} from "viem/account-abstraction";
+import { toPackedUserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import {
-  ENTRY_POINT_V08,
-  ENTRY_POINT_V09,
-  type EntryPointVersion,
-  SIMPLE_7702_ACCOUNT_V08,
-  SIMPLE_7702_ACCOUNT_V09,
-  SIMPLE_ACCOUNT_FACTORY_V09,
-} from "../server/chain/addresses";
+import { ENTRY_POINT_V08, type EntryPointVersion, SIMPLE_7702_ACCOUNT_V08, SIMPLE_7702_ACCOUNT_V09 } from "../server/chain/addresses";
 import { fiatPaymasterArtifact } from "../server/chain/artifacts";
 import {
   STUB_SIGNATURE,
@@ -49,16 +34,29 @@ import {
 } from "../server/sponsorship/signing/paymasterData";
 import { DEV_KEYS, type LocalChain, localClients, startLocalChain } from "../devtools/chain/localChain";
 import type { OperatorWallet } from "../server/chain/operator";
-import { ENTRY_POINTS, deployCounter, submitOperations, userOperationEventsAt } from "../devtools/userOperations";
+import {
+  ENTRY_POINTS,
+  type Eip7702EntryPointVersion,
+  type UserOpV08V09,
+  type VersionedAccount,
+  buildVersionedUserOperation,
+  deployCounter,
+  eip7702AuthorizationFor,
+  newEip7702Account,
+  newVersionedSimpleAccount,
+  signAsVersionedAccount,
+  sponsorV08 as sponsorOperationV08,
+  sponsorV09 as sponsorOperationV09,
+  submitOperations,
+  userOperationEventsAt,
+  versionedUserOpHash,
+} from "../devtools/userOperations";
 
 const signer = privateKeyToAccount(DEV_KEYS.signer);
-const DELEGATES = { "0.8": SIMPLE_7702_ACCOUNT_V08, "0.9": SIMPLE_7702_ACCOUNT_V09 } as const;
 
-type Version = "0.8" | "0.9";
-/** v0.9's unpacked form is v0.8's with paymasterSignature; both versions' operations fit it. */
-type UserOperation = ViemUserOperation<"0.9">;
-/** A smart account under test, and for an EIP-7702 one the EOA that signs its authorization. */
-type Account = { smart: SmartAccount; eoa?: LocalAccount; version: Version };
+type Version = Eip7702EntryPointVersion;
+type UserOperation = UserOpV08V09;
+type Account = VersionedAccount;
 
 describe("FiatPaymasterV08 / FiatPaymasterV09 through the real EntryPoint v0.8 / v0.9", () => {
   let chain: LocalChain;
@@ -85,99 +83,22 @@ describe("FiatPaymasterV08 / FiatPaymasterV09 through the real EntryPoint v0.8 /
   const depositOf = (version: Version) =>
     chain.client.readContract({ address: chain.paymasters[version], abi: abiOf(version), functionName: "getDeposit" }) as Promise<bigint>;
 
-  async function simpleAccount(version: Version): Promise<Account> {
-    const smart = await toSimpleSmartAccount({
-      client: chain.client,
-      owner: privateKeyToAccount(generatePrivateKey()),
-      // permissionless 0.4.1 knows no "0.9"; v0.9's SimpleAccount, nonce and typed userOpHash are v0.8's
-      entryPoint: { address: version === "0.8" ? ENTRY_POINT_V08 : ENTRY_POINT_V09, version: "0.8" },
-      ...(version === "0.9" ? { factoryAddress: SIMPLE_ACCOUNT_FACTORY_V09 } : {}),
-    });
-    return { smart: smart as unknown as SmartAccount, version };
-  }
-
-  async function eip7702Account(version: Version): Promise<Account> {
-    const eoa = privateKeyToAccount(generatePrivateKey());
-    const smart = await toSimple7702SmartAccount({ client: chain.client, owner: eoa, entryPoint: version });
-    return { smart: smart as unknown as SmartAccount, eoa, version };
-  }
-
-  /** The EIP-7702 authorization of a not yet delegated EOA, or nothing. */
-  async function authorizationFor(account: Account): Promise<SignedAuthorization | undefined> {
-    if (!account.eoa || (await chain.client.getCode({ address: account.eoa.address }))) return undefined;
-    const nonce = await chain.client.getTransactionCount({ address: account.eoa.address });
-    return account.eoa.signAuthorization!({ chainId, address: DELEGATES[account.version], nonce });
-  }
-
-  /** An unsigned, unsponsored operation with generous fixed gas and fees from the latest block. */
-  async function build(account: Account, calls = [increment()]): Promise<UserOperation> {
-    const [callData, nonce, deployed, block] = await Promise.all([
-      account.smart.encodeCalls(calls),
-      account.smart.getNonce(),
-      account.smart.isDeployed(),
-      chain.client.getBlock(),
-    ]);
-    const factoryArgs = deployed ? {} : await account.smart.getFactoryArgs();
-    const maxPriorityFeePerGas = 1_000_000_000n;
-    return {
-      sender: account.smart.address,
-      nonce,
-      ...factoryArgs,
-      callData,
-      callGasLimit: 200_000n,
-      verificationGasLimit: 500_000n,
-      preVerificationGas: 80_000n,
-      maxFeePerGas: (block.baseFeePerGas ?? 0n) * 2n + maxPriorityFeePerGas,
-      maxPriorityFeePerGas,
-      paymaster: chain.paymasters[account.version],
-      paymasterVerificationGasLimit: 60_000n,
-      paymasterPostOpGasLimit: 0n,
-      paymasterData: "0x",
-      signature: "0x",
-    } as UserOperation;
-  }
-
-  const window = () => ({ validUntil: Math.floor(Date.now() / 1000) + 600, validAfter: 0 });
+  const simpleAccount = (version: Version) => newVersionedSimpleAccount(chain.client, version);
+  const eip7702Account = (version: Version) => newEip7702Account(chain.client, version);
+  const authorizationFor = (account: Account) => eip7702AuthorizationFor(chain.client, chainId, account);
+  const build = (account: Account, calls = [increment()]) => buildVersionedUserOperation(chain.client, account, { calls, paymaster: chain.paymasters[account.version] });
+  const userOpHash = (account: Account, op: UserOperation) => versionedUserOpHash(chainId, account, op);
+  const signAsAccount = (account: Account, op: UserOperation) => signAsVersionedAccount(chainId, account, op);
 
   /** v0.8: paymasterData signed over getHash, with the 7702 delegate in place of a marker initCode. */
-  async function sponsorV08(op: UserOperation, options: { delegate?: Address; by?: LocalAccount; validUntil?: number } = {}): Promise<UserOperation> {
-    const { validUntil, validAfter } = { ...window(), ...(options.validUntil !== undefined ? { validUntil: options.validUntil } : {}) };
-    const hash = getPaymasterHash({
-      userOperation: { ...op, paymasterVerificationGasLimit: op.paymasterVerificationGasLimit!, paymasterPostOpGasLimit: op.paymasterPostOpGasLimit! },
-      chainId,
-      paymaster: op.paymaster!,
-      entryPoint: ENTRY_POINT_V08,
-      validUntil,
-      validAfter,
-      eip7702Delegate: isEip7702Marker(op.factory) ? (options.delegate ?? SIMPLE_7702_ACCOUNT_V08) : undefined,
-    });
-    const signature = await (options.by ?? signer).signMessage({ message: { raw: hash } });
-    return { ...op, paymasterData: encodePaymasterData({ validUntil, validAfter, signature }) };
-  }
-
-  /** The operation as the EntryPoint hashes it: a marker initCode carries the delegate it will have. */
-  const forHash = (account: Account, op: UserOperation): UserOperation =>
-    (isEip7702Marker(op.factory) ? { ...op, authorization: { address: DELEGATES[account.version], chainId, nonce: 0 } } : op) as UserOperation;
-
-  const userOpHash = (account: Account, op: UserOperation): Hex =>
-    getUserOperationHash({
-      chainId,
-      entryPointAddress: ENTRY_POINTS[account.version].address,
-      entryPointVersion: account.version,
-      userOperation: forHash(account, op),
-    });
-
-  async function signAsAccount(account: Account, op: UserOperation): Promise<UserOperation> {
-    return { ...op, signature: await account.smart.signUserOperation({ ...forHash(account, op), chainId } as never) };
-  }
+  const sponsorV08 = (op: UserOperation, options: { delegate?: Address; by?: LocalAccount; validUntil?: number } = {}) =>
+    sponsorOperationV08(op, { signer: options.by ?? signer, chainId, eip7702Delegate: options.delegate, validUntil: options.validUntil });
 
   /** v0.9: the window as paymasterData; the signature over getHash(userOpHash) as paymasterSignature. */
-  async function sponsorV09(account: Account, op: UserOperation, options: { by?: LocalAccount; paymasterForHash?: Address } = {}) {
-    const withData = { ...op, paymasterData: encodePaymasterDataV09(window()), paymasterSignature: STUB_SIGNATURE } as UserOperation;
-    const hash = getPaymasterHashV09({ userOpHash: userOpHash(account, withData), paymaster: options.paymasterForHash ?? op.paymaster! });
-    const paymasterSignature = await (options.by ?? signer).signMessage({ message: { raw: hash } });
-    return { ...withData, paymasterSignature } as UserOperation;
-  }
+  const sponsorV09 = (account: Account, op: UserOperation, options: { by?: LocalAccount; paymasterForHash?: Address } = {}) =>
+    sponsorOperationV09(account, op, { signer: options.by ?? signer, chainId, paymasterForHash: options.paymasterForHash });
+
+  const window = () => ({ validUntil: Math.floor(Date.now() / 1000) + 600, validAfter: 0 });
 
   async function land(account: Account, op: UserOperation) {
     const authorization = await authorizationFor(account);
