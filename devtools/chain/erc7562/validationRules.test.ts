@@ -34,6 +34,8 @@ type Case = {
   paymasterStaked?: boolean;
   factory?: "staked" | "unstaked";
   paymasterContext?: Hex;
+  /** EIP-7702 delegated accounts: address → delegate. */
+  delegated?: Record<string, Address>;
 };
 
 function violations(c: Case) {
@@ -49,6 +51,7 @@ function violations(c: Case) {
     },
     paymasterContext: c.paymasterContext ?? "0x",
     isStaked,
+    eip7702Delegates: new Map(Object.entries(c.delegated ?? {}).map(([address, delegate]) => [address.toLowerCase(), delegate])),
   }).map(({ rule, entity }) => `${rule} ${entity}`);
 }
 
@@ -120,5 +123,24 @@ describe("ERC-7562 rules over the collector tracer's output", () => {
   it("out of gas is OP-020; an unstaked paymaster's context is refused as alto does (EREP-050)", () => {
     assert.deepEqual(violations({ phases: [phase("account", { oog: true }), phase("paymaster")], paymasterContext: "0x01" }), ["OP-020 account", "EREP-050 paymaster"]);
     assert.deepEqual(violations({ phases: [phase("account"), phase("paymaster")], paymasterContext: "0x01", paymasterStaked: true }), []);
+  });
+
+  it("a delegated EIP-7702 account may be the sender only (AUTH-020) and the only one used (AUTH-030)", () => {
+    const DELEGATE: Address = "0x5555555555555555555555555555555555555555";
+    const OTHER_EOA: Address = "0x6666666666666666666666666666666666666666";
+    // the sender's own delegation, used by its validation, is what 7702 accounts are for
+    const selfUse = { [SENDER]: { contractSize: 23, opcode: "EXTCODESIZE" } };
+    assert.deepEqual(violations({ phases: [phase("account", { contractSize: selfUse }), phase("paymaster")], delegated: { [SENDER]: DELEGATE } }), []);
+    // a delegated paymaster or factory is AUTH-020 (its own frame is not reported again as AUTH-030)
+    const factoryCallsItself = phase("factory", { contractSize: { [FACTORY]: { contractSize: 23, opcode: "CALL" } } });
+    assert.deepEqual(
+      violations({ phases: [factoryCallsItself, phase("account"), phase("paymaster")], factory: "staked", delegated: { [FACTORY]: DELEGATE, [PAYMASTER]: DELEGATE } }),
+      ["AUTH-020 factory", "AUTH-020 paymaster"],
+    );
+    // calling another delegated account, or reading its code, is AUTH-030 for the phase that does it
+    const calls = phase("paymaster", { contractSize: { [OTHER_EOA]: { contractSize: 23, opcode: "STATICCALL" } } });
+    const reads = phase("account", { extCodeAccessInfo: { [OTHER_EOA]: "EXTCODEHASH" } });
+    assert.deepEqual(violations({ phases: [reads, calls], paymasterStaked: true, delegated: { [OTHER_EOA]: DELEGATE } }), ["AUTH-030 account", "AUTH-030 paymaster"]);
+    assert.deepEqual(violations({ phases: [reads, calls], paymasterStaked: true }), [], "the same trace without delegations");
   });
 });

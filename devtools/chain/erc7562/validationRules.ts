@@ -17,6 +17,9 @@
  *    still enforced by alto) is read from the simulation's return value instead of decoding the call stack.
  *  - Staking thresholds are the caller's (ERC-7562: MIN_STAKE_VALUE, MIN_UNSTAKE_DELAY = 1 day); alto uses 1 wei
  *    and 1 second.
+ *  - ERC-7562's EIP-7702 authorization rules, which alto's parser does not check: a delegated account as factory
+ *    or paymaster (AUTH-020), and a delegated account other than the sender called or its code read during
+ *    validation (AUTH-030). Which addresses are delegated is the caller's to say (their code at trace time).
  */
 import { type Address, type Hex, getAddress, hexToBigInt, keccak256, pad, toFunctionSelector } from "viem";
 
@@ -120,6 +123,8 @@ export type FindRuleViolationsParameters = {
   /** The context validatePaymasterUserOp returned ("0x" if none). */
   paymasterContext: Hex;
   isStaked: (stake: EntityStake) => boolean;
+  /** EIP-7702 delegated accounts among the entities and the addresses the trace touched: lower-case address → delegate. */
+  eip7702Delegates?: ReadonlyMap<string, Address>;
 };
 
 const lower = (address: string) => address.toLowerCase();
@@ -300,6 +305,28 @@ export function findRuleViolations(parameters: FindRuleViolationsParameters): Er
     // (the tracer records the opcode after the EXTCODE*, so it is not named)
     if (Object.keys(phase.extCodeAccessInfo).some((touched) => lower(touched) === entryPoint)) {
       report("OP-054", entity, `${entity} reads the EntryPoint's code with EXTCODE* (only EXTCODESIZE followed by ISZERO is allowed, OP-051)`);
+    }
+  }
+
+  // [AUTH-020] a delegated account may only be the sender; [AUTH-030] and only the sender may be used
+  const delegates = parameters.eip7702Delegates ?? new Map<string, Address>();
+  const delegatedEntities = new Set<string>();
+  for (const entity of present) {
+    const delegate = delegates.get(entityAddress(entity));
+    if (entity === "account" || !delegate) continue;
+    delegatedEntities.add(entityAddress(entity));
+    report("AUTH-020", entity, `the ${entity} is an EIP-7702 delegated account (delegate ${delegate}): such an account may only be an operation's sender`);
+  }
+  for (const entity of present) {
+    const phase = tracedPhase(tracerResult, entity);
+    if (!phase) continue;
+    const used = new Map<string, string>();
+    for (const [touched, { opcode }] of Object.entries(phase.contractSize)) used.set(lower(touched), opcode);
+    for (const touched of Object.keys(phase.extCodeAccessInfo)) if (!used.has(lower(touched))) used.set(lower(touched), "EXTCODE*");
+    for (const [touched, opcode] of used) {
+      const delegate = delegates.get(touched);
+      if (!delegate || touched === sender || delegatedEntities.has(touched)) continue;
+      report("AUTH-030", entity, `${entity} uses the EIP-7702 delegated account ${getAddress(touched)} (delegate ${delegate}) with ${opcode}: only the sender's delegation may be used`);
     }
   }
 
