@@ -58,8 +58,17 @@ contract FiatPaymasterV08 is IPaymaster, EntryPointFunds, SignerSet {
         view
         returns (bytes32)
     {
-        bytes32 initCodeHash = Eip7702Support._getEip7702InitCodeHashOverride(userOp);
-        if (initCodeHash == 0) initCodeHash = keccak256(userOp.initCode);
+        bytes calldata initCode = userOp.initCode;
+        // as Eip7702Support._getEip7702InitCodeHashOverride, with initCode decoded once
+        bytes32 initCodeHash;
+        if (Eip7702Support._isEip7702InitCode(initCode)) {
+            address delegate = Eip7702Support._getEip7702Delegate(userOp.sender);
+            initCodeHash = initCode.length < 21
+                ? keccak256(abi.encodePacked(delegate))
+                : keccak256(abi.encodePacked(delegate, initCode[20:]));
+        } else {
+            initCodeHash = keccak256(initCode);
+        }
         return keccak256(
             abi.encode(
                 block.chainid,

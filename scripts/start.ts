@@ -11,7 +11,16 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
-import { SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
+import {
+  ENTRY_POINT_V07,
+  ENTRY_POINT_V08,
+  ENTRY_POINT_V09,
+  ENTRY_POINT_VERSIONS,
+  SIMPLE_7702_ACCOUNT_V08,
+  SIMPLE_7702_ACCOUNT_V09,
+  SIMPLE_ACCOUNT_FACTORY_V07,
+  SIMPLE_ACCOUNT_FACTORY_V08,
+} from "../server/chain/addresses";
 import { startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 import { generateApiKey } from "../server/sponsorship/apiKeys";
 import { LOCAL_STACK_FILE, type LocalStackInfo } from "../devtools/localStack";
@@ -84,7 +93,8 @@ async function main(): Promise<void> {
       name: "anvil",
       rpcUrl: chain.anvil.rpcUrl,
       bundlerUrl: bundler.url,
-      paymaster: chain.paymaster,
+      // every EntryPoint the local chain has, each with its own paymaster
+      entryPoints: ENTRY_POINT_VERSIONS.map((version) => ({ version, paymaster: chain.paymasters[version] })),
       // test ETH priced at ¥2,000 so that a ¥10 top-up pays for a few operations at anvil's ~1–2 gwei
       fenPerNative: "200000",
       markupBps: 500,
@@ -140,9 +150,11 @@ async function main(): Promise<void> {
   console.log(`
 fiat-paymaster local stack is up
   chain RPC              ${chain.anvil.rpcUrl} (chain id ${chain.anvil.chainId})
-  EntryPoint v0.7        ${chain.deployment.entryPoint}
-  SimpleAccountFactory   ${SIMPLE_ACCOUNT_FACTORY_V07}
-  FiatPaymaster          ${chain.paymaster}
+  EntryPoint v0.7        ${ENTRY_POINT_V07}  FiatPaymaster     ${chain.paymasters["0.7"]}
+  EntryPoint v0.8        ${ENTRY_POINT_V08}  FiatPaymasterV08  ${chain.paymasters["0.8"]}
+  EntryPoint v0.9        ${ENTRY_POINT_V09}  FiatPaymasterV09  ${chain.paymasters["0.9"]}
+  SimpleAccountFactory   ${SIMPLE_ACCOUNT_FACTORY_V07} (v0.7), ${SIMPLE_ACCOUNT_FACTORY_V08} (v0.8)
+  Simple7702Account      ${SIMPLE_7702_ACCOUNT_V08} (v0.8), ${SIMPLE_7702_ACCOUNT_V09} (v0.9)
   owner                  ${chain.owner.account.address} (anvil key #0)
   sponsorship signer     ${privateKeyToAccount(DEV_KEYS.signer).address} (anvil key #1)
   bundler (alto)         ${bundler.url} (executor ${privateKeyToAccount(DEV_KEYS.bundler).address}, anvil key #2)
@@ -159,7 +171,7 @@ fiat-paymaster local stack is up
   try: curl -s -X POST ${serverUrl}/v1/orders -H 'content-type: application/json' \\
          -d '{"account":"0x${"11".repeat(20)}","amountFen":1000,"provider":"alipay"}'
        then open the qrCode URL it returns and press Pay.
-  RPC_URL=${chain.anvil.rpcUrl} npm run paymaster -- status
+  RPC_URL=${chain.anvil.rpcUrl} npm run paymaster -- status [--entry-point-version 0.8]
 Press Ctrl-C to stop.`);
 
   await new Promise<void>((resolve) => {

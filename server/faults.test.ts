@@ -183,7 +183,7 @@ describe("the chain's RPC wedged or down under the running service", () => {
     await stack.rpcFaults!.setMode("refuse");
     try {
       const deadline = Date.now() + 15_000;
-      while (stack.app.depositMonitor.health(chain.config.chainId).healthy) {
+      while (stack.app.depositMonitor.health(chain.config.chainId, chain.entryPoints[0]!.address).healthy) {
         assert.ok(Date.now() < deadline, "the deposit never went unreadable");
         await sleep(100);
       }

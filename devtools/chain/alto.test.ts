@@ -9,7 +9,7 @@ import type { UserOperation } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { toSimpleSmartAccount } from "permissionless/accounts";
 import { createSmartAccountClient } from "permissionless";
-import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../../server/chain/addresses";
+import { ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09, SIMPLE_ACCOUNT_FACTORY_V07 } from "../../server/chain/addresses";
 import { createLocalSigner } from "../../server/sponsorship/signing/signer";
 import { encodePaymasterData, encodeStubPaymasterData, getPaymasterHash } from "../../server/sponsorship/signing/paymasterData";
 import { deployCounter } from "../userOperations";
@@ -63,8 +63,8 @@ describe("alto, the bundler, on the local chain", () => {
     await chain?.stop();
   });
 
-  it("serves EntryPoint v0.7 over JSON-RPC", async () => {
-    assert.deepEqual(await rpc(alto.url, "eth_supportedEntryPoints"), [ENTRY_POINT_V07]);
+  it("serves EntryPoint v0.7, v0.8 and v0.9 over JSON-RPC", async () => {
+    assert.deepEqual(await rpc(alto.url, "eth_supportedEntryPoints"), [ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09]);
     assert.equal(await rpc(alto.url, "eth_chainId"), "0x7a69");
   });
 

@@ -3,7 +3,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import type { Address, Hex } from "viem";
-import { ENTRY_POINT_V07 } from "../../server/chain/addresses";
+import { CANONICAL_ENTRY_POINTS, ENTRY_POINT_VERSIONS } from "../../server/chain/addresses";
+
+const DEFAULT_ENTRY_POINTS: readonly Address[] = ENTRY_POINT_VERSIONS.map((version) => CANONICAL_ENTRY_POINTS[version]);
 import { freePort } from "./anvil";
 
 export type StartAltoParameters = {
@@ -18,7 +20,8 @@ export type StartAltoParameters = {
    * the deployment finishes before alto starts bundling, so the two never race for a nonce.
    */
   utilityKey?: Hex;
-  entryPoint?: Address;
+  /** The EntryPoints to bundle for (default: v0.7, v0.8 and v0.9 at their canonical addresses, as startLocalChain installs them). */
+  entryPoints?: readonly Address[];
   /** Milliseconds to wait for alto to answer (default 60 s). */
   timeoutMs?: number;
   /** Called with each line alto prints (default: dropped). */
@@ -83,7 +86,7 @@ export function altoCli(): string {
  */
 function altoArgs(p: StartAltoParameters, port: number): string[] {
   return [
-    ...["--entrypoints", p.entryPoint ?? ENTRY_POINT_V07],
+    ...["--entrypoints", (p.entryPoints ?? DEFAULT_ENTRY_POINTS).join(",")],
     ...["--rpc-url", p.rpcUrl],
     ...["--port", String(port)],
     ...["--executor-private-keys", p.executorKeys.join(",")],
@@ -104,8 +107,8 @@ function altoArgs(p: StartAltoParameters, port: number): string[] {
   ];
 }
 
-/** Whether alto answers JSON-RPC at `url` and serves `entryPoint`. One request, not a batch: alto rejects batches. */
-async function servesEntryPoint(url: string, entryPoint: Address): Promise<boolean> {
+/** Whether alto answers JSON-RPC at `url` and serves every one of `entryPoints`. One request, not a batch: alto rejects batches. */
+async function servesEntryPoints(url: string, entryPoints: readonly Address[]): Promise<boolean> {
   try {
     const response = await fetch(url, {
       method: "POST",
@@ -114,7 +117,7 @@ async function servesEntryPoint(url: string, entryPoint: Address): Promise<boole
       signal: AbortSignal.timeout(1000), // something that accepts but never answers would hold fetch for minutes
     });
     const { result } = (await response.json()) as { result?: string[] };
-    return result?.some((address) => address.toLowerCase() === entryPoint.toLowerCase()) ?? false;
+    return entryPoints.every((entryPoint) => result?.some((address) => address.toLowerCase() === entryPoint.toLowerCase()) ?? false);
   } catch {
     return false; // not listening yet
   }
@@ -136,14 +139,14 @@ async function assertPortFree(port: number): Promise<void> {
 }
 
 /**
- * Starts the alto bundler against `rpcUrl` and waits until it serves the EntryPoint. alto deploys its simulation
+ * Starts the alto bundler against `rpcUrl` and waits until it serves the EntryPoints. alto deploys its simulation
  * contracts on startup, so the chain must already have the EntryPoint and the utility account must hold ETH.
  */
 export async function startAlto(parameters: StartAltoParameters): Promise<Alto> {
   if (parameters.executorKeys.length === 0) throw new AltoError("alto needs at least one executor key");
   const port = parameters.port ?? (await freePort());
   await assertPortFree(port);
-  const entryPoint = parameters.entryPoint ?? ENTRY_POINT_V07;
+  const entryPoints = parameters.entryPoints ?? DEFAULT_ENTRY_POINTS;
   const timeoutMs = parameters.timeoutMs ?? 60_000;
   // alto takes any ALTO_* variable as a flag we did not pass: keep the caller's environment from reconfiguring it
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("ALTO_")));
@@ -184,8 +187,8 @@ export async function startAlto(parameters: StartAltoParameters): Promise<Alto> 
         await closed;
         throw failure(`exited with ${child.exitCode ?? child.signalCode} while starting`);
       }
-      if (await servesEntryPoint(url, entryPoint)) break;
-      if (Date.now() > deadline) throw failure(`did not serve ${entryPoint} at ${url} within ${timeoutMs} ms`);
+      if (await servesEntryPoints(url, entryPoints)) break;
+      if (Date.now() > deadline) throw failure(`did not serve ${entryPoints.join(", ")} at ${url} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (error) {

@@ -11,7 +11,7 @@ import { type SimpleAccount, type UserOp, buildUserOperation, newSimpleAccount, 
 import { type Alto, startAlto } from "../chain/alto";
 import { DEV_KEYS, type LocalChain, startLocalChain } from "../chain/localChain";
 import { type App, type AppOptions, createApp } from "../../server/app";
-import { ENTRY_POINT_V07 } from "../../server/chain/addresses";
+import { ENTRY_POINT_V07, type EntryPointVersion } from "../../server/chain/addresses";
 import { type Env, loadConfig } from "../../server/config/env";
 import type { Database } from "../../server/platform/db/database";
 import { createLogger } from "../../server/platform/logger";
@@ -50,6 +50,8 @@ export type SponsorStackOptions = {
   rpcFaults?: boolean;
   /** Put a JSON-RPC proxy between the app and anvil (counts; refusals such as an eth_getLogs range limit). */
   rpcProxy?: boolean;
+  /** The EntryPoints the app serves on the chain (default: v0.7 only); each with the local chain's paymaster for it. */
+  entryPointVersions?: readonly EntryPointVersion[];
 };
 
 export async function startSponsorStack(options: SponsorStackOptions): Promise<SponsorStack> {
@@ -73,7 +75,7 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
           name: "anvil",
           rpcUrl: appRpcUrl,
           bundlerUrl: alto?.url,
-          paymaster: chain.paymaster,
+          entryPoints: (options.entryPointVersions ?? ["0.7"]).map((version) => ({ version, paymaster: chain.paymasters[version] })),
           fenPerNative: TEST_PRICE.fenPerNative.toString(),
           markupBps: TEST_PRICE.markupBps,
           confirmations: 0,

@@ -13,6 +13,7 @@ import type { Database } from "../platform/db/database";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { checkLedger, creditTopUp, getBalance, hold } from "../ledger/ledger";
 import { releaseExpiredHolds } from "../sponsorship/holds";
+import { ENTRY_POINT_V07 } from "../chain/addresses";
 import { chargeFen } from "../sponsorship/pricing";
 import { type AdminClient, type Answer, TEST_ADMIN_TOKEN, startAdminApp } from "../../devtools/testing/adminClient";
 
@@ -33,9 +34,9 @@ async function signedHold(db: Database, p: { account: string; chainId: number; a
   await db.transaction(async (tx) => {
     await hold(tx, { account: p.account, reservationId: `hold:${holdId}:1`, amountFen: p.amountFen });
     await tx.query(
-      `INSERT INTO holds (id, chain_id, account, nonce, status, amount_fen, max_cost_wei, valid_until)
-       VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)`,
-      [holdId, p.chainId, p.account, nonce.toString(), p.amountFen, (10n ** 15n).toString(), validUntil],
+      `INSERT INTO holds (id, chain_id, entry_point, account, nonce, status, amount_fen, max_cost_wei, valid_until)
+       VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8)`,
+      [holdId, p.chainId, ENTRY_POINT_V07.toLowerCase(), p.account, nonce.toString(), p.amountFen, (10n ** 15n).toString(), validUntil],
     );
     await tx.query(
       `INSERT INTO sponsored_operations (user_op_hash, hold_id, fen_per_native, markup_bps, max_charge_fen, valid_until)
@@ -50,6 +51,7 @@ async function signedHold(db: Database, p: { account: string; chainId: number; a
 async function settle(db: Database, chainId: number, p: { account: string; userOpHash?: Hex; nonce?: bigint; gasCostWei: bigint }) {
   return db.transaction((tx) =>
     settleEvent(tx, chainId, {
+      entryPoint: ENTRY_POINT_V07,
       userOpHash: p.userOpHash ?? bytes32(),
       sender: p.account,
       nonce: p.nonce ?? 0n,

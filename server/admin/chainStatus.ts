@@ -1,5 +1,5 @@
 /**
- * What the dashboard shows for each configured chain: the paymaster's EntryPoint deposit and stake, its owner
+ * What the dashboard shows for each configured (chain, EntryPoint): the paymaster's EntryPoint deposit and stake, its owner
  * and signers (read fresh from the chain), the deposit monitor's verdict, the worst case of the open holds, and
  * how far the settlement worker has read.
  *
@@ -11,7 +11,8 @@ import type { Address } from "viem";
 import { entryPoint07Abi } from "viem/account-abstraction";
 // typed ABIs (viem's EntryPoint v0.7, our committed FiatPaymaster one): no compiled artifact is needed at run time
 import { fiatPaymasterAbi } from "../chain/fiatPaymasterAbi";
-import type { ChainRuntime } from "../chain/chainRuntime";
+import type { ChainRuntime, EntryPointRuntime } from "../chain/chainRuntime";
+import type { EntryPointVersion } from "../chain/addresses";
 import type { Queryable } from "../platform/db/database";
 import type { DepositHealth } from "../sponsorship/depositMonitor";
 import { countOpenHolds, outstandingHoldsWei } from "../sponsorship/holds";
@@ -23,6 +24,7 @@ export type ChainStatus = {
   name: string;
   paymaster: Address;
   entryPoint: Address;
+  entryPointVersion: EntryPointVersion;
   minDepositWei: string;
   rpc: { ok: boolean; error: string | null; headBlock: string | null };
   /** The deposit monitor's verdict: while false, sponsorship on the chain answers deposit_low. */
@@ -65,26 +67,28 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-async function readChain(chain: ChainRuntime) {
-  const { client, config } = chain;
+async function readChain(chain: ChainRuntime, entryPoint: EntryPointRuntime) {
+  const { client } = chain;
+  const { paymaster } = entryPoint;
+  // the StakeManager's and the paymasters' operator ABIs are the same in every version
   const [headBlock, info, owner, pendingOwner, signers] = await Promise.all([
     client.getBlockNumber({ cacheTime: 0 }),
-    client.readContract({ address: config.entryPoint, abi: entryPoint07Abi, functionName: "getDepositInfo", args: [config.paymaster] }),
-    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "owner" }),
-    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "pendingOwner" }),
-    client.readContract({ address: config.paymaster, abi: fiatPaymasterAbi, functionName: "signers" }),
+    client.readContract({ address: entryPoint.address, abi: entryPoint07Abi, functionName: "getDepositInfo", args: [paymaster] }),
+    client.readContract({ address: paymaster, abi: fiatPaymasterAbi, functionName: "owner" }),
+    client.readContract({ address: paymaster, abi: fiatPaymasterAbi, functionName: "pendingOwner" }),
+    client.readContract({ address: paymaster, abi: fiatPaymasterAbi, functionName: "signers" }),
   ]);
   return { headBlock, info, owner, pendingOwner: pendingOwner === ZERO_ADDRESS ? null : pendingOwner, signers: [...signers] };
 }
 
-export async function readChainStatus(db: Queryable, chain: ChainRuntime, options: { timeoutMs: number; deposit: DepositHealth }): Promise<ChainStatus> {
+export async function readChainStatus(db: Queryable, chain: ChainRuntime, entryPoint: EntryPointRuntime, options: { timeoutMs: number; deposit: DepositHealth }): Promise<ChainStatus> {
   const { config } = chain;
   const [outstanding, open, cursor, failures, onChain] = await Promise.all([
-    outstandingHoldsWei(db, config.chainId),
-    countOpenHolds(db, config.chainId),
+    outstandingHoldsWei(db, config.chainId, entryPoint.address),
+    countOpenHolds(db, config.chainId, entryPoint.address),
     db.query<{ block_number: bigint; updated_at: Date; block_timestamp: Date | null }>("SELECT block_number, updated_at, block_timestamp FROM chain_cursors WHERE chain_id = $1", [config.chainId]),
     db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM settlement_failures WHERE chain_id = $1 AND resolved_at IS NULL", [config.chainId]),
-    withDeadline(readChain(chain), options.timeoutMs, `chain ${config.chainId}'s RPC`).then(
+    withDeadline(readChain(chain, entryPoint), options.timeoutMs, `chain ${config.chainId}'s RPC`).then(
       (read) => ({ ok: true as const, read }),
       (error: Error) => ({ ok: false as const, error: error.message.split("\n")[0]! }),
     ),
@@ -97,8 +101,9 @@ export async function readChainStatus(db: Queryable, chain: ChainRuntime, option
   return {
     chainId: config.chainId,
     name: config.name,
-    paymaster: config.paymaster,
-    entryPoint: config.entryPoint,
+    paymaster: entryPoint.paymaster,
+    entryPoint: entryPoint.address,
+    entryPointVersion: entryPoint.version,
     minDepositWei: config.minDepositWei.toString(),
     rpc: { ok: onChain.ok, error: onChain.ok ? null : onChain.error, headBlock: read?.headBlock.toString() ?? null },
     healthy: monitor.healthy,

@@ -89,7 +89,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       outstandingWei: "0",
       openHolds: 0,
       spareWei: onChain.deposit.toString(),
-      monitor: { depositWei: onChain.deposit.toString(), outstandingWei: "0", checkedAt: stack.app.depositMonitor.health(chain.config.chainId).checkedAt!.toISOString() },
+      monitor: { depositWei: onChain.deposit.toString(), outstandingWei: "0", checkedAt: stack.app.depositMonitor.health(chain.config.chainId, chain.entryPoints[0]!.address).checkedAt!.toISOString() },
     });
     assert.equal(status.rpc.headBlock, (await stack.chain.client.getBlockNumber({ cacheTime: 0 })).toString());
     assert.deepEqual(status.settlement, { cursorBlock: null, cursorUpdatedAt: null, cursorBlockTime: null, lagBlocks: null, confirmations: 0, openFailures: 0 });
@@ -167,7 +167,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       const [config] = parseChains([{ chainId: 424242, name: "silent", rpcUrl: `http://127.0.0.1:${port}`, paymaster: stack.chain.paymaster, fenPerNative: "1" }]);
       const runtime = createChainRuntime(config!);
       const started = Date.now();
-      const status = await readChainStatus(db(), runtime, { timeoutMs: 300, deposit: UNCHECKED_DEPOSIT });
+      const status = await readChainStatus(db(), runtime, runtime.entryPoints[0]!, { timeoutMs: 300, deposit: UNCHECKED_DEPOSIT });
       assert.ok(Date.now() - started < 3_000, "answers at the deadline, not at the RPC client's timeout");
       assert.equal(status.rpc.ok, false);
       assert.match(status.rpc.error!, /did not answer within 300 ms/);
@@ -178,7 +178,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
       assert.equal(status.lowDeposit, false);
 
       // with the monitor's last figure, that figure is answered
-      const known = await readChainStatus(db(), runtime, { timeoutMs: 300, deposit: { healthy: true, depositWei: 5n, outstandingWei: 0n, checkedAt: new Date() } });
+      const known = await readChainStatus(db(), runtime, runtime.entryPoints[0]!, { timeoutMs: 300, deposit: { healthy: true, depositWei: 5n, outstandingWei: 0n, checkedAt: new Date() } });
       assert.deepEqual([known.deposit.depositWei, known.deposit.source, known.lowDeposit], ["5", "monitor", true]);
     } finally {
       for (const socket of sockets) socket.destroy();
@@ -194,7 +194,7 @@ describeWithDatabases("the admin API: chains, holds and settlements on anvil", (
 
     const fresh = await chainStatus();
     assert.deepEqual([fresh.deposit.depositWei, fresh.deposit.source, fresh.lowDeposit, fresh.healthy], [keep.toString(), "chain", true, true]);
-    assert.equal(fresh.deposit.monitor.depositWei, stack.app.depositMonitor.health(chain.config.chainId).depositWei!.toString(), "the monitor has not looked since");
+    assert.equal(fresh.deposit.monitor.depositWei, stack.app.depositMonitor.health(chain.config.chainId, chain.entryPoints[0]!.address).depositWei!.toString(), "the monitor has not looked since");
 
     await stack.app.depositMonitor.check(chain);
     const seen = await chainStatus();

@@ -151,7 +151,12 @@ export function adminRouter(deps: AdminRouterDeps): Router {
 
   router.get("/admin/chains", deps.requireAdmin, async (_req, res) => {
     const timeoutMs = deps.chainReadTimeoutMs ?? 5_000;
-    res.json({ chains: await Promise.all([...deps.chains.values()].map((chain) => readChainStatus(db, chain, { timeoutMs, deposit: deps.deposits.health(chain.config.chainId) }))) } satisfies Answer<typeof chainAdminStatusList>);
+    const targets = [...deps.chains.values()].flatMap((chain) => chain.entryPoints.map((entryPoint) => ({ chain, entryPoint })));
+    res.json({
+      chains: await Promise.all(
+        targets.map(({ chain, entryPoint }) => readChainStatus(db, chain, entryPoint, { timeoutMs, deposit: deps.deposits.health(chain.config.chainId, entryPoint.address) })),
+      ),
+    } satisfies Answer<typeof chainAdminStatusList>);
   });
 
   router.get("/admin/stats", deps.requireAdmin, async (req, res) => {

@@ -75,7 +75,7 @@ describe("chain runtime: gas price and price feeds", () => {
     const [config] = parseChains([{ chainId: chain.anvil.chainId, rpcUrl: chain.anvil.rpcUrl, paymaster: chain.paymaster, fenPerNative: 2_500_000, markupBps: 0 }]);
     const runtime = createChainRuntime(config!);
     assert.deepEqual(await runtime.quote(), { fenPerNative: 2_500_000n, markupBps: 0 });
-    const deposit = new DepositMonitor({ db: undefined as never, chains: [runtime], intervalMs: 1_000 }).health(config!.chainId);
+    const deposit = new DepositMonitor({ db: undefined as never, chains: [runtime], intervalMs: 1_000 }).health(config!.chainId, config!.entryPoints[0]!.address);
     assert.equal(deposit.healthy, false);
     assert.match(deposit.reason!, /not been checked yet/);
   });

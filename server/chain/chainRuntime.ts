@@ -10,11 +10,26 @@
  * calls into JSON-RPC batches), so a wedged RPC costs a sponsorship at most that long and then answers
  * `unavailable`.
  */
-import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, http, parseAbi, toFunctionSelector } from "viem";
-import type { ChainConfig } from "../config/chains";
+import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, getAddress, http, parseAbi, toFunctionSelector } from "viem";
+import type { ChainConfig, EntryPointConfig } from "../config/chains";
+
+/** One EntryPoint served on the chain, with our paymaster for it. */
+export type EntryPointRuntime = EntryPointConfig & {
+  /** The sender's next nonce on this EntryPoint for the key of `nonce` (the upper 192 bits); never cached. */
+  currentNonce(sender: Address, nonce: bigint): Promise<bigint>;
+};
 
 export type ChainRuntime = {
   config: ChainConfig;
+  /** The chain's EntryPoints, in configuration order. */
+  entryPoints: readonly EntryPointRuntime[];
+  /** The served EntryPoint at `address` (any case), if any. */
+  entryPoint(address: Address): EntryPointRuntime | undefined;
+  /**
+   * The EIP-7702 delegate of `account` from its code (`0xef0100 ‖ delegate`), undefined when it has none; for an
+   * operation whose initCode is the 0x7702 marker and that carries no authorization. Not cached.
+   */
+  delegateOf(account: Address): Promise<Address | undefined>;
   /** For the workers (settlement, deposit monitor): patient. */
   client: PublicClient;
   /** For the request path: short timeout, no retry, batched. */
@@ -29,8 +44,6 @@ export type ChainRuntime = {
    * blocks when higher (eth_feeHistory); cached like the gas price.
    */
   priorityFee(options?: { fresherThanMs?: number }): Promise<bigint>;
-  /** The sender's next EntryPoint nonce for the key of `nonce` (the upper 192 bits); never cached. */
-  currentNonce(sender: Address, nonce: bigint): Promise<bigint>;
   /** The quote a sponsorship signed now locks. */
   quote(): Promise<{ fenPerNative: bigint; markupBps: number }>;
 };
@@ -134,9 +147,9 @@ export function createChainRuntime(
     STALE_FEE_MS,
   );
   const nonces = new Map<string, Promise<bigint>>();
-  const currentNonce = (sender: Address, nonce: bigint) => {
+  const currentNonce = (entryPoint: Address, sender: Address, nonce: bigint) => {
     const key = nonce >> 64n;
-    const id = `${sender.toLowerCase()}:${key}`;
+    const id = `${entryPoint.toLowerCase()}:${sender.toLowerCase()}:${key}`;
     // callers asking for the same (sender, key) at once share the read; nothing is kept after it answers
     let read = nonces.get(id);
     if (!read) {
@@ -144,7 +157,7 @@ export function createChainRuntime(
       // readContract (ABI encoding and decoding) was most of its cost
       const data = `${GET_NONCE_SELECTOR}${sender.slice(2).toLowerCase().padStart(64, "0")}${key.toString(16).padStart(64, "0")}` as Hex;
       read = requestClient
-        .request({ method: "eth_call", params: [{ to: config.entryPoint, data }, "latest"] })
+        .request({ method: "eth_call", params: [{ to: entryPoint, data }, "latest"] })
         .then((result) => {
           if (typeof result !== "string" || !/^0x[0-9a-fA-F]{1,64}$/.test(result)) throw new Error(`getNonce answered ${String(result).slice(0, 80)}`);
           return BigInt(result);
@@ -165,13 +178,23 @@ export function createChainRuntime(
         60_000,
       )
     : undefined;
+  const entryPoints: EntryPointRuntime[] = config.entryPoints.map((ep) => ({
+    ...ep,
+    currentNonce: (sender: Address, nonce: bigint) => currentNonce(ep.address, sender, nonce),
+  }));
+  const byAddress = new Map(entryPoints.map((ep) => [ep.address.toLowerCase(), ep]));
   return {
     config,
+    entryPoints,
+    entryPoint: (address) => byAddress.get(address.toLowerCase()),
+    delegateOf: async (account) => {
+      const code = await requestClient.getCode({ address: account });
+      return code && code.length === 2 + 46 && code.toLowerCase().startsWith("0xef0100") ? getAddress(`0x${code.slice(8)}`) : undefined;
+    },
     client,
     requestClient,
     gasPrice,
     priorityFee,
-    currentNonce,
     quote: async () => ({ fenPerNative: feedPrice ? await feedPrice() : config.fenPerNative, markupBps: config.markupBps }),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { Address } from "viem";
 import { z } from "zod";
-import { ENTRY_POINT_V07 } from "../chain/addresses";
+import { CANONICAL_ENTRY_POINTS, ENTRY_POINT_VERSIONS, type EntryPointVersion } from "../chain/addresses";
 import { addressSchema as address, chainIdSchema, uintSchema } from "../schemas/primitives";
 
 export type GasCaps = {
@@ -16,14 +16,23 @@ export type GasCaps = {
   maxFeePerGas: bigint;
 };
 
+/** One EntryPoint served on a chain, and our paymaster contract for it. */
+export type EntryPointConfig = {
+  version: EntryPointVersion;
+  /** The EntryPoint (default: the version's canonical address). */
+  address: Address;
+  /** FiatPaymaster (v0.7), FiatPaymasterV08 or FiatPaymasterV09 deployed for it. */
+  paymaster: Address;
+};
+
 export type ChainConfig = {
   chainId: number;
   name: string;
   rpcUrl: string;
   /** A bundler for this chain; only the demo and the local stack use it. */
   bundlerUrl?: string;
-  entryPoint: Address;
-  paymaster: Address;
+  /** The EntryPoints sponsored on this chain (any subset of v0.7, v0.8, v0.9), each with its paymaster. */
+  entryPoints: EntryPointConfig[];
   fenPerNative: bigint;
   markupBps: number;
   /** Optional Chainlink feeds: fenPerNative follows nativeUsd / cnyUsd while they are fresh. */
@@ -55,14 +64,24 @@ export type ChainConfig = {
   logRange: number;
 };
 
+const entryPointSchema = z
+  .object({
+    version: z.enum(ENTRY_POINT_VERSIONS),
+    address: address.optional(),
+    paymaster: address,
+  })
+  .strict();
+
 const chainSchema = z
   .object({
     chainId: chainIdSchema,
     name: z.string().min(1).optional(),
     rpcUrl: z.url({ protocol: /^https?$/ }),
     bundlerUrl: z.url({ protocol: /^https?$/ }).optional(),
-    entryPoint: address.default(ENTRY_POINT_V07),
-    paymaster: address,
+    // either `entryPoints`, or (as before v0.8 was served) one v0.7 `paymaster` with an optional `entryPoint`
+    entryPoints: z.array(entryPointSchema).min(1).max(ENTRY_POINT_VERSIONS.length).optional(),
+    entryPoint: address.optional(),
+    paymaster: address.optional(),
     fenPerNative: uintSchema.refine((v) => v > 0n, "fenPerNative must be positive"),
     markupBps: z.number().int().min(0).max(100_000).default(0),
     priceFeed: z
@@ -102,9 +121,31 @@ export function parseChains(json: unknown): ChainConfig[] {
     );
   }
   const seen = new Set<number>();
-  for (const chain of result.data) {
+  return result.data.map((chain, index) => {
     if (seen.has(chain.chainId)) throw new ChainConfigError(`chain ${chain.chainId} is configured twice`);
     seen.add(chain.chainId);
+    const { entryPoint, paymaster, entryPoints: listed, ...rest } = chain;
+    return { ...rest, name: chain.name ?? `chain ${chain.chainId}`, entryPoints: entryPointsOf(index, listed, entryPoint, paymaster) };
+  });
+}
+
+function entryPointsOf(index: number, listed: z.infer<typeof entryPointSchema>[] | undefined, entryPoint: Address | undefined, paymaster: Address | undefined): EntryPointConfig[] {
+  const at = `chains[${index}]`;
+  if (listed) {
+    if (entryPoint !== undefined || paymaster !== undefined) {
+      throw new ChainConfigError(`${at}: give either entryPoints or paymaster (with entryPoint), not both`);
+    }
+    const entries = listed.map((e) => ({ version: e.version, address: e.address ?? CANONICAL_ENTRY_POINTS[e.version], paymaster: e.paymaster }));
+    for (const [i, e] of entries.entries()) {
+      const earlier = entries.slice(0, i);
+      if (earlier.some((o) => o.version === e.version)) throw new ChainConfigError(`${at}.entryPoints[${i}]: EntryPoint v${e.version} is listed twice`);
+      if (earlier.some((o) => o.address.toLowerCase() === e.address.toLowerCase())) throw new ChainConfigError(`${at}.entryPoints[${i}]: EntryPoint ${e.address} is listed twice`);
+      if (earlier.some((o) => o.paymaster.toLowerCase() === e.paymaster.toLowerCase())) {
+        throw new ChainConfigError(`${at}.entryPoints[${i}]: paymaster ${e.paymaster} serves another EntryPoint already (each version has its own contract)`);
+      }
+    }
+    return entries;
   }
-  return result.data.map((c) => ({ ...c, name: c.name ?? `chain ${c.chainId}` }));
+  if (paymaster === undefined) throw new ChainConfigError(`${at}.entryPoints: required (or the v0.7 form: paymaster, with an optional entryPoint)`);
+  return [{ version: "0.7", address: entryPoint ?? CANONICAL_ENTRY_POINTS["0.7"], paymaster }];
 }

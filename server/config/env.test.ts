@@ -242,7 +242,7 @@ describe("configuration", () => {
       const config = loadConfig({ CHAINS: JSON.stringify([chain]), SIGNER_PRIVATE_KEY: key });
       const [parsed] = config.sponsorship.chains;
       assert.equal(parsed?.fenPerNative, 2_500_000n);
-      assert.equal(parsed?.entryPoint, "0x0000000071727De22E5E9d8BAf0edAc6f37da032");
+      assert.deepEqual(parsed?.entryPoints, [{ version: "0.7", address: "0x0000000071727De22E5E9d8BAf0edAc6f37da032", paymaster: chain.paymaster }]);
       assert.equal(parsed?.confirmations, 2);
       assert.equal(parsed?.gasCaps.callGasLimit, 5_000_000n);
       assert.equal(config.sponsorship.validSeconds, 600);

@@ -26,8 +26,9 @@ export function publicConfig({ config, gateways, chains }: PublicConfigDeps): Pu
     chains: [...chains.values()].map((c) => ({
       chainId: c.config.chainId,
       name: c.config.name,
-      paymaster: c.config.paymaster,
-      entryPoint: c.config.entryPoint,
+      paymaster: c.entryPoints[0]!.paymaster,
+      entryPoint: c.entryPoints[0]!.address,
+      entryPoints: c.entryPoints.map((ep) => ({ version: ep.version, entryPoint: ep.address, paymaster: ep.paymaster })),
       ...(config.sandbox ? { rpcUrl: c.config.rpcUrl, bundlerUrl: c.config.bundlerUrl } : {}),
     })),
     ...(config.sandbox && config.bootstrapApiKey ? { demoApiKey: config.bootstrapApiKey } : {}),

@@ -40,7 +40,7 @@ function single<T>(probe: () => Promise<T>): () => Promise<T | "busy"> {
   };
 }
 
-export function createReadiness(options: { db: Database; chains: readonly ChainRuntime[]; deposits: { health(chainId: number): { healthy: boolean } }; timeoutMs?: number; cacheMs?: number }): Readiness {
+export function createReadiness(options: { db: Database; chains: readonly ChainRuntime[]; deposits: { chainHealthy(chain: ChainRuntime): boolean }; timeoutMs?: number; cacheMs?: number }): Readiness {
   const timeoutMs = options.timeoutMs ?? 800;
   const cacheMs = options.cacheMs ?? 1_000;
   let shuttingDown = false;
@@ -55,7 +55,7 @@ export function createReadiness(options: { db: Database; chains: readonly ChainR
       ...options.chains.map(async (chain): Promise<ChainReadiness> => {
         const block = await bounded(rpcs.get(chain)!(), timeoutMs).catch(() => "error" as const);
         const answered = typeof block === "bigint";
-        return { chainId: chain.config.chainId, rpc: answered ? "ok" : "unreachable", ...(answered ? { block: block.toString() } : {}), depositHealthy: options.deposits.health(chain.config.chainId).healthy };
+        return { chainId: chain.config.chainId, rpc: answered ? "ok" : "unreachable", ...(answered ? { block: block.toString() } : {}), depositHealthy: options.deposits.chainHealthy(chain) };
       }),
     ]);
     const databaseOk = db === "ok";

@@ -18,8 +18,8 @@ export function createMetrics() {
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
-    sponsorships: new Counter({ name: "fiat_paymaster_sponsorships_total", help: "Sponsorship answers by method and outcome (signed, stub, or the refusal reason)", labelNames: ["chain", "method", "outcome"], registers: [registry] }),
-    heldFen: new Counter({ name: "fiat_paymaster_held_fen_total", help: "Fen reserved by holds", labelNames: ["chain"], registers: [registry] }),
+    sponsorships: new Counter({ name: "fiat_paymaster_sponsorships_total", help: "Sponsorship answers by method and outcome (signed, stub, or the refusal reason)", labelNames: ["chain", "entry_point", "method", "outcome"], registers: [registry] }),
+    heldFen: new Counter({ name: "fiat_paymaster_held_fen_total", help: "Fen reserved by holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
     chargedFen: new Counter({ name: "fiat_paymaster_charged_fen_total", help: "Fen charged for settled operations", labelNames: ["chain"], registers: [registry] }),
     releasedFen: new Counter({ name: "fiat_paymaster_released_fen_total", help: "Fen released from holds (settlement rest and expiry)", labelNames: ["chain", "why"], registers: [registry] }),
     settlements: new Counter({
@@ -50,10 +50,10 @@ export function createMetrics() {
     unknownOperations: new Counter({ name: "fiat_paymaster_unknown_operations_total", help: "Operations our paymaster paid for with no hold (alert)", labelNames: ["chain"], registers: [registry] }),
     reorgs: new Counter({ name: "fiat_paymaster_reorgs_total", help: "Settlements undone by a reorg", labelNames: ["chain"], registers: [registry] }),
     settlementLagBlocks: new Gauge({ name: "fiat_paymaster_settlement_lag_blocks", help: "Chain head minus the settlement cursor", labelNames: ["chain"], registers: [registry] }),
-    depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain"], registers: [registry] }),
-    outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain"], registers: [registry] }),
-    depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain"], registers: [registry] }),
-    openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain"], registers: [registry] }),
+    depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
   };
   return metrics;
 }

@@ -2,6 +2,7 @@
  * The admin API (admin/routes.ts): the query parameters of its lists and what they answer. Lists answer
  * `{ items, nextBefore }`, newest first; unknown query parameters are refused.
  */
+import { ENTRY_POINT_VERSIONS } from "../chain/addresses";
 import type { CallbackRejectionCode } from "../payments/gateway";
 import { ledgerKindSchema } from "./accounts";
 import { orderStatusSchema, providerSchema, refundSchema, refundStatusSchema } from "./payments";
@@ -329,6 +330,7 @@ export const chainAdminStatusSchema = z
     name: z.string(),
     paymaster: addressOut,
     entryPoint: addressOut,
+    entryPointVersion: z.enum(ENTRY_POINT_VERSIONS).describe("one entry per (chain, EntryPoint): each EntryPoint has its own paymaster, deposit and holds"),
     minDepositWei: weiOut.describe("sponsorship pauses while deposit − outstanding holds is below this"),
     rpc: z.object({
       ok: z.boolean().describe("every chain read answered within the deadline"),

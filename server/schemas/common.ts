@@ -1,4 +1,5 @@
 /** What every page and probe reads: the public configuration (`GET /v1/config`) and the health answers. */
+import { ENTRY_POINT_VERSIONS } from "../chain/addresses";
 import { paymentFlowSchema, providerSchema } from "./payments";
 import { addressOut, fenOut } from "./primitives";
 import { z } from "./zod";
@@ -17,8 +18,11 @@ export const publicConfigSchema = z
       z.object({
         chainId: z.number().int(),
         name: z.string(),
-        paymaster: addressOut,
-        entryPoint: addressOut,
+        paymaster: addressOut.describe("the first served EntryPoint's paymaster (see entryPoints)"),
+        entryPoint: addressOut.describe("the first served EntryPoint (see entryPoints)"),
+        entryPoints: z
+          .array(z.object({ version: z.enum(ENTRY_POINT_VERSIONS), entryPoint: addressOut, paymaster: addressOut }))
+          .describe("every EntryPoint sponsored on the chain, with its paymaster"),
         rpcUrl: z.url().optional().describe("sandbox only"),
         bundlerUrl: z.url().optional().describe("sandbox only, when configured"),
       }),

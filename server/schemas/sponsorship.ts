@@ -15,7 +15,7 @@ const parsedAs = <T extends z.ZodType>(schema: T, component: string, description
 export const sponsorshipRequest = z
   .strictObject({
     userOp: parsedAs(z.record(z.string(), z.unknown()), "UserOperationFinal"),
-    entryPoint: parsedAs(z.string(), "Address", "the chain's v0.7 EntryPoint"),
+    entryPoint: parsedAs(z.string(), "Address", "one of the chain's EntryPoints (v0.7, v0.8 or v0.9, as configured)"),
     chainId: parsedAs(z.union([z.string(), z.number()]), "ChainId"),
     context: parsedAs(z.unknown(), "SponsorshipContext").optional(),
   })
@@ -23,14 +23,17 @@ export const sponsorshipRequest = z
 
 const paymasterFields = {
   paymaster: addressOut.describe("the paymaster contract (EIP-55 checksummed)"),
-  paymasterData: hexBytesOut.describe("validUntil, validAfter and the signature (a stub of the same length for pm_getPaymasterStubData)"),
+  paymasterData: hexBytesOut.describe("v0.7, v0.8: validUntil, validAfter and the signature (77 bytes); v0.9: validUntil and validAfter (12 bytes). A stub of the same length for pm_getPaymasterStubData"),
+  paymasterSignature: hexBytesOut
+    .optional()
+    .describe("EntryPoint v0.9 only: the paymaster's 65-byte signature, appended after paymasterData with its length and magic, outside the userOpHash (a stub of the same length for pm_getPaymasterStubData)"),
   paymasterVerificationGasLimit: hexQuantityOut.describe("hex quantity"),
   paymasterPostOpGasLimit: hexQuantityOut.describe("hex quantity"),
   sponsor: z.object({ name: z.string(), icon: z.string().optional().describe("an RFC 2397 data URI (SPONSOR_ICON), when configured") }).describe("who pays (ERC-7677)"),
 };
 
-/** ERC-7677's result for EntryPoint v0.7 (`/rpc`). */
-export const paymasterFieldsSchema = z.object({ ...paymasterFields, isFinal: z.literal(false) }).openapi("PaymasterFields", { description: "ERC-7677's result for EntryPoint v0.7" });
+/** ERC-7677's result (`/rpc`). */
+export const paymasterFieldsSchema = z.object({ ...paymasterFields, isFinal: z.literal(false) }).openapi("PaymasterFields", { description: "ERC-7677's result for EntryPoint v0.7, v0.8 and v0.9" });
 
 export const sponsorshipSchema = z
   .object({

@@ -5,7 +5,7 @@
  * the problem.
  */
 import type { Address } from "viem";
-import type { ChainRuntime } from "../chain/chainRuntime";
+import type { ChainRuntime, EntryPointRuntime } from "../chain/chainRuntime";
 import { clientKey } from "../http/clientAddress";
 import type { RateLimiter } from "../platform/rateLimit";
 import type { DepositMonitor } from "./depositMonitor";
@@ -47,8 +47,11 @@ export function checkOrigin(policy: PolicyRules, caller: Caller): void {
   });
 }
 
+/** What a request is sponsored on: a chain and one of the EntryPoints it serves. */
+export type SponsorTarget = { chain: ChainRuntime; entryPoint: EntryPointRuntime };
+
 /** The chain and entry point the request names, when this server sponsors them. */
-export function resolveChain(chains: ReadonlyMap<number, ChainRuntime>, params: SponsorshipParams): ChainRuntime {
+export function resolveTarget(chains: ReadonlyMap<number, ChainRuntime>, params: SponsorshipParams): SponsorTarget {
   const chainId = parseChainId(params.chainId);
   const chain = chains.get(chainId);
   if (!chain) {
@@ -56,13 +59,15 @@ export function resolveChain(chains: ReadonlyMap<number, ChainRuntime>, params: 
       supportedChainIds: [...chains.keys()],
     });
   }
-  const entryPoint = parseEntryPoint(params.entryPoint);
-  if (entryPoint !== chain.config.entryPoint) {
-    throw new SponsorError("unsupported_entry_point", `entry point ${entryPoint} is not supported on chain ${chainId}; use ${chain.config.entryPoint} (v0.7)`, {
-      supportedEntryPoints: [chain.config.entryPoint],
+  const address = parseEntryPoint(params.entryPoint);
+  const entryPoint = chain.entryPoint(address);
+  if (!entryPoint) {
+    const supported = chain.entryPoints.map((ep) => `${ep.address} (v${ep.version})`).join(", ");
+    throw new SponsorError("unsupported_entry_point", `entry point ${address} is not supported on chain ${chainId}; use ${supported}`, {
+      supportedEntryPoints: chain.entryPoints.map((ep) => ep.address),
     });
   }
-  return chain;
+  return { chain, entryPoint };
 }
 
 /** The paymaster gas limits an operation is signed with. */
@@ -112,7 +117,7 @@ export function checkPolicy(policy: PolicyRules, chain: ChainRuntime, op: UserOp
 }
 
 /** The chain's gas caps, and preVerificationGas against what the operation needs. */
-export function checkGas(chain: ChainRuntime, op: UserOperationInput): void {
+export function checkGas({ chain, entryPoint }: SponsorTarget, op: UserOperationInput): void {
   const caps = chain.config.gasCaps;
   for (const field of ["callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas"] as const) {
     if (op[field] > caps[field]) {
@@ -121,7 +126,7 @@ export function checkGas(chain: ChainRuntime, op: UserOperationInput): void {
   }
   if (op.maxPriorityFeePerGas > op.maxFeePerGas) throw invalidParams("userOp.maxPriorityFeePerGas is above userOp.maxFeePerGas", { field: "maxPriorityFeePerGas" });
   // preVerificationGas is paid to the bundler whether used or not: only what the operation needs, and a margin
-  const pvgCeiling = preVerificationGasCeiling(op, chain.config.paymaster, { percent: chain.config.preVerificationGasPercent, allowance: chain.config.preVerificationGasAllowance });
+  const pvgCeiling = preVerificationGasCeiling(op, entryPoint, { percent: chain.config.preVerificationGasPercent, allowance: chain.config.preVerificationGasAllowance });
   if (op.preVerificationGas > pvgCeiling) {
     throw new SponsorError(
       "gas_cap_exceeded",
@@ -164,10 +169,10 @@ export async function checkFee(chain: ChainRuntime, op: UserOperationInput): Pro
 }
 
 /** Only the sender's next nonce for its key can be sponsored: a used one can never land, a later one not yet. */
-export async function checkNonce(chain: ChainRuntime, op: UserOperationInput): Promise<void> {
+export async function checkNonce({ chain, entryPoint }: SponsorTarget, op: UserOperationInput): Promise<void> {
   let current: bigint;
   try {
-    current = await chain.currentNonce(op.sender, op.nonce);
+    current = await entryPoint.currentNonce(op.sender, op.nonce);
   } catch {
     throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot read the sender's nonce`);
   }
@@ -185,20 +190,20 @@ export async function checkNonce(chain: ChainRuntime, op: UserOperationInput): P
 }
 
 /** Refuses while the deposit is low; an unreadable one (the RPC was down) is read again first. */
-export async function checkDeposit(chain: ChainRuntime, deposits: DepositHealthSource, recheckTimeoutMs = 2_000): Promise<void> {
+export async function checkDeposit({ chain, entryPoint }: SponsorTarget, deposits: DepositHealthSource, recheckTimeoutMs = 2_000): Promise<void> {
   const id = chain.config.chainId;
-  let deposit = deposits.health(id);
+  let deposit = deposits.health(id, entryPoint.address);
   if (!deposit.healthy && deposit.unreadable) {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([deposits.check(chain), new Promise<void>((r) => (timer = setTimeout(r, recheckTimeoutMs)))]);
     clearTimeout(timer);
-    deposit = deposits.health(id);
+    deposit = deposits.health(id, entryPoint.address);
   }
   if (deposit.healthy) return;
   if (deposit.unreadable) {
-    throw new SponsorError("unavailable", `sponsorship on chain ${chain.config.chainId} is paused: ${deposit.reason ?? "the paymaster's deposit cannot be read"}`);
+    throw new SponsorError("unavailable", `sponsorship on chain ${chain.config.chainId} (EntryPoint v${entryPoint.version}) is paused: ${deposit.reason ?? "the paymaster's deposit cannot be read"}`);
   }
-  throw new SponsorError("deposit_low", `sponsorship on chain ${chain.config.chainId} is paused: ${deposit.reason ?? "the paymaster's deposit is too low"}`, {
+  throw new SponsorError("deposit_low", `sponsorship on chain ${chain.config.chainId} (EntryPoint v${entryPoint.version}) is paused: ${deposit.reason ?? "the paymaster's deposit is too low"}`, {
     depositWei: deposit.depositWei?.toString(),
     outstandingWei: deposit.outstandingWei?.toString(),
   });

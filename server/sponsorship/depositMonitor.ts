@@ -1,12 +1,13 @@
 /**
  * The deposit monitor, run by every instance (it only reads, and each instance must know whether to refuse
- * sponsorship): each chain's EntryPoint deposit against the worst case of its open holds. Sponsorship stops on a
- * chain while deposit − outstanding < minDepositWei, or while the deposit cannot be read for three intervals: the
- * paymaster must never sign what its deposit cannot pay. It is the one writer of a chain's deposit health;
- * sponsorship, readiness and the admin API read it through `health(chainId)`.
+ * sponsorship): for each chain and each EntryPoint it serves, the paymaster's deposit against the worst case of the
+ * open holds on that EntryPoint. Sponsorship stops on a (chain, EntryPoint) while deposit − outstanding <
+ * minDepositWei, or while the deposit cannot be read for three intervals: a paymaster must never sign what its
+ * deposit cannot pay. It is the one writer of deposit health; sponsorship, readiness and the admin API read it
+ * through `health(chainId, entryPoint)`.
  */
 import { entryPoint07Abi } from "viem/account-abstraction";
-import type { ChainRuntime } from "../chain/chainRuntime";
+import type { ChainRuntime, EntryPointRuntime } from "../chain/chainRuntime";
 import type { Database } from "../platform/db/database";
 import { type Worker, every } from "../platform/every";
 import type { Logger } from "../platform/logger";
@@ -43,29 +44,43 @@ export type DepositMonitorOptions = {
   staleAfterMs?: number;
 };
 
+const key = (chainId: number, entryPoint: string) => `${chainId}:${entryPoint.toLowerCase()}`;
+
 export class DepositMonitor {
-  private readonly health_ = new Map<number, DepositHealth>();
+  private readonly health_ = new Map<string, DepositHealth>();
   private readonly inflight = new Map<number, Promise<void>>();
   private worker?: Worker;
 
   constructor(private readonly options: DepositMonitorOptions) {}
 
-  /** The chain's deposit health as last read. */
-  health(chainId: number): DepositHealth {
-    return this.health_.get(chainId) ?? UNCHECKED_DEPOSIT;
+  /** The deposit health of the paymaster of `entryPoint` on `chainId`, as last read. */
+  health(chainId: number, entryPoint: string): DepositHealth {
+    return this.health_.get(key(chainId, entryPoint)) ?? UNCHECKED_DEPOSIT;
   }
 
-  /** Reads `chain`'s deposit now (callers asking at once share one read); resolves when done, never rejects. */
+  /** Whether every EntryPoint's paymaster on the chain is healthy (readiness). */
+  chainHealthy(chain: ChainRuntime): boolean {
+    return chain.entryPoints.every((ep) => this.health(chain.config.chainId, ep.address).healthy);
+  }
+
+  /** Reads `chain`'s deposits now (callers asking at once share one read); resolves when done, never rejects. */
   check(chain: ChainRuntime): Promise<void> {
     const id = chain.config.chainId;
     let check = this.inflight.get(id);
     if (!check) {
-      check = this.read(chain)
-        .catch(() => {})
+      check = Promise.all(chain.entryPoints.map((ep) => this.read(chain, ep).catch(() => {})))
+        .then(() => {})
         .finally(() => this.inflight.delete(id));
       this.inflight.set(id, check);
     }
     return check;
+  }
+
+  private troubled(chain: ChainRuntime): boolean {
+    return chain.entryPoints.some((ep) => {
+      const health = this.health(chain.config.chainId, ep.address);
+      return health.failing || health.unreadable;
+    });
   }
 
   /**
@@ -75,7 +90,7 @@ export class DepositMonitor {
   start(): void {
     const { chains, intervalMs } = this.options;
     this.worker ??= every(
-      () => (chains.some((c) => this.health(c.config.chainId).failing || this.health(c.config.chainId).unreadable) ? Math.min(FAILING_RECHECK_MS, intervalMs) : intervalMs),
+      () => (chains.some((c) => this.troubled(c)) ? Math.min(FAILING_RECHECK_MS, intervalMs) : intervalMs),
       async () => {
         await Promise.all(chains.map((chain) => this.check(chain)));
       },
@@ -86,17 +101,18 @@ export class DepositMonitor {
     await this.worker?.stop();
   }
 
-  private async read(chain: ChainRuntime): Promise<void> {
+  private async read(chain: ChainRuntime, entryPoint: EntryPointRuntime): Promise<void> {
     const { db, log, metrics } = this.options;
     const { config } = chain;
-    const label = { chain: String(config.chainId) };
-    const previous = this.health(config.chainId);
+    const label = { chain: String(config.chainId), entry_point: entryPoint.version };
+    const previous = this.health(config.chainId, entryPoint.address);
     let next: DepositHealth;
     try {
       const [depositWei, outstandingWei, open] = await Promise.all([
-        chain.client.readContract({ address: config.entryPoint, abi: entryPoint07Abi, functionName: "balanceOf", args: [config.paymaster] }),
-        outstandingHoldsWei(db, config.chainId),
-        countOpenHolds(db, config.chainId),
+        // balanceOf is the StakeManager's, the same in every EntryPoint version
+        chain.client.readContract({ address: entryPoint.address, abi: entryPoint07Abi, functionName: "balanceOf", args: [entryPoint.paymaster] }),
+        outstandingHoldsWei(db, config.chainId, entryPoint.address),
+        countOpenHolds(db, config.chainId, entryPoint.address),
       ]);
       const healthy = depositWei - outstandingWei >= config.minDepositWei;
       next = {
@@ -117,9 +133,10 @@ export class DepositMonitor {
         next = { ...next, healthy: false, unreadable: true, reason: `the paymaster's deposit could not be read (${(error as Error).message.split("\n")[0]})` };
       }
     }
-    this.health_.set(config.chainId, next);
+    this.health_.set(key(config.chainId, entryPoint.address), next);
     metrics?.depositHealthy.set(label, next.healthy ? 1 : 0);
-    if (previous.healthy && !next.healthy) log?.error({ chainId: config.chainId, alert: true, reason: next.reason }, `ALERT: sponsorship paused, deposit ${next.unreadable ? "unreadable" : "low"}`);
-    if (!previous.healthy && next.healthy) log?.info({ chainId: config.chainId }, "deposit healthy: sponsorship resumed");
+    const where = { chainId: config.chainId, entryPoint: entryPoint.address, entryPointVersion: entryPoint.version };
+    if (previous.healthy && !next.healthy) log?.error({ ...where, alert: true, reason: next.reason }, `ALERT: sponsorship paused, deposit ${next.unreadable ? "unreadable" : "low"}`);
+    if (!previous.healthy && next.healthy) log?.info(where, "deposit healthy: sponsorship resumed");
   }
 }

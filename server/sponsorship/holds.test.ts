@@ -7,6 +7,8 @@ import { checkLedger, creditTopUp, getBalance } from "../ledger/ledger";
 import { SponsorError } from "./errors";
 import { type HoldRequest, HoldWindowConflict, createHoldReserver, listHolds, releaseExpiredHolds, releaseOrphanedHolds, reserveHolds } from "./holds";
 
+import { ENTRY_POINT_V07 } from "../chain/addresses";
+
 const newAccount = () => `0x${randomBytes(20).toString("hex")}`;
 const opHash = () => `0x${randomBytes(32).toString("hex")}` as Hex;
 /** What the sponsor signs: a replacement carries the validUntil of the hold it replaces (see the window tests). */
@@ -15,6 +17,7 @@ const VALID_UNTIL = new Date(Math.floor(Date.now() / 1000) * 1000 + 600_000);
 function request(account: string, nonce: bigint, amountFen: bigint, extra: Partial<HoldRequest> = {}): HoldRequest {
   return {
     chainId: 31337,
+    entryPoint: ENTRY_POINT_V07.toLowerCase(),
     account,
     nonce,
     amountFen,

@@ -1,7 +1,7 @@
 /**
  * Holds: the worst-case charge of a UserOperation, reserved from the account's available quota before its
  * paymasterData leaves the server. Rules (docs/architecture.md, "A sponsorship"):
- *   - one open hold per (chain, sender, nonce); a repeated request for the same key replaces it and keeps the
+ *   - one open hold per (chain, EntryPoint, sender, nonce); a repeated request for the same key replaces it and keeps the
  *     larger amount — only one operation with that nonce can ever execute;
  *   - a replacement keeps the hold's validUntil (its signature is signed with it), so re-asking never stretches
  *     how long quota stays reserved;
@@ -25,6 +25,8 @@ import type { Quote } from "./pricing";
 
 export type HoldRequest = {
   chainId: number;
+  /** The EntryPoint the operation is for, lower-cased: each has its own nonces, so its own holds. */
+  entryPoint: string;
   /** The sender, lower-cased: the account whose quota pays. */
   account: string;
   nonce: bigint;
@@ -66,6 +68,7 @@ export type HoldResult = {
 type OpenHold = {
   id: string;
   chainId: number;
+  entryPoint: string;
   nonce: string;
   amountFen: bigint;
   revision: number;
@@ -93,6 +96,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
   const { rows: existing } = await tx.query<{
     id: string;
     chain_id: bigint;
+    entry_point: string;
     account: string;
     nonce: string;
     amount_fen: bigint;
@@ -102,7 +106,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     api_key_id: string | null;
     client_ip: string | null;
   }>(
-    `SELECT id, chain_id, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
+    `SELECT id, chain_id, entry_point, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
        FROM holds WHERE status = 'open' AND account = ANY($1::text[])`,
     [accounts],
   );
@@ -111,6 +115,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     list.push({
       id: h.id,
       chainId: Number(h.chain_id),
+      entryPoint: h.entry_point,
       nonce: h.nonce,
       amountFen: h.amount_fen,
       revision: h.revision,
@@ -133,7 +138,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     const available = balances.get(request.account) ?? 0n;
     const holds = open.get(request.account) ?? [];
     const nonce = request.nonce.toString();
-    const same = holds.find((h) => h.chainId === request.chainId && h.nonce === nonce);
+    const same = holds.find((h) => h.chainId === request.chainId && h.entryPoint === request.entryPoint && h.nonce === nonce);
     const increase = same ? (request.amountFen > same.amountFen ? request.amountFen - same.amountFen : 0n) : request.amountFen;
     if (!same) {
       const full = capReached(holds, request);
@@ -161,6 +166,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
     const hold: OpenHold = same ?? {
       id: `h_${randomUUID()}`,
       chainId: request.chainId,
+      entryPoint: request.entryPoint,
       nonce,
       amountFen: 0n,
       revision: 0,
@@ -193,11 +199,11 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
   // one statement for the holds (new and raised) and the signed operations, one for the ledger
   await tx.query(
     `WITH incoming AS (
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[], $18::text[])
-         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip, policy_id)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[], $18::text[], $19::text[])
+         AS t(id, chain_id, account, nonce, api_key_id, amount_fen, max_cost_wei, revision, valid_until, is_new, client_ip, policy_id, entry_point)
      ), created AS (
-       INSERT INTO holds (id, chain_id, account, nonce, api_key_id, client_ip, policy_id, status, amount_fen, max_cost_wei, revision, valid_until)
-       SELECT id, chain_id, account, nonce, api_key_id, client_ip, policy_id, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
+       INSERT INTO holds (id, chain_id, entry_point, account, nonce, api_key_id, client_ip, policy_id, status, amount_fen, max_cost_wei, revision, valid_until)
+       SELECT id, chain_id, entry_point, account, nonce, api_key_id, client_ip, policy_id, 'open', amount_fen, max_cost_wei, revision, valid_until FROM incoming WHERE is_new
      ), raised AS (
        UPDATE holds h SET amount_fen = i.amount_fen, max_cost_wei = i.max_cost_wei, revision = i.revision, valid_until = i.valid_until, updated_at = now()
          FROM incoming i WHERE NOT i.is_new AND h.id = i.id
@@ -224,6 +230,7 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       operations.map((o) => o.request.validUntil.toISOString()),
       held.map((t) => t.hold.clientIp),
       held.map((t) => t.hold.policyId),
+      held.map((t) => t.hold.entryPoint),
     ],
   );
   await applyEntries(tx, entries);
@@ -266,15 +273,15 @@ function capReached(holds: ReadonlyArray<Pick<OpenHold, "apiKeyId" | "clientIp">
  * stub call's early answer, so a wallet learns before estimating what the final call would refuse; the final call
  * decides again under lock.
  */
-export async function previewHoldRefusal(db: Queryable, request: Pick<HoldRequest, "chainId" | "account" | "nonce" | "apiKeyId" | "clientIp" | "maxHolds" | "maxHoldsPerApiKey" | "maxHoldsPerIp">): Promise<SponsorError | undefined> {
+export async function previewHoldRefusal(db: Queryable, request: Pick<HoldRequest, "chainId" | "entryPoint" | "account" | "nonce" | "apiKeyId" | "clientIp" | "maxHolds" | "maxHoldsPerApiKey" | "maxHoldsPerIp">): Promise<SponsorError | undefined> {
   const [{ rows: balance }, { rows: open }] = await Promise.all([
     db.query<{ available_fen: bigint }>("SELECT available_fen FROM accounts WHERE address = $1", [request.account]),
-    db.query<{ chain_id: bigint; nonce: string; api_key_id: string | null; client_ip: string | null }>(
-      "SELECT chain_id, nonce, api_key_id, client_ip FROM holds WHERE status = 'open' AND account = $1",
+    db.query<{ chain_id: bigint; entry_point: string; nonce: string; api_key_id: string | null; client_ip: string | null }>(
+      "SELECT chain_id, entry_point, nonce, api_key_id, client_ip FROM holds WHERE status = 'open' AND account = $1",
       [request.account],
     ),
   ]);
-  if (open.some((h) => Number(h.chain_id) === request.chainId && h.nonce === request.nonce.toString())) return undefined;
+  if (open.some((h) => Number(h.chain_id) === request.chainId && h.entry_point === request.entryPoint && h.nonce === request.nonce.toString())) return undefined;
   const holds = open.map((h) => ({ apiKeyId: h.api_key_id, clientIp: h.client_ip }));
   const full = capReached(holds, request);
   if (full) return full;
@@ -385,15 +392,24 @@ export async function listHolds(db: Queryable, account: string, options: { statu
   return rows.map((r) => ({ id: r.id, chainId: Number(r.chain_id), nonce: r.nonce, status: r.status, amountFen: r.amount_fen, chargedFen: r.charged_fen, validUntil: r.valid_until, createdAt: r.created_at }));
 }
 
-/** Sum of the worst-case cost of open holds on a chain, in wei: what the paymaster's deposit must cover. */
-export async function outstandingHoldsWei(db: Queryable, chainId: number): Promise<bigint> {
-  const { rows } = await db.query<{ total: string }>("SELECT COALESCE(SUM(max_cost_wei), 0)::text AS total FROM holds WHERE status = 'open' AND chain_id = $1", [chainId]);
+/**
+ * Sum of the worst-case cost of open holds on a chain's EntryPoint, in wei: what that EntryPoint's paymaster deposit
+ * must cover.
+ */
+export async function outstandingHoldsWei(db: Queryable, chainId: number, entryPoint: string): Promise<bigint> {
+  const { rows } = await db.query<{ total: string }>(
+    "SELECT COALESCE(SUM(max_cost_wei), 0)::text AS total FROM holds WHERE status = 'open' AND chain_id = $1 AND entry_point = $2",
+    [chainId, entryPoint.toLowerCase()],
+  );
   return BigInt(rows[0]!.total);
 }
 
-/** What a sender (or, without one, an API key) spent or reserved since `since`: for policy spend limits. */
-export async function countOpenHolds(db: Queryable, chainId: number): Promise<number> {
-  const { rows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open' AND chain_id = $1", [chainId]);
+/** The open holds on a chain's EntryPoint. */
+export async function countOpenHolds(db: Queryable, chainId: number, entryPoint: string): Promise<number> {
+  const { rows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open' AND chain_id = $1 AND entry_point = $2", [
+    chainId,
+    entryPoint.toLowerCase(),
+  ]);
   return Number(rows[0]!.n);
 }
 
@@ -408,11 +424,11 @@ export async function spentSince(db: Queryable, p: { apiKeyId: string; policyId?
 }
 
 /** What was signed for a userOpHash on a chain: its hold, the quote it was priced at, the sender and nonce. */
-export type SignedOperation = { hold_id: string; fen_per_native: bigint; markup_bps: number; account: string; nonce: string };
+export type SignedOperation = { hold_id: string; fen_per_native: bigint; markup_bps: number; account: string; nonce: string; entry_point: string };
 
 export async function findSignedOperation(tx: Queryable, chainId: number, userOpHash: string): Promise<SignedOperation | undefined> {
   const { rows } = await tx.query<SignedOperation>(
-    `SELECT so.hold_id, so.fen_per_native, so.markup_bps, h.account, h.nonce
+    `SELECT so.hold_id, so.fen_per_native, so.markup_bps, h.account, h.nonce, h.entry_point
        FROM sponsored_operations so JOIN holds h ON h.id = so.hold_id
       WHERE so.user_op_hash = $1 AND h.chain_id = $2`,
     [userOpHash, chainId],
@@ -424,16 +440,15 @@ export type HoldToSettle = { id: string; status: string; amount_fen: bigint };
 
 /**
  * Locks the hold a landed operation is charged from: its own if still open; otherwise (`late`) an open hold for
- * the same (chain, sender, nonce) — the nonce it was reserved for is now used — or none.
+ * the same (chain, EntryPoint, sender, nonce) — the nonce it was reserved for is now used — or none.
  */
 export async function lockHoldToSettle(tx: Queryable, chainId: number, signed: SignedOperation): Promise<{ hold: HoldToSettle | undefined; late: boolean }> {
   const own = (await tx.query<HoldToSettle>("SELECT id, status, amount_fen FROM holds WHERE id = $1 FOR UPDATE", [signed.hold_id])).rows[0];
   if (own?.status === "open") return { hold: own, late: false };
-  const other = await tx.query<HoldToSettle>("SELECT id, status, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' FOR UPDATE", [
-    chainId,
-    signed.account,
-    signed.nonce,
-  ]);
+  const other = await tx.query<HoldToSettle>(
+    "SELECT id, status, amount_fen FROM holds WHERE chain_id = $1 AND entry_point = $2 AND account = $3 AND nonce = $4 AND status = 'open' FOR UPDATE",
+    [chainId, signed.entry_point, signed.account, signed.nonce],
+  );
   return { hold: other.rows[0], late: true };
 }
 
@@ -448,14 +463,14 @@ export async function markHoldSettled(tx: Queryable, holdId: string, chargedFen:
  * kept, the rest released, every signed variant of both pointing at it).
  */
 export async function reopenHold(tx: Queryable, p: { holdId: string; account: string; amountFen: bigint; settlementId: bigint }): Promise<void> {
-  const { rows: mine } = await tx.query<{ chain_id: bigint; nonce: string; max_cost_wei: string; valid_until: Date }>(
-    "SELECT chain_id, nonce, max_cost_wei::text AS max_cost_wei, valid_until FROM holds WHERE id = $1 FOR UPDATE",
+  const { rows: mine } = await tx.query<{ chain_id: bigint; entry_point: string; nonce: string; max_cost_wei: string; valid_until: Date }>(
+    "SELECT chain_id, entry_point, nonce, max_cost_wei::text AS max_cost_wei, valid_until FROM holds WHERE id = $1 FOR UPDATE",
     [p.holdId],
   );
   const old = mine[0]!;
   const { rows: newer } = await tx.query<{ id: string; amount_fen: bigint }>(
-    "SELECT id, amount_fen FROM holds WHERE chain_id = $1 AND account = $2 AND nonce = $3 AND status = 'open' AND id <> $4 FOR UPDATE",
-    [old.chain_id, p.account, old.nonce, p.holdId],
+    "SELECT id, amount_fen FROM holds WHERE chain_id = $1 AND entry_point = $2 AND account = $3 AND nonce = $4 AND status = 'open' AND id <> $5 FOR UPDATE",
+    [old.chain_id, old.entry_point, p.account, old.nonce, p.holdId],
   );
   const open = newer[0];
   if (open) {

@@ -223,13 +223,13 @@ describeWithDatabases("sponsorship limits: concurrent holds, replaced holds, met
     assert.equal(afterwards - before, Number((await getBalance(db(), account)).heldFen));
   });
 
-  it("/metrics exposes fiat_paymaster_sponsorships_total labelled with chain, method and outcome", async () => {
+  it("/metrics exposes fiat_paymaster_sponsorships_total labelled with chain, EntryPoint version, method and outcome", async () => {
     const funded = await newSmartAccountAddress(stack);
     await stack.fund(funded, 100_000n);
     const unfunded = await newSmartAccountAddress(stack);
     const gas = defaultGas(maxFeePerGas);
     const before = await metrics(stack);
-    const count = (text: string, method: string, outcome: string) => metricValue(text, "fiat_paymaster_sponsorships_total", { chain: "31337", method, outcome }) ?? 0;
+    const count = (text: string, method: string, outcome: string) => metricValue(text, "fiat_paymaster_sponsorships_total", { chain: "31337", entry_point: "0.7", method, outcome }) ?? 0;
     assert.ok((await rpc(stack, "pm_getPaymasterStubData", userOp(funded, gas))).result);
     assert.ok((await rpc(stack, "pm_getPaymasterData", userOp(funded, gas))).result);
     errorOf(await rpc(stack, "pm_getPaymasterData", userOp(unfunded, gas)), SPONSOR_ERROR_CODES.insufficient_quota);
@@ -406,7 +406,7 @@ describeWithDatabases("sponsorship paused while the paymaster's deposit is low",
     const account = await newSmartAccountAddress(stack);
     await stack.fund(account, 100_000n);
     const error = errorOf(await rpc(stack, "pm_getPaymasterData", userOp(account, defaultGas(maxFeePerGas))), SPONSOR_ERROR_CODES.deposit_low);
-    assert.match(error.message, /sponsorship on chain 31337 is paused/);
+    assert.match(error.message, /sponsorship on chain 31337 \(EntryPoint v0\.7\) is paused/);
     assert.match(error.message, /deposit \(10000000000000000000 wei\)/);
     assert.match(error.message, /threshold of 1000000000000000000000 wei/);
     assert.equal(error.data?.reason, "deposit_low");
@@ -431,9 +431,9 @@ describeWithDatabases("sponsorship paused while the paymaster's deposit is low",
     assert.equal((answer.body as Problem).type, "deposit_low");
   });
 
-  it('/metrics shows fiat_paymaster_deposit_healthy{chain="31337"} 0 and /readyz reports the unhealthy deposit', async () => {
+  it('/metrics shows fiat_paymaster_deposit_healthy{chain="31337",entry_point="0.7"} 0 and /readyz reports the unhealthy deposit', async () => {
     const text = await metrics(stack);
-    assert.match(text, /^fiat_paymaster_deposit_healthy\{chain="31337"\} 0$/m);
+    assert.match(text, /^fiat_paymaster_deposit_healthy\{chain="31337",entry_point="0\.7"\} 0$/m);
     assert.equal(metricValue(text, "fiat_paymaster_deposit_wei", { chain: "31337" }), 1e19);
     assert.ok((metricValue(text, "fiat_paymaster_sponsorships_total", { chain: "31337", method: "final", outcome: "deposit_low" }) ?? 0) >= 1);
     const ready = (await (await fetch(`${stack.url}/readyz`)).json()) as { chains: Array<Record<string, unknown>> };

@@ -1,5 +1,5 @@
 /**
- * What a v0.7 UserOperation's preVerificationGas needs to be, pure: the calldata and overhead a bundler pays for
+ * What a UserOperation's preVerificationGas needs to be (v0.7, v0.8, v0.9: the same packed layout), pure: the calldata and overhead a bundler pays for
  * it that the EntryPoint does not meter (ERC-4337 "preVerificationGas"). A sponsorship whose preVerificationGas is
  * far above this would let a self-bundling sender turn quota into ETH — the EntryPoint pays the bundler for gas
  * nobody used — so the sponsor refuses anything above `preVerificationGasPercent`% of it plus the chain's
@@ -11,6 +11,7 @@
  * overheads; with EIP-7623 the calldata floor of 10 gas per token is the larger when calldata dominates.
  */
 import type { Address, Hex } from "viem";
+import type { EntryPointVersion } from "../chain/addresses";
 
 export type PreVerificationGasInput = {
   sender: Address;
@@ -23,7 +24,12 @@ export type PreVerificationGasInput = {
    * paymaster does not sign the account's signature, so a long dummy must not raise the ceiling.
    */
   signature: Hex;
+  /** An EIP-7702 authorization rides along (first operation of a 7702 EOA): the bundler pays for it. */
+  eip7702Auth?: unknown;
 };
+
+/** The paymaster the operation names and the EntryPoint version its paymasterAndData is laid out for. */
+export type PaymasterLayout = { paymaster: Address; version: EntryPointVersion };
 
 /** alto's overheads for EntryPoint v0.7 (rpc/estimation/preVerificationGasCalculator). */
 const TRANSACTION_GAS = 21_000n;
@@ -35,8 +41,13 @@ const EXECUTE_USER_OP_GAS = 1_610n;
 const EXECUTE_USER_OP_PER_WORD_MILLIGAS = 8_200n;
 const GAS_PER_TOKEN = 4n;
 const FLOOR_GAS_PER_TOKEN = 10n;
-/** paymaster (20) ‖ two uint128 gas limits (32) ‖ FiatPaymaster's 77 bytes of paymasterData. */
-const PAYMASTER_AND_DATA_BYTES = 20 + 32 + 77;
+/**
+ * paymaster (20) ‖ two uint128 gas limits (32) ‖ FiatPaymaster's 77 bytes of paymasterData (v0.7, v0.8); v0.9's
+ * 12 bytes of paymasterData ‖ 65-byte paymasterSignature ‖ uint16 length ‖ 8-byte magic.
+ */
+const PAYMASTER_AND_DATA_BYTES: Record<EntryPointVersion, number> = { "0.7": 20 + 32 + 77, "0.8": 20 + 32 + 77, "0.9": 20 + 32 + 12 + 65 + 2 + 8 };
+/** What alto adds for an operation that carries an EIP-7702 authorization (the authorization tuple's cost). */
+const EIP7702_AUTH_GAS = 25_000n;
 const MIN_SIGNATURE_BYTES = 65;
 const MAX_SIGNATURE_BYTES = 256;
 
@@ -58,10 +69,10 @@ const padTo32 = (length: number) => Math.ceil(length / 32) * 32;
  * ABI-encoded `PackedUserOperation` tuple as the bundler prices it: gas fields and paymaster gas limits all 0xff,
  * paymasterData and signature filled with 0xff at their final length, the paymaster address real.
  */
-function estimationEncoding(op: PreVerificationGasInput, paymaster: Address): Buffer {
+function estimationEncoding(op: PreVerificationGasInput, { paymaster, version }: PaymasterLayout): Buffer {
   const initCode = op.factory ? Buffer.concat([hexBytes(op.factory), hexBytes(op.factoryData)]) : Buffer.alloc(0);
   const callData = hexBytes(op.callData);
-  const paymasterAndData = Buffer.concat([hexBytes(paymaster), Buffer.alloc(PAYMASTER_AND_DATA_BYTES - 20, 0xff)]);
+  const paymasterAndData = Buffer.concat([hexBytes(paymaster), Buffer.alloc(PAYMASTER_AND_DATA_BYTES[version] - 20, 0xff)]);
   const signature = Buffer.alloc(Math.min(MAX_SIGNATURE_BYTES, Math.max(hexBytes(op.signature).length, MIN_SIGNATURE_BYTES)), 0xff);
   const tails = [initCode, callData, paymasterAndData, signature];
   const offsets: bigint[] = [];
@@ -77,22 +88,23 @@ function estimationEncoding(op: PreVerificationGasInput, paymaster: Address): Bu
 }
 
 /** The preVerificationGas a bundle of one needs for `op` on an L1-priced chain. */
-export function preVerificationGasNeeded(op: PreVerificationGasInput, paymaster: Address): bigint {
-  const encoded = estimationEncoding(op, paymaster);
+export function preVerificationGasNeeded(op: PreVerificationGasInput, layout: PaymasterLayout): bigint {
+  const encoded = estimationEncoding(op, layout);
   let tokens = 0n;
   for (const byte of encoded) tokens += byte === 0 ? 1n : 4n;
   const callDataBytes = hexBytes(op.callData).length;
   const words = BigInt(Math.ceil(encoded.length / 32));
-  const perOperation =
+  const perCall =
     op.callData.slice(0, 10).toLowerCase() === EXECUTE_USER_OP_SELECTOR
-      ? PER_OPERATION_GAS + EXECUTE_USER_OP_GAS + (EXECUTE_USER_OP_PER_WORD_MILLIGAS * words) / 1000n
-      : PER_OPERATION_GAS + (BigInt(Math.ceil(callDataBytes / 32)) * PER_CALL_DATA_WORD_MILLIGAS) / 1000n;
+      ? EXECUTE_USER_OP_GAS + (EXECUTE_USER_OP_PER_WORD_MILLIGAS * words) / 1000n
+      : (BigInt(Math.ceil(callDataBytes / 32)) * PER_CALL_DATA_WORD_MILLIGAS) / 1000n;
+  const perOperation = PER_OPERATION_GAS + perCall + (op.eip7702Auth ? EIP7702_AUTH_GAS : 0n);
   const standard = GAS_PER_TOKEN * tokens + BUNDLE_FIXED_GAS + perOperation;
   const floor = FLOOR_GAS_PER_TOKEN * tokens;
   return TRANSACTION_GAS + (standard > floor ? standard : floor);
 }
 
 /** The most preVerificationGas a sponsorship accepts: `percent`% of what the operation needs, plus `allowance`. */
-export function preVerificationGasCeiling(op: PreVerificationGasInput, paymaster: Address, limits: { percent: number; allowance: bigint }): bigint {
-  return (preVerificationGasNeeded(op, paymaster) * BigInt(limits.percent)) / 100n + limits.allowance;
+export function preVerificationGasCeiling(op: PreVerificationGasInput, layout: PaymasterLayout, limits: { percent: number; allowance: bigint }): bigint {
+  return (preVerificationGasNeeded(op, layout) * BigInt(limits.percent)) / 100n + limits.allowance;
 }

@@ -74,6 +74,7 @@ export function sponsorRoutes(options: SponsorRoutesOptions): Router {
     res.status(201).json({
       paymaster: s.paymaster,
       paymasterData: s.paymasterData,
+      ...(s.paymasterSignature ? { paymasterSignature: s.paymasterSignature } : {}),
       paymasterVerificationGasLimit: numberToHex(s.paymasterVerificationGasLimit),
       paymasterPostOpGasLimit: numberToHex(s.paymasterPostOpGasLimit),
       sponsor: s.sponsor,

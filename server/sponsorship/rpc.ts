@@ -40,6 +40,8 @@ export function formatPaymasterFields(fields: PaymasterFields): Record<string, u
   return {
     paymaster: fields.paymaster,
     paymasterData: fields.paymasterData,
+    // EntryPoint v0.9: the signature outside the userOpHash, as alto and viem take it
+    ...(fields.paymasterSignature ? { paymasterSignature: fields.paymasterSignature } : {}),
     paymasterVerificationGasLimit: numberToHex(fields.paymasterVerificationGasLimit),
     paymasterPostOpGasLimit: numberToHex(fields.paymasterPostOpGasLimit),
     sponsor: fields.sponsor,

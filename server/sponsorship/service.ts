@@ -24,14 +24,34 @@ import type { Metrics } from "../platform/metrics";
 import type { RateLimiter } from "../platform/rateLimit";
 import type { ApiKey } from "./apiKeys";
 import { askApproval } from "./approval";
-import { type DepositHealthSource, type PaymasterGas, checkDeposit, checkOrigin, checkFee, checkGas, checkNonce, checkPolicy, checkRateLimits, paymasterGas, resolveChain } from "./checks";
-import { SponsorError } from "./errors";
+import {
+  type DepositHealthSource,
+  type PaymasterGas,
+  type SponsorTarget,
+  checkDeposit,
+  checkOrigin,
+  checkFee,
+  checkGas,
+  checkNonce,
+  checkPolicy,
+  checkRateLimits,
+  paymasterGas,
+  resolveTarget,
+} from "./checks";
+import { SponsorError, invalidParams } from "./errors";
 import { type SelectedPolicy, selectPolicy } from "./context";
 import { HoldWindowConflict, type HoldReserver, previewHoldRefusal, spentInPolicyPeriods } from "./holds";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
 import { type SenderProofVerifier, createSenderProofVerifier } from "./senderProof";
-import { paymasterHashBuffer, userOperationHashV07 } from "./signing/hashing";
-import { encodePaymasterData, encodeStubPaymasterData } from "./signing/paymasterData";
+import { paymasterHashBuffer, userOperationHashV07, userOperationHashV08V09 } from "./signing/hashing";
+import {
+  STUB_SIGNATURE,
+  encodePaymasterData,
+  encodePaymasterDataV09,
+  encodeStubPaymasterData,
+  getPaymasterHashV09,
+  isEip7702Marker,
+} from "./signing/paymasterData";
 import type { PaymasterSigner } from "./signing/signer";
 import { type UserOperationInput, parseChainId, parseUserOperation } from "./userOperation";
 
@@ -45,10 +65,11 @@ export type SponsorshipParams = {
 /** Who asks: the API key, the client address, and the Origin a browser sent (undefined from a backend). */
 export type Caller = { apiKey: ApiKey; ip?: string; origin?: string };
 
-/** ERC-7677's result for EntryPoint v0.7. */
+/** ERC-7677's result (v0.7, v0.8; v0.9 adds the paymasterSignature that travels outside the userOpHash). */
 export type PaymasterFields = {
   paymaster: Address;
   paymasterData: Hex;
+  paymasterSignature?: Hex;
   paymasterVerificationGasLimit: bigint;
   paymasterPostOpGasLimit: bigint;
   sponsor: { name: string; icon?: string };
@@ -94,27 +115,62 @@ export type SponsorServiceOptions = {
 /** A replacement whose hold's window has less than this left is refused (nonce_held) rather than signed. */
 const MIN_USEFUL_WINDOW_MS = 10_000;
 
-/** Counts each request's outcome per chain; only configured chains become label values (a caller cannot mint series). */
-async function measured<T>(options: Pick<SponsorServiceOptions, "chains" | "metrics">, method: string, params: SponsorshipParams, run: () => Promise<T & { chainId?: number }>): Promise<T> {
-  const count = (chain: number | undefined, outcome: string) => {
-    const label = chain !== undefined && options.chains.has(chain) ? String(chain) : "unsupported";
-    options.metrics?.sponsorships.inc({ chain: label, method, outcome });
+/**
+ * Counts each request's outcome per (chain, EntryPoint version); only configured chains and EntryPoints become
+ * label values (a caller cannot mint series).
+ */
+async function measured<T>(options: Pick<SponsorServiceOptions, "chains" | "metrics">, method: string, params: SponsorshipParams, run: () => Promise<T>): Promise<T> {
+  const count = (outcome: string) => {
+    let chain = "unsupported";
+    let entryPoint = "unsupported";
+    try {
+      const runtime = options.chains.get(parseChainId(params.chainId));
+      if (runtime) {
+        chain = String(runtime.config.chainId);
+        entryPoint = typeof params.entryPoint === "string" && /^0x[0-9a-fA-F]{40}$/.test(params.entryPoint) ? (runtime.entryPoint(params.entryPoint as Address)?.version ?? "unsupported") : "unsupported";
+      }
+    } catch {
+      // an unparsable chainId counts as unsupported
+    }
+    options.metrics?.sponsorships.inc({ chain, entry_point: entryPoint, method, outcome });
   };
   try {
     const result = await run();
-    count(result.chainId, method === "stub" ? "stub" : "signed");
+    count(method === "stub" ? "stub" : "signed");
     return result;
   } catch (error) {
-    const chain = (() => {
-      try {
-        return parseChainId(params.chainId);
-      } catch {
-        return undefined;
-      }
-    })();
-    count(chain, error instanceof SponsorError ? error.reason : "error");
+    count(error instanceof SponsorError ? error.reason : "error");
     throw error;
   }
+}
+
+/**
+ * The delegate an EIP-7702 operation's marker initCode stands for: the one its authorization names, or, for an EOA
+ * that has delegated already, the one in its code. The EntryPoint hashes it into the userOpHash and
+ * FiatPaymasterV08 into its hash: a sponsorship is good for that delegate only. The authorization's signature is
+ * not checked: wallets sign it after the paymaster has (viem sends a placeholder signature to pm_getPaymaster*),
+ * and an authorization the EOA did not sign only means the EntryPoint finds another delegate, or none, and the
+ * operation fails validation without costing the deposit anything. Undefined for an operation without the marker.
+ */
+async function eip7702DelegateOf({ chain }: SponsorTarget, op: UserOperationInput): Promise<Address | undefined> {
+  if (!isEip7702Marker(op.factory)) return undefined;
+  const auth = op.eip7702Auth;
+  if (auth) {
+    if (auth.chainId !== 0 && auth.chainId !== chain.config.chainId) {
+      throw invalidParams(`userOp.eip7702Auth is for chain ${auth.chainId}, not ${chain.config.chainId}`, { field: "eip7702Auth.chainId" });
+    }
+    return auth.address;
+  }
+  let delegate: Address | undefined;
+  try {
+    delegate = await chain.delegateOf(op.sender);
+  } catch {
+    throw new SponsorError("unavailable", `chain ${chain.config.chainId}'s RPC does not answer; cannot read the sender's EIP-7702 delegate`);
+  }
+  if (!delegate) {
+    throw invalidParams(`userOp.factory is the EIP-7702 marker but the sender ${op.sender} has not delegated and userOp.eip7702Auth is missing`, { field: "eip7702Auth" });
+  }
+  return delegate;
 }
 
 /** The one sponsorship service both front doors call. */
@@ -135,16 +191,17 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
   };
 
   /** When the key's policy asks for it, the caller proves control of the sender (server/sponsorship/senderProof.ts). */
-  async function checkSenderProof(selected: SelectedPolicy, chain: ChainRuntime, op: UserOperationInput, context: unknown): Promise<void> {
+  async function checkSenderProof(selected: SelectedPolicy, { chain, entryPoint }: SponsorTarget, op: UserOperationInput, context: unknown): Promise<void> {
     const policy = selected.rules.senderProof;
     if (!policy) return;
-    await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: chain.config.paymaster, sender: op.sender, context, now: now() });
+    await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: entryPoint.paymaster, sender: op.sender, context, now: now() });
   }
 
-  function fields(chain: ChainRuntime, paymasterData: Hex, gas: { verification: bigint; postOp: bigint }): PaymasterFields {
+  function fields({ entryPoint }: SponsorTarget, paymasterData: Hex, gas: { verification: bigint; postOp: bigint }, paymasterSignature?: Hex): PaymasterFields {
     return {
-      paymaster: chain.config.paymaster,
+      paymaster: entryPoint.paymaster,
       paymasterData,
+      ...(paymasterSignature ? { paymasterSignature } : {}),
       paymasterVerificationGasLimit: gas.verification,
       paymasterPostOpGasLimit: gas.postOp,
       sponsor: options.sponsorIcon ? { name: options.sponsorName, icon: options.sponsorIcon } : { name: options.sponsorName },
@@ -157,10 +214,40 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
    * leaves. A replacement is signed with its hold's validUntil: asking again never stretches how long quota is
    * held.
    */
-  async function signAndHold(p: { chain: ChainRuntime; op: UserOperationInput; gas: PaymasterGas; caller: Caller; policy: SelectedPolicy; quote: Quote; maxChargeFen: bigint; maxCostWei: bigint }): Promise<Sponsorship> {
-    const { chain, op, gas, caller, policy, quote, maxChargeFen, maxCostWei } = p;
+  /** paymasterData (and for v0.9 paymasterSignature) signed for `op` in the window, and the userOpHash they give. */
+  async function signFor(target: SponsorTarget, op: UserOperationInput, window: { validUntil: number; validAfter: number }, eip7702Delegate: Address | undefined) {
+    const { chainId } = target.chain.config;
+    const { paymaster, address: entryPoint, version } = target.entryPoint;
+    if (version === "0.9") {
+      const paymasterData = encodePaymasterDataV09(window);
+      const userOpHash = userOperationHashV08V09({ version, userOperation: op, paymaster, paymasterData, chainId, entryPoint, eip7702Delegate });
+      const paymasterSignature = await options.signer.signHash(getPaymasterHashV09({ userOpHash, paymaster }));
+      return { paymasterData, paymasterSignature, userOpHash };
+    }
+    const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, ...window, eip7702Delegate });
+    const signature = await options.signer.signHash(`0x${hash.toString("hex")}`);
+    const paymasterData = encodePaymasterData({ ...window, signature });
+    const userOpHash =
+      version === "0.7"
+        ? userOperationHashV07({ userOperation: op, paymaster, paymasterData, chainId, entryPoint })
+        : userOperationHashV08V09({ version, userOperation: op, paymaster, paymasterData, chainId, entryPoint, eip7702Delegate });
+    return { paymasterData, paymasterSignature: undefined, userOpHash };
+  }
+
+  async function signAndHold(p: {
+    target: SponsorTarget;
+    op: UserOperationInput;
+    eip7702Delegate: Address | undefined;
+    gas: PaymasterGas;
+    caller: Caller;
+    policy: SelectedPolicy;
+    quote: Quote;
+    maxChargeFen: bigint;
+    maxCostWei: bigint;
+  }): Promise<Sponsorship> {
+    const { target, op, gas, caller, policy, quote, maxChargeFen, maxCostWei } = p;
     const validAfter = 0;
-    const { chainId, paymaster, entryPoint } = chain.config;
+    const { chainId } = target.chain.config;
     const account = op.sender.toLowerCase();
     // A replacement is signed with its hold's validUntil: asking again never stretches how long quota is held.
     // Optimistically: sign a fresh window; if an open hold for this nonce keeps an earlier one, the reservation
@@ -168,15 +255,13 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     let validUntilDate = new Date(now().getTime() + options.validSeconds * 1000);
     for (let attempt = 1; ; attempt++) {
       const validUntil = Math.floor(validUntilDate.getTime() / 1000);
-      const hash = paymasterHashBuffer({ userOperation: op, chainId, paymaster, entryPoint, validUntil, validAfter });
-      const signature = await options.signer.signHash(`0x${hash.toString("hex")}`);
-      const paymasterData = encodePaymasterData({ validUntil, validAfter, signature });
-      const userOpHash = userOperationHashV07({ userOperation: op, paymaster, paymasterData, chainId, entryPoint });
+      const { paymasterData, paymasterSignature, userOpHash } = await signFor(target, op, { validUntil, validAfter }, p.eip7702Delegate);
       // the hold commits before the signature leaves: a crash after this line can only over-reserve
       let hold;
       try {
         hold = await options.holds.reserve({
           chainId,
+          entryPoint: target.entryPoint.address.toLowerCase(),
           account,
           nonce: op.nonce,
           amountFen: maxChargeFen,
@@ -207,9 +292,9 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
         validUntilDate = error.validUntil;
         continue;
       }
-      if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId) }, Number(hold.addedFen));
+      if (hold.addedFen > 0n) options.metrics?.heldFen.inc({ chain: String(chainId), entry_point: target.entryPoint.version }, Number(hold.addedFen));
       return {
-        ...fields(chain, paymasterData, gas),
+        ...fields(target, paymasterData, gas, paymasterSignature),
         chainId,
         userOpHash,
         holdId: hold.holdId,
@@ -226,19 +311,21 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
       return measured(options, "stub", params, async () => {
         const policy = selectPolicy(caller.apiKey, params.context);
         checkOrigin(policy.rules, caller);
-        const chain = resolveChain(options.chains, params);
-        const op = parseUserOperation(params.userOp, { requireGas: false });
+        const target = resolveTarget(options.chains, params);
+        const { chain } = target;
+        const op = parseUserOperation(params.userOp, { requireGas: false, entryPointVersion: target.entryPoint.version });
         await checkRateLimits(options.rateLimiter, caller, op.sender);
-        await checkSenderProof(policy, chain, op, params.context);
+        await checkSenderProof(policy, target, op, params.context);
         // the fee is set before the stub is asked for (viem, permissionless); the gas limits are not yet
-        await Promise.all([op.maxFeePerGas > 0n ? checkFee(chain, op) : undefined, checkNonce(chain, op)]);
-        await checkDeposit(chain, options.deposits, options.recheckTimeoutMs);
+        await Promise.all([op.maxFeePerGas > 0n ? checkFee(chain, op) : undefined, checkNonce(target, op), eip7702DelegateOf(target, op)]);
+        await checkDeposit(target, options.deposits, options.recheckTimeoutMs);
         // every operation holds at least 1 fen: the smallest charge the final call could ask of the policy and quota
         // (both read at once; the policy's refusal is reported first, as the final call would)
         const [spent, refusal] = await Promise.all([
           spentInPolicyPeriods(options.db, caller.apiKey, policy, op.sender, now()),
           previewHoldRefusal(options.db, {
             chainId: chain.config.chainId,
+            entryPoint: target.entryPoint.address.toLowerCase(),
             account: op.sender.toLowerCase(),
             nonce: op.nonce,
             apiKeyId: caller.apiKey.id,
@@ -250,8 +337,11 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
         ]);
         checkPolicy(policy.rules, chain, op, 1n, spent, now());
         if (refusal) throw refusal;
-        const validUntil = Math.floor(now().getTime() / 1000) + options.validSeconds;
-        return { ...fields(chain, encodeStubPaymasterData({ validUntil, validAfter: 0 }), paymasterGas(chain, params.userOp)), chainId: chain.config.chainId };
+        // the stub has the final length and no more zero bytes than the final data (ERC-7677)
+        const window = { validUntil: Math.floor(now().getTime() / 1000) + options.validSeconds, validAfter: 0 };
+        const gas = paymasterGas(chain, params.userOp);
+        if (target.entryPoint.version === "0.9") return fields(target, encodePaymasterDataV09(window), gas, STUB_SIGNATURE);
+        return fields(target, encodeStubPaymasterData(window), gas);
       });
     },
 
@@ -260,15 +350,16 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
       return measured(options, "final", params, async () => {
         const policy = selectPolicy(caller.apiKey, params.context);
         checkOrigin(policy.rules, caller);
-        const chain = resolveChain(options.chains, params);
-        const parsed = parseUserOperation(params.userOp, { requireGas: true });
+        const target = resolveTarget(options.chains, params);
+        const { chain } = target;
+        const parsed = parseUserOperation(params.userOp, { requireGas: true, entryPointVersion: target.entryPoint.version });
         const gas = paymasterGas(chain, params.userOp);
         const op: UserOperationInput = { ...parsed, paymasterVerificationGasLimit: gas.verification, paymasterPostOpGasLimit: gas.postOp };
         await checkRateLimits(options.rateLimiter, caller, op.sender);
-        checkGas(chain, op);
-        await checkSenderProof(policy, chain, op, params.context);
-        await Promise.all([checkFee(chain, op), checkNonce(chain, op)]);
-        await checkDeposit(chain, options.deposits, options.recheckTimeoutMs);
+        checkGas(target, op);
+        await checkSenderProof(policy, target, op, params.context);
+        const [, , eip7702Delegate] = await Promise.all([checkFee(chain, op), checkNonce(target, op), eip7702DelegateOf(target, op)]);
+        await checkDeposit(target, options.deposits, options.recheckTimeoutMs);
         const quote = await chain.quote();
         // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
         const maxChargeFen = holdFen(op, quote) || 1n;
@@ -287,7 +378,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
           if (!answer.approved) throw new SponsorError("policy_rejected", answer.reason ?? "the approval webhook refused the operation", { rule: "approval_webhook" });
         }
 
-        return signAndHold({ chain, op, gas, caller, policy, quote, maxChargeFen, maxCostWei: maxGasCostWei(op) });
+        return signAndHold({ target, op, eip7702Delegate, gas, caller, policy, quote, maxChargeFen, maxCostWei: maxGasCostWei(op) });
       });
     },
   };

@@ -14,11 +14,13 @@
  *     their validUntil (+ grace): a pass that fails or falls behind releases nothing;
  *   - a reorg undoes settlements whose block changed (`unsettle:<id>` entries) and re-reads the range; the hold
  *     reopens, or merges into a newer open hold for the same nonce;
+ *   - one cursor per chain reads the events of every EntryPoint it serves (one eth_getLogs): a reorg is the
+ *     chain's, and settlements record their EntryPoint;
  *   - one event or undo that fails for a reason of its own (not an outage) is recorded in settlement_failures,
  *     alerted, retried every pass, and never stops the cursor. An outage (database or RPC) fails the pass, which
  *     the next tick repeats: every step is idempotent, so a crash anywhere repeats work without repeating money.
  */
-import { type Hex, type Log, RpcRequestError, getAbiItem } from "viem";
+import { type Address, type Hex, type Log, RpcRequestError, getAbiItem, getAddress, isAddressEqual } from "viem";
 import { entryPoint07Abi } from "viem/account-abstraction";
 import { type Database, type Queryable, isDatabaseUnavailable } from "../platform/db/database";
 import type { Logger } from "../platform/logger";
@@ -27,10 +29,13 @@ import { charge, chargeAvailable, hold, lockBalance, release, reverseCharge } fr
 import { findSignedOperation, lockHoldToSettle, markHoldSettled, releaseExpiredHolds, reopenHold } from "./holds";
 import { chargeFen } from "./pricing";
 import type { ChainRuntime } from "../chain/chainRuntime";
+import { ENTRY_POINT_V07 } from "../chain/addresses";
 
 export const userOperationEvent = getAbiItem({ abi: entryPoint07Abi, name: "UserOperationEvent" });
 
 export type UserOperationEventLog = {
+  /** The EntryPoint that emitted it (the log's address). */
+  entryPoint: Address;
   userOpHash: Hex;
   sender: string;
   nonce: bigint;
@@ -65,8 +70,8 @@ export async function settleEvent(tx: Queryable, chainId: number, event: UserOpe
   const { hold: holdRow, late } = signed ? await lockHoldToSettle(tx, chainId, signed) : { hold: undefined, late: false };
   const { rows: inserted } = await tx.query<{ id: bigint }>(
     `INSERT INTO settlements (chain_id, user_op_hash, hold_id, account, nonce, success, actual_gas_cost_wei, actual_gas_used,
-                              block_number, block_hash, transaction_hash, log_index, status)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'settled')
+                              block_number, block_hash, transaction_hash, log_index, status, entry_point)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'settled', $13)
      ON CONFLICT (chain_id, user_op_hash) WHERE status = 'settled' DO NOTHING
      RETURNING id`,
     [
@@ -82,6 +87,7 @@ export async function settleEvent(tx: Queryable, chainId: number, event: UserOpe
       event.blockHash.toLowerCase(),
       event.transactionHash.toLowerCase(),
       event.logIndex,
+      event.entryPoint.toLowerCase(),
     ],
   );
   const settlementId = inserted[0]?.id;
@@ -237,8 +243,23 @@ export async function settleChain(db: Database, chain: ChainRuntime, options: Se
   return result;
 }
 
+/**
+ * Our paymasters' UserOperationEvents in the range, from every EntryPoint the chain serves, in one eth_getLogs:
+ * the event is the same in v0.7, v0.8 and v0.9. A log counts only when its EntryPoint is the one its paymaster
+ * serves (a paymaster validates for its own EntryPoint only, so nothing else can occur; checked anyway).
+ */
 async function readEvents(chain: ChainRuntime, fromBlock: bigint, toBlock: bigint) {
-  return chain.client.getLogs({ address: chain.config.entryPoint, event: userOperationEvent, args: { paymaster: chain.config.paymaster }, fromBlock, toBlock });
+  const logs = await chain.client.getLogs({
+    address: chain.entryPoints.map((ep) => ep.address),
+    event: userOperationEvent,
+    args: { paymaster: chain.entryPoints.map((ep) => ep.paymaster) },
+    fromBlock,
+    toBlock,
+  });
+  return logs.filter((log) => {
+    const ep = chain.entryPoint(log.address);
+    return ep !== undefined && log.args.paymaster !== undefined && isAddressEqual(log.args.paymaster, ep.paymaster);
+  });
 }
 
 /** Stores the cursor at `blockNumber` with its hash and timestamp (the chain time holds expire by). */
@@ -398,6 +419,7 @@ function shortMessage(error: unknown): string {
 function toEvent(log: Log<bigint, number, false, typeof userOperationEvent>): UserOperationEventLog {
   const args = log.args as { userOpHash: Hex; sender: string; nonce: bigint; success: boolean; actualGasCost: bigint; actualGasUsed: bigint };
   return {
+    entryPoint: getAddress(log.address),
     userOpHash: args.userOpHash,
     sender: args.sender,
     nonce: args.nonce,
@@ -413,6 +435,8 @@ function toEvent(log: Log<bigint, number, false, typeof userOperationEvent>): Us
 
 function fromJson(e: Record<string, string | number | boolean>): UserOperationEventLog {
   return {
+    // failures recorded before other EntryPoints were served are v0.7's
+    entryPoint: typeof e.entryPoint === "string" ? getAddress(e.entryPoint) : ENTRY_POINT_V07,
     userOpHash: e.userOpHash as Hex,
     sender: String(e.sender),
     nonce: BigInt(e.nonce as string),

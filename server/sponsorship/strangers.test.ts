@@ -195,7 +195,7 @@ describeWithDatabases("strangers with an API key", (db) => {
     const greedyTip = await call(stack, { op: userOp(sender, { ...gas, maxFeePerGas: gas.maxFeePerGas + 4n * tip, maxPriorityFeePerGas: 4n * tip }, 0n), ip: "203.0.113.60" });
     assert.equal(greedyTip.error?.code, SPONSOR_ERROR_CODES.fee_too_high, JSON.stringify(greedyTip));
     assert.equal(greedyTip.error!.data?.field, "maxPriorityFeePerGas");
-    const needed = preVerificationGasNeeded({ sender, nonce: 1n << 64n, callData: "0x", signature: "0x" }, stack.chain.paymaster);
+    const needed = preVerificationGasNeeded({ sender, nonce: 1n << 64n, callData: "0x", signature: "0x" }, { paymaster: stack.chain.paymaster, version: "0.7" });
     const padded = await call(stack, { op: userOp(sender, { ...gas, preVerificationGas: 3n * needed }, 1n), ip: "203.0.113.60" });
     assert.equal(padded.error?.code, SPONSOR_ERROR_CODES.gas_cap_exceeded, JSON.stringify(padded));
     assert.equal(padded.error!.data?.field, "preVerificationGas");

@@ -1,13 +1,20 @@
 /**
- * A v0.7 UserOperation as JSON-RPC sends it (ERC-7769 / ERC-7677: quantities as hex strings), parsed into
- * typed fields. Every problem is named (`userOp.callGasLimit: …`); nothing here throws anything but SponsorError.
+ * A v0.7 / v0.8 / v0.9 UserOperation as JSON-RPC sends it (ERC-7769 / ERC-7677: quantities as hex strings), parsed
+ * into typed fields. Every problem is named (`userOp.callGasLimit: …`); nothing here throws anything but
+ * SponsorError. From v0.8 on, an EIP-7702 EOA's operation may carry the initCode marker (`factory` "0x7702") and
+ * its authorization (`eip7702Auth`, as alto takes it).
  */
 import type { Address, Hex } from "viem";
+import type { EntryPointVersion } from "../chain/addresses";
+import { isEip7702Marker } from "./signing/paymasterData";
 import { CHECKSUM_MESSAGE, addressProblem, checksummed } from "../schemas/primitives";
 import { invalidParams } from "./errors";
 import type { SponsoredUserOperation } from "./signing/paymasterData";
 
-export type UserOperationInput = SponsoredUserOperation & { signature: Hex };
+/** An EIP-7702 authorization as the bundler RPC carries it (alto's `eip7702Auth`). */
+export type Eip7702Auth = { address: Address; chainId: number; nonce: number; r: Hex; s: Hex; yParity: number };
+
+export type UserOperationInput = SponsoredUserOperation & { signature: Hex; eip7702Auth?: Eip7702Auth };
 
 const MAX_UINT256 = 2n ** 256n - 1n;
 const MAX_UINT128 = 2n ** 128n - 1n;
@@ -55,12 +62,13 @@ function describe(value: unknown): string {
  * Parses the userOp parameter. `requireGas`: the final request must carry every gas field; a stub request may
  * leave them out (wallets ask for the stub before estimating), and they count as 0.
  */
-export function parseUserOperation(input: unknown, options: { requireGas: boolean }): UserOperationInput {
+export function parseUserOperation(input: unknown, options: { requireGas: boolean; entryPointVersion?: EntryPointVersion }): UserOperationInput {
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw invalidParams("userOp must be an object");
   const op = input as Record<string, unknown>;
   if ("initCode" in op || ("paymasterAndData" in op && !("paymaster" in op))) {
-    throw invalidParams("userOp is in the EntryPoint v0.6 format (initCode / paymasterAndData); only v0.7 UserOperations are sponsored");
+    throw invalidParams("userOp is in the EntryPoint v0.6 format (initCode / paymasterAndData); only v0.7, v0.8 and v0.9 UserOperations are sponsored");
   }
+  const version = options.entryPointVersion ?? "0.7";
   const values = {} as Record<(typeof QUANTITY_FIELDS)[number], bigint>;
   for (const field of QUANTITY_FIELDS) {
     const raw = op[field];
@@ -72,7 +80,17 @@ export function parseUserOperation(input: unknown, options: { requireGas: boolea
     values[field] = quantity(raw, field, field === "nonce" ? MAX_UINT256 : MAX_UINT128);
   }
   const factoryRaw = op.factory;
-  const factory = factoryRaw === undefined || factoryRaw === null || factoryRaw === "0x" ? undefined : addressField(factoryRaw, "factory");
+  const marker = typeof factoryRaw === "string" && isEip7702Marker(factoryRaw as Hex);
+  if (marker && version === "0.7") {
+    throw invalidParams("userOp.factory is the EIP-7702 marker 0x7702, which EntryPoint v0.7 does not know: send EIP-7702 operations to EntryPoint v0.8 or v0.9", { field: "factory" });
+  }
+  const factory =
+    factoryRaw === undefined || factoryRaw === null || factoryRaw === "0x" ? undefined : marker ? ((factoryRaw as string).toLowerCase() as Address) : addressField(factoryRaw, "factory");
+  const eip7702Auth = op.eip7702Auth === undefined || op.eip7702Auth === null ? undefined : parseEip7702Auth(op.eip7702Auth);
+  if (eip7702Auth && version === "0.7") throw invalidParams("userOp.eip7702Auth: EntryPoint v0.7 does not serve EIP-7702 accounts; use v0.8 or v0.9", { field: "eip7702Auth" });
+  if (eip7702Auth && !marker) {
+    throw invalidParams("userOp.eip7702Auth is set but userOp.factory is not the 0x7702 marker: without it the EntryPoint would not bind the delegate", { field: "eip7702Auth" });
+  }
   const factoryData = op.factoryData === undefined || op.factoryData === null ? undefined : bytes(op.factoryData, "factoryData", MAX_CALL_DATA_BYTES);
   if (factoryData && factoryData !== "0x" && !factory) throw invalidParams("userOp.factoryData is set but userOp.factory is not", { field: "factoryData" });
   if (op.sender === undefined) throw invalidParams("userOp.sender is required", { field: "sender" });
@@ -92,6 +110,35 @@ export function parseUserOperation(input: unknown, options: { requireGas: boolea
     paymasterVerificationGasLimit: 0n,
     paymasterPostOpGasLimit: 0n,
     signature: op.signature === undefined || op.signature === null ? "0x" : bytes(op.signature, "signature", 4096),
+    ...(eip7702Auth ? { eip7702Auth } : {}),
+  };
+}
+
+/** `eip7702Auth`: { address, chainId, nonce, r, s, yParity } (quantities hex, as alto and viem send them). */
+function parseEip7702Auth(value: unknown): Eip7702Auth {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalidParams(`userOp.eip7702Auth must be an object: got ${describe(value)}`, { field: "eip7702Auth" });
+  const auth = value as Record<string, unknown>;
+  const word = (field: "r" | "s"): Hex => {
+    const raw = auth[field];
+    if (typeof raw !== "string" || !/^0x[0-9a-fA-F]{1,64}$/.test(raw)) {
+      throw invalidParams(`userOp.eip7702Auth.${field} must be a 32-byte hex value: got ${describe(raw)}`, { field: `eip7702Auth.${field}` });
+    }
+    return `0x${raw.slice(2).padStart(64, "0").toLowerCase()}`;
+  };
+  const small = (field: "chainId" | "nonce" | "yParity", max: bigint): number => {
+    const raw = auth[field] ?? (field === "yParity" ? auth.v : undefined);
+    const n = typeof raw === "number" && Number.isSafeInteger(raw) && raw >= 0 ? BigInt(raw) : typeof raw === "string" && /^0x[0-9a-fA-F]{1,64}$/.test(raw) ? BigInt(raw) : undefined;
+    if (n === undefined || n > max) throw invalidParams(`userOp.eip7702Auth.${field} must be a hex quantity of at most ${max}: got ${describe(raw)}`, { field: `eip7702Auth.${field}` });
+    return Number(n);
+  };
+  const address = auth.address ?? auth.contractAddress;
+  return {
+    address: addressField(address, "eip7702Auth.address"),
+    chainId: small("chainId", BigInt(Number.MAX_SAFE_INTEGER)),
+    nonce: small("nonce", BigInt(Number.MAX_SAFE_INTEGER)),
+    r: word("r"),
+    s: word("s"),
+    yParity: small("yParity", 1n),
   };
 }
 

@@ -101,7 +101,8 @@ async function overview(bucket: "hour" | "day" = "hour"): Promise<void> {
     return el(
       "div",
       { className: "tile" },
-      el("h3", {}, `${String(c.name)} (${String(c.chainId)})`),
+      // one tile per (chain, EntryPoint): each EntryPoint has its own paymaster, deposit and holds
+      el("h3", {}, `${String(c.name)} (${String(c.chainId)}) · EntryPoint v${String(c.entryPointVersion)}`),
       ...(c.lowDeposit || !c.healthy ? [el("p", { className: "warn", role: "alert" }, `Low deposit: ${String(c.reason ?? "deposit − open holds is below the threshold")}`)] : []),
       el("p", {}, `Deposit ${eth(deposit.depositWei)}; open holds ${String(deposit.openHolds)} (${eth(deposit.outstandingWei)})`),
       el("p", {}, `Stake ${stake ? `${eth(stake.stakeWei)}, ${stake.staked ? "staked" : "not staked"}, unstake delay ${String(stake.unstakeDelaySec)} s` : "—"}`),

@@ -7,7 +7,9 @@
  */
 import path from "node:path";
 import { type Address, type Hex, keccak256 as viemKeccak256 } from "viem";
-import type { SponsoredUserOperation } from "./paymasterData";
+import { getUserOperationHash } from "viem/account-abstraction";
+import type { EntryPointVersion } from "../../chain/addresses";
+import { STUB_SIGNATURE, type SponsoredUserOperation, initCodeForHash } from "./paymasterData";
 
 /** The `keccak` package's native sponge. Its public API wraps each hash in a stream object; this skips that. */
 type KeccakState = { initialize(rate: number, capacity: number): void; absorb(data: Buffer): void; squeeze(bytes: number): Buffer };
@@ -52,12 +54,24 @@ function writeUint128Pair(target: Buffer, offset: number, high: bigint, low: big
   writeUint(target, offset, low, 16);
 }
 
-function initCode(op: SponsoredUserOperation): Buffer {
+function initCode(op: SponsoredUserOperation, eip7702Delegate?: Address): Buffer {
+  if (eip7702Delegate) return hexBuffer(initCodeForHash(op, eip7702Delegate));
   return op.factory ? Buffer.concat([hexBuffer(op.factory), hexBuffer(op.factoryData ?? "0x")]) : Buffer.alloc(0);
 }
 
-/** FiatPaymaster.getHash, as getPaymasterHash computes it (13 words, abi.encode). */
-export function paymasterHashBuffer(p: { userOperation: SponsoredUserOperation; chainId: number; paymaster: Address; entryPoint: Address; validUntil: number; validAfter: number }): Buffer {
+/**
+ * FiatPaymaster.getHash (v0.7) and FiatPaymasterV08.getHash, as getPaymasterHash computes them (13 words,
+ * abi.encode); for v0.8 a 0x7702 marker initCode is hashed as `eip7702Delegate` ‖ factoryData.
+ */
+export function paymasterHashBuffer(p: {
+  userOperation: SponsoredUserOperation;
+  chainId: number;
+  paymaster: Address;
+  entryPoint: Address;
+  validUntil: number;
+  validAfter: number;
+  eip7702Delegate?: Address;
+}): Buffer {
   const op = p.userOperation;
   const words = Buffer.alloc(13 * 32);
   writeUint(words, 0, BigInt(p.chainId));
@@ -65,7 +79,7 @@ export function paymasterHashBuffer(p: { userOperation: SponsoredUserOperation; 
   writeAddress(words, 64, p.entryPoint);
   writeAddress(words, 96, op.sender);
   writeUint(words, 128, op.nonce);
-  keccak256Buffer(initCode(op)).copy(words, 160);
+  keccak256Buffer(initCode(op, p.eip7702Delegate)).copy(words, 160);
   keccak256Buffer(hexBuffer(op.callData)).copy(words, 192);
   writeUint128Pair(words, 224, op.verificationGasLimit, op.callGasLimit);
   writeUint128Pair(words, 256, op.paymasterVerificationGasLimit, op.paymasterPostOpGasLimit);
@@ -98,4 +112,35 @@ export function userOperationHashV07(p: { userOperation: SponsoredUserOperation;
   writeAddress(outer, 32, p.entryPoint);
   writeUint(outer, 64, BigInt(p.chainId));
   return `0x${keccak256Buffer(outer).toString("hex")}`;
+}
+
+/**
+ * The userOpHash of EntryPoint v0.8 / v0.9: the EIP-712 hash of the packed operation (domain ERC4337, version 1,
+ * the chain, the EntryPoint), through viem. A 0x7702 marker initCode is hashed with the sender's delegate; for
+ * v0.9 the paymasterSignature is outside the hash, which covers only its magic (so the hash is the same before
+ * and after the paymaster signs).
+ */
+export function userOperationHashV08V09(p: {
+  version: Exclude<EntryPointVersion, "0.7">;
+  userOperation: SponsoredUserOperation;
+  paymaster: Address;
+  paymasterData: Hex;
+  chainId: number;
+  entryPoint: Address;
+  eip7702Delegate?: Address;
+}): Hex {
+  const op = p.userOperation;
+  return getUserOperationHash({
+    chainId: p.chainId,
+    entryPointAddress: p.entryPoint,
+    entryPointVersion: p.version,
+    userOperation: {
+      ...op,
+      paymaster: p.paymaster,
+      paymasterData: p.paymasterData,
+      ...(p.version === "0.9" ? { paymasterSignature: STUB_SIGNATURE } : {}),
+      ...(p.eip7702Delegate ? { authorization: { address: p.eip7702Delegate, chainId: p.chainId, nonce: 0, r: "0x0", s: "0x0", yParity: 0 } } : {}),
+      signature: "0x",
+    },
+  });
 }
