@@ -4,8 +4,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createPublicClient, http } from "viem";
-import { ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07 } from "../server/chain/addresses";
+import { type Address, createPublicClient, http } from "viem";
+import {
+  ENTRY_POINT_V07,
+  ENTRY_POINT_V08,
+  ENTRY_POINT_V09,
+  SIMPLE_7702_ACCOUNT_V08,
+  SIMPLE_7702_ACCOUNT_V09,
+  SIMPLE_ACCOUNT_FACTORY_V07,
+  SIMPLE_ACCOUNT_FACTORY_V08,
+} from "../server/chain/addresses";
 import { freePort } from "../devtools/chain/anvil";
 import { readPaymasterStatus } from "../server/chain/operator";
 import { waitForOutput } from "../devtools/testing/childOutput";
@@ -65,12 +73,19 @@ describe("npm start: the local stack", () => {
     assert.equal(status.deposit, 10n * 10n ** 18n);
     assert.equal(status.stake, 10n ** 18n);
     assert.equal(status.staked, true);
-    for (const address of [ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07]) {
+    for (const address of [ENTRY_POINT_V07, SIMPLE_ACCOUNT_FACTORY_V07, ENTRY_POINT_V08, SIMPLE_ACCOUNT_FACTORY_V08, SIMPLE_7702_ACCOUNT_V08, ENTRY_POINT_V09, SIMPLE_7702_ACCOUNT_V09]) {
       assert.notEqual(await client.getCode({ address }), undefined, `${address} has code`);
+    }
+    for (const [version, file] of [["0.8", "31337-ep0.8.json"], ["0.9", "31337-ep0.9.json"]] as const) {
+      const record = JSON.parse(readFileSync(path.join(deploymentsDir, file), "utf8")) as { paymaster: Address; entryPointVersion: string };
+      assert.equal(record.entryPointVersion, version);
+      assert.ok(output.includes(record.paymaster), `the v${version} paymaster is printed`);
+      const v = await readPaymasterStatus(client, record.paymaster);
+      assert.deepEqual([v.signers.length, v.deposit, v.stake, v.staked], [1, 10n * 10n ** 18n, 10n ** 18n, true]);
     }
   });
 
-  it("runs the alto bundler on the chain: the printed bundler URL serves the canonical EntryPoint", async () => {
+  it("runs the alto bundler on the chain: the printed bundler URL serves the three canonical EntryPoints", async () => {
     const bundlerUrl = /bundler \(alto\)\s+(http:\/\/\S+)/.exec(output)?.[1];
     assert.equal(bundlerUrl, `http://127.0.0.1:${bundlerPort}`);
     const res = await fetch(bundlerUrl, {
@@ -78,7 +93,7 @@ describe("npm start: the local stack", () => {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_supportedEntryPoints", params: [] }),
     });
-    assert.deepEqual(((await res.json()) as { result: unknown }).result, [ENTRY_POINT_V07]);
+    assert.deepEqual(((await res.json()) as { result: unknown }).result, [ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09]);
   });
 
   it("runs the server on PGlite against the gateway simulator: a top-up order gets a QR code from the simulator", async () => {

@@ -138,7 +138,7 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
     await dashboard.getByText("The admin token was refused.").waitFor();
     await dashboard.getByLabel("Admin token").fill(adminToken);
     await dashboard.getByRole("button", { name: "Sign in" }).click();
-    await dashboard.getByRole("heading", { name: "anvil (31337)" }).waitFor();
+    await dashboard.getByRole("heading", { name: "anvil (31337) · EntryPoint v0.7" }).waitFor();
     await dashboard.getByText(/^Deposit \d+\.\d{6} ETH; open holds 0/).waitFor();
     await dashboard.getByText(/^Stake 1\.000000 ETH, staked/).waitFor();
     assert.equal(await dashboard.locator(".warn").count(), 0, "no low-deposit warning");
@@ -221,6 +221,37 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
       allowed.server.close();
       other.server.close();
     }
+  });
+
+  it("the DApp's account picker: an EIP-7702 EOA on EntryPoint v0.8, then the same EOA on v0.9, each lands a sponsored operation and is settled", async () => {
+    const admin = { authorization: `Bearer ${adminToken}`, "content-type": "application/json" };
+    const dapp = await context.newPage();
+    const errors = watchErrors(dapp);
+    await dapp.goto(`${serverUrl}/dapp`);
+    const simple = (await dapp.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent())!;
+    await dapp.getByLabel("Account type").selectOption("7702-0.8");
+    await dapp.waitForLoadState("load");
+    const eoa = (await dapp.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent())!;
+    assert.notEqual(eoa, simple, "the EOA itself is the account");
+    const credit = await fetch(`${serverUrl}/admin/adjustments`, { method: "POST", headers: admin, body: JSON.stringify({ account: eoa, amountFen: 1000, reason: "7702 demo test" }) });
+    assert.equal(credit.status, 201, await credit.text());
+    for (const type of ["7702-0.8", "7702-0.9"]) {
+      if (type !== "7702-0.8") {
+        await dapp.getByLabel("Account type").selectOption(type);
+        await dapp.waitForLoadState("load");
+        assert.equal(await dapp.locator("#address").filter({ hasText: /^0x[0-9a-fA-F]{40}$/ }).textContent(), eoa, "the same EOA on another EntryPoint");
+      }
+      await dapp.locator("#quota").filter({ hasText: /available, ¥0\.00 held/ }).waitFor({ timeout: 10_000 });
+      await dapp.getByRole("button", { name: "Send a sponsored UserOperation" }).click();
+      // settled, or the page's alert says why not
+      await dapp.locator("#status:has-text('Settled'), #error:visible").first().waitFor({ timeout: 60_000 });
+      assert.equal(await dapp.locator("#error").isVisible(), false, `${type}: ${await dapp.locator("#error").textContent()}`);
+      assert.match((await dapp.locator("#charged").textContent())!, /^¥\d+\.\d\d$/);
+      await dapp.locator("#eth").filter({ hasText: "0 ETH" }).waitFor();
+    }
+    await screenshot(dapp, "dapp-7702");
+    assert.deepEqual(errors, []);
+    assert.deepEqual(await accessibilityProblems(dapp), []);
   });
 
   /** The demo API key, as the sandbox's public configuration offers it to the demo DApp. */

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { toSimpleSmartAccount } from "permissionless/accounts";
 import { type Abi, type Address, type Hex, type LocalAccount, encodeFunctionData, getAddress, http, size } from "viem";
-import { type SmartAccount, createBundlerClient, createPaymasterClient, toSimple7702SmartAccount } from "viem/account-abstraction";
+import { type SmartAccount, createBundlerClient, createPaymasterClient, formatUserOperationRequest, toSimple7702SmartAccount } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { createApiKey, rpcErrorOf } from "../../devtools/testing/sponsorClients";
@@ -19,6 +19,7 @@ import { ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09, type EntryPointVersi
 import { checkLedger, getBalance } from "../ledger/ledger";
 import { SPONSOR_ERROR_CODES } from "./errors";
 import { chargeFen } from "./pricing";
+import { preVerificationGasNeeded } from "./preVerificationGas";
 import { settleChain } from "./settlement";
 import { PAYMASTER_SIGNATURE_MAGIC, STUB_SIGNATURE } from "./signing/paymasterData";
 
@@ -212,6 +213,66 @@ describeWithDatabases("EntryPoint v0.8 (EIP-7702) and v0.9 (parallel signing) be
         (e: unknown) => rpcErrorOf(e),
       );
     assert.equal(error.code, SPONSOR_ERROR_CODES.policy_rejected, error.message);
+  });
+
+  it("v0.9 parallel signing with proof of control: the account signs over the stub's paymasterData first, the server checks that signature and keeps the window, the operation lands", async () => {
+    const proofKey = await createApiKey(stack, { allowedTargets: [counter.address], senderProof: { account: true, maxValiditySeconds: 600 } }, "proof of control");
+    const eoa = privateKeyToAccount(generatePrivateKey());
+    const account = await toSimple7702SmartAccount({ client: stack.chain.client, owner: eoa, entryPoint: "0.9" });
+    await stack.fund(account.address, FUND_FEN);
+    const chainId = stack.chain.anvil.chainId;
+    const authorization = await eoa.signAuthorization!({ chainId, address: account.authorization.address, nonce: 0 });
+    const block = await stack.chain.client.getBlock();
+    const base = {
+      sender: account.address,
+      nonce: await account.getNonce(),
+      factory: "0x7702" as Hex,
+      factoryData: "0x" as Hex,
+      callData: await account.encodeCalls([increment()]),
+      callGasLimit: 100_000n,
+      verificationGasLimit: 150_000n,
+      preVerificationGas: 0n,
+      maxFeePerGas: (block.baseFeePerGas ?? 0n) + 1_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+      authorization,
+      signature: "0x" as Hex,
+    };
+    const pvg = preVerificationGasNeeded({ ...base, eip7702Auth: authorization }, { paymaster: stack.chain.paymasters["0.9"], version: "0.9" });
+    const op = { ...base, preVerificationGas: (pvg * 12n) / 10n };
+    const hexChain = hex(BigInt(chainId));
+    const stub = await rpc("pm_getPaymasterStubData", [formatUserOperationRequest(op), ENTRY_POINT_V09, hexChain, {}], proofKey);
+    assert.equal(stub.error, undefined, "the stub leaves the proof to the final call");
+    const withStub = {
+      ...op,
+      paymaster: stub.result!.paymaster as Address,
+      paymasterVerificationGasLimit: BigInt(stub.result!.paymasterVerificationGasLimit!),
+      paymasterPostOpGasLimit: BigInt(stub.result!.paymasterPostOpGasLimit!),
+      paymasterData: stub.result!.paymasterData!,
+      paymasterSignature: stub.result!.paymasterSignature!,
+    };
+    // the account signs before the paymaster has: v0.9's userOpHash covers paymasterData, not paymasterSignature
+    const signed = { ...withStub, signature: await account.signUserOperation({ ...withStub, chainId }) };
+
+    const missing = await rpc("pm_getPaymasterData", [formatUserOperationRequest(withStub), ENTRY_POINT_V09, hexChain, {}], proofKey);
+    assert.equal(missing.error?.data?.rule, "sender_proof_missing", JSON.stringify(missing.error));
+    const stranger = await toSimple7702SmartAccount({ client: stack.chain.client, owner: privateKeyToAccount(generatePrivateKey()), entryPoint: "0.9" });
+    const forged = { ...withStub, signature: await stranger.signUserOperation({ ...withStub, sender: account.address, chainId } as never) };
+    const rejected = await rpc("pm_getPaymasterData", [formatUserOperationRequest(forged), ENTRY_POINT_V09, hexChain, {}], proofKey);
+    assert.equal(rejected.error?.data?.rule, "sender_proof_rejected", JSON.stringify(rejected.error));
+
+    const final = await rpc("pm_getPaymasterData", [formatUserOperationRequest(signed), ENTRY_POINT_V09, hexChain, {}], proofKey);
+    assert.equal(final.error, undefined, JSON.stringify(final.error));
+    assert.equal(final.result!.paymasterData, stub.result!.paymasterData, "the stub's window is kept: the account's signature stays valid");
+    const bundler = createBundlerClient({ client: stack.chain.client, transport: http(stack.alto!.url), pollingInterval: 100 });
+    const hash = (await bundler.request({
+      method: "eth_sendUserOperation",
+      params: [formatUserOperationRequest({ ...signed, paymasterSignature: final.result!.paymasterSignature! }), ENTRY_POINT_V09],
+    })) as Hex;
+    const receipt = await bundler.waitForUserOperationReceipt({ hash, timeout: 30_000 });
+    assert.equal(receipt.success, true);
+    assert.equal(await count(account.address), 1n);
+    await settleChain(db(), runtime());
+    assert.equal((await getBalance(db(), account.address)).heldFen, 0n);
   });
 
   it("the admin API shows each (chain, EntryPoint) with its paymaster and deposit; /v1/config lists the EntryPoints", async () => {

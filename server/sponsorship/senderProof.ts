@@ -12,6 +12,11 @@
  *     deployed, the owner key for accounts without ERC-1271 that expose `owner()` (SimpleAccount v0.7), ecrecover
  *     for an EOA (EIP-7702).
  * Verified proofs are remembered until they expire, so a wallet's repeated requests cost one check.
+ *
+ * On EntryPoint v0.9 the paymaster's signature is outside the userOpHash, so the account can sign first: with
+ * `account: true`, a final request without context.senderProof may instead carry the account's signature of the
+ * operation (userOp.signature, over the userOpHash with the stub's paymasterData), checked the same way
+ * (`isSignedBySender`, called by the service).
  */
 import { type Address, type Hex, type PublicClient, hashTypedData, isAddressEqual, parseAbi, recoverAddress } from "viem";
 import { SponsorError } from "./errors";
@@ -103,6 +108,16 @@ export function createSenderProofVerifier(client: PublicClient): SenderProofVeri
     if (verified.size >= MAX_CACHED) verified.clear();
     verified.set(cacheKey, validUntil);
   };
+}
+
+/**
+ * Whether `signature` is the sender's over `hash`, as signedBySender judges a proof: for EntryPoint v0.9, whose
+ * userOpHash does not cover the paymaster's signature, the account's own signature of the operation proves control
+ * (the account signs the raw userOpHash: SimpleAccount 0.8+, Simple7702Account). Throws unavailable on an outage.
+ */
+export async function isSignedBySender(client: PublicClient, sender: Address, hash: Hex, signature: Hex): Promise<boolean> {
+  const recovered = signature.length === 132 ? await recoverAddress({ hash, signature }).catch(() => undefined) : undefined;
+  return signedBySender(client, sender, hash, signature, recovered);
 }
 
 /** ERC-1271 / ERC-6492 / EOA through viem's universal check; then, for accounts without ERC-1271, their owner(). */

@@ -42,7 +42,7 @@ import { SponsorError, invalidParams } from "./errors";
 import { type SelectedPolicy, selectPolicy } from "./context";
 import { HoldWindowConflict, type HoldReserver, previewHoldRefusal, spentInPolicyPeriods } from "./holds";
 import { type Quote, holdFen, maxGasCostWei } from "./pricing";
-import { type SenderProofVerifier, createSenderProofVerifier } from "./senderProof";
+import { type SenderProofVerifier, createSenderProofVerifier, isSignedBySender } from "./senderProof";
 import { paymasterHashBuffer, userOperationHashV07, userOperationHashV08V09 } from "./signing/hashing";
 import {
   STUB_SIGNATURE,
@@ -190,11 +190,63 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     return verifier;
   };
 
-  /** When the key's policy asks for it, the caller proves control of the sender (server/sponsorship/senderProof.ts). */
-  async function checkSenderProof(selected: SelectedPolicy, { chain, entryPoint }: SponsorTarget, op: UserOperationInput, context: unknown): Promise<void> {
+  /**
+   * When the key's policy asks for it, the caller proves control of the sender (server/sponsorship/senderProof.ts):
+   * with context.senderProof, or — EntryPoint v0.9, a policy that accepts the sender's own signature — with the
+   * account's signature of the operation itself (`accountSigned`: the final call, over the userOpHash with the
+   * stub's window; the stub call leaves that proof to the final one).
+   */
+  async function checkSenderProof(
+    selected: SelectedPolicy,
+    target: SponsorTarget,
+    op: UserOperationInput,
+    context: unknown,
+    accountSigned?: { window: { validUntil: number; validAfter: number } | undefined; eip7702Delegate: Address | undefined },
+  ): Promise<void> {
     const policy = selected.rules.senderProof;
     if (!policy) return;
+    const { chain, entryPoint } = target;
+    const hasContextProof = typeof context === "object" && context !== null && (context as Record<string, unknown>).senderProof !== undefined;
+    if (!hasContextProof && policy.account && entryPoint.version === "0.9") {
+      if (!accountSigned) return; // the stub, or before the delegate is known: checked with the account's signature
+      if (!accountSigned.window || op.signature === "0x") {
+        throw new SponsorError(
+          "policy_rejected",
+          "this API key sponsors only senders whose control is proven: pass context.senderProof, or (EntryPoint v0.9) sign the operation with the paymasterData pm_getPaymasterStubData returned and send that signature",
+          { rule: "sender_proof_missing" },
+        );
+      }
+      const userOpHash = userOperationHashV08V09({
+        version: "0.9",
+        userOperation: op,
+        paymaster: entryPoint.paymaster,
+        paymasterData: encodePaymasterDataV09(accountSigned.window),
+        chainId: chain.config.chainId,
+        entryPoint: entryPoint.address,
+        eip7702Delegate: accountSigned.eip7702Delegate,
+      });
+      if (!(await isSignedBySender(chain.requestClient, op.sender, userOpHash, op.signature))) {
+        throw new SponsorError("policy_rejected", `userOp.signature is not the sender ${op.sender}'s signature of this operation (userOpHash ${userOpHash})`, { rule: "sender_proof_rejected" });
+      }
+      return;
+    }
+    if (accountSigned) return; // the context proof was checked on the first call
     await proofVerifier(chain)({ policy, chainId: chain.config.chainId, paymaster: entryPoint.paymaster, sender: op.sender, context, now: now() });
+  }
+
+  /**
+   * v0.9: the window of the paymasterData the request carries (the stub's), when it is one this server would sign
+   * now — so an account that signed in parallel, over the stub's paymasterData, keeps a valid signature.
+   */
+  function requestedWindowV09(target: SponsorTarget, raw: unknown): { validUntil: number; validAfter: number } | undefined {
+    if (target.entryPoint.version !== "0.9") return undefined;
+    const data = (raw as Record<string, unknown>).paymasterData;
+    if (typeof data !== "string" || !/^0x[0-9a-fA-F]{24}$/.test(data)) return undefined;
+    const validUntil = Number.parseInt(data.slice(2, 14), 16);
+    const validAfter = Number.parseInt(data.slice(14, 26), 16);
+    const nowMs = now().getTime();
+    if (validAfter !== 0 || validUntil * 1000 - nowMs < MIN_USEFUL_WINDOW_MS || validUntil * 1000 > nowMs + options.validSeconds * 1000) return undefined;
+    return { validUntil, validAfter };
   }
 
   function fields({ entryPoint }: SponsorTarget, paymasterData: Hex, gas: { verification: bigint; postOp: bigint }, paymasterSignature?: Hex): PaymasterFields {
@@ -244,6 +296,8 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     quote: Quote;
     maxChargeFen: bigint;
     maxCostWei: bigint;
+    /** v0.9: the stub's window, which the account may have signed over already. */
+    requestedValidUntil?: number;
   }): Promise<Sponsorship> {
     const { target, op, gas, caller, policy, quote, maxChargeFen, maxCostWei } = p;
     const validAfter = 0;
@@ -252,7 +306,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
     // A replacement is signed with its hold's validUntil: asking again never stretches how long quota is held.
     // Optimistically: sign a fresh window; if an open hold for this nonce keeps an earlier one, the reservation
     // answers HoldWindowConflict and the operation is signed again with that window (only replacements pay).
-    let validUntilDate = new Date(now().getTime() + options.validSeconds * 1000);
+    let validUntilDate = p.requestedValidUntil !== undefined ? new Date(p.requestedValidUntil * 1000) : new Date(now().getTime() + options.validSeconds * 1000);
     for (let attempt = 1; ; attempt++) {
       const validUntil = Math.floor(validUntilDate.getTime() / 1000);
       const { paymasterData, paymasterSignature, userOpHash } = await signFor(target, op, { validUntil, validAfter }, p.eip7702Delegate);
@@ -357,8 +411,11 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
         const op: UserOperationInput = { ...parsed, paymasterVerificationGasLimit: gas.verification, paymasterPostOpGasLimit: gas.postOp };
         await checkRateLimits(options.rateLimiter, caller, op.sender);
         checkGas(target, op);
+        // context.senderProof is checked before any RPC call; v0.9's account signature needs the 7702 delegate first
         await checkSenderProof(policy, target, op, params.context);
+        const window = requestedWindowV09(target, params.userOp);
         const [, , eip7702Delegate] = await Promise.all([checkFee(chain, op), checkNonce(target, op), eip7702DelegateOf(target, op)]);
+        await checkSenderProof(policy, target, op, params.context, { window, eip7702Delegate });
         await checkDeposit(target, options.deposits, options.recheckTimeoutMs);
         const quote = await chain.quote();
         // a free operation (a zero fee) still holds 1 fen, so every signature has a hold behind it
@@ -378,7 +435,7 @@ export function createSponsorService(options: SponsorServiceOptions): SponsorSer
           if (!answer.approved) throw new SponsorError("policy_rejected", answer.reason ?? "the approval webhook refused the operation", { rule: "approval_webhook" });
         }
 
-        return signAndHold({ target, op, eip7702Delegate, gas, caller, policy, quote, maxChargeFen, maxCostWei: maxGasCostWei(op) });
+        return signAndHold({ target, op, eip7702Delegate, gas, caller, policy, quote, maxChargeFen, maxCostWei: maxGasCostWei(op), requestedValidUntil: window?.validUntil });
       });
     },
   };

@@ -1,6 +1,8 @@
 /**
- * The demo DApp: a SimpleAccount whose owner key lives in this browser (localStorage), sending UserOperations
- * through the bundler with permissionless, sponsored by our ERC-7677 endpoint — exactly what a DApp would do.
+ * The demo DApp: a smart account whose owner key lives in this browser (localStorage), sending UserOperations
+ * through the bundler with permissionless, sponsored by our ERC-7677 endpoint — exactly what a DApp would do. The
+ * account type is the user's pick: SimpleAccount on EntryPoint v0.7 or v0.8, or the owner key's own address as an
+ * EIP-7702 EOA delegating to Simple7702Account on v0.8 or v0.9 (its first operation signs the authorization).
  * It reads the chain, bundler and demo API key from /v1/config, which offers them only in sandbox mode.
  *
  * The page talks to the paymaster server it was served from, or to the one `?server=` names: a real DApp lives on
@@ -9,14 +11,35 @@
  */
 import { createSmartAccountClient } from "permissionless";
 import { toSimpleSmartAccount } from "permissionless/accounts";
-import { type Hex, createPublicClient, defineChain, formatEther, http } from "viem";
-import { createPaymasterClient, entryPoint07Address } from "viem/account-abstraction";
+import { type Address, type Hex, type PublicClient, type SignedAuthorization, createPublicClient, defineChain, formatEther, http } from "viem";
+import { type SmartAccount, createPaymasterClient, entryPoint07Address, entryPoint08Address, toSimple7702SmartAccount } from "viem/account-abstraction";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type AccountView, type PublicConfig, yuan } from "./api";
 import { describeRpcFailure } from "./rpcError";
 
 const KEY_STORAGE = "fiat-paymaster-demo-owner-key";
+const TYPE_STORAGE = "fiat-paymaster-demo-account-type";
 const FACTORY = "0x91E60e0613810449d098b0b5Ec8b51A0FE8c8985";
+
+type AccountType = "simple-0.7" | "simple-0.8" | "7702-0.8" | "7702-0.9";
+const ACCOUNT_TYPES: Record<AccountType, { version: "0.7" | "0.8" | "0.9"; eip7702: boolean }> = {
+  "simple-0.7": { version: "0.7", eip7702: false },
+  "simple-0.8": { version: "0.8", eip7702: false },
+  "7702-0.8": { version: "0.8", eip7702: true },
+  "7702-0.9": { version: "0.9", eip7702: true },
+};
+
+function accountType(): AccountType {
+  const stored = localStorage.getItem(TYPE_STORAGE);
+  return stored && stored in ACCOUNT_TYPES ? (stored as AccountType) : "simple-0.7";
+}
+
+async function makeAccount(client: PublicClient, type: AccountType, key: Hex): Promise<SmartAccount> {
+  const owner = privateKeyToAccount(key);
+  if (type === "7702-0.8" || type === "7702-0.9") return toSimple7702SmartAccount({ client, owner, entryPoint: ACCOUNT_TYPES[type].version as "0.8" | "0.9" });
+  if (type === "simple-0.8") return (await toSimpleSmartAccount({ client, owner, entryPoint: { address: entryPoint08Address, version: "0.8" } })) as unknown as SmartAccount;
+  return (await toSimpleSmartAccount({ client, owner, entryPoint: { address: entryPoint07Address, version: "0.7" }, factoryAddress: FACTORY })) as unknown as SmartAccount;
+}
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
 /** The paymaster server: ?server=<http(s) origin>, else the origin this page came from. */
@@ -57,7 +80,17 @@ async function main(): Promise<void> {
   }
   const chain = defineChain({ id: chainConfig.chainId, name: chainConfig.name, nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 }, rpcUrls: { default: { http: [chainConfig.rpcUrl] } } });
   const client = createPublicClient({ chain, transport: http(chainConfig.rpcUrl), pollingInterval: 250 });
-  const account = await toSimpleSmartAccount({ client, owner: privateKeyToAccount(ownerKey()), entryPoint: { address: entryPoint07Address, version: "0.7" }, factoryAddress: FACTORY });
+  const type = accountType();
+  const picker = $<HTMLSelectElement>("account-type");
+  const served = new Set((chainConfig.entryPoints ?? []).map((ep) => ep.version));
+  for (const option of picker.options) option.disabled = !served.has(ACCOUNT_TYPES[option.value as AccountType].version);
+  picker.value = type;
+  picker.addEventListener("change", () => {
+    localStorage.setItem(TYPE_STORAGE, picker.value);
+    location.reload();
+  });
+  const key = ownerKey();
+  const account = await makeAccount(client as PublicClient, type, key);
   $("address").textContent = account.address;
   $<HTMLAnchorElement>("checkout-link").href = `${server}/checkout?account=${account.address}`;
 
@@ -88,7 +121,22 @@ async function main(): Promise<void> {
       status.textContent = "Asking the paymaster and sending through the bundler…";
       // the account view shows amounts, kinds and times: a charge newer than this one is the settlement
       const newest = (await refresh()).entries[0]?.createdAt ?? "";
-      const hash = await smartAccountClient.sendUserOperation({ calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }] });
+      // an EOA that does not delegate to this account type's implementation yet (not at all, or to another
+      // EntryPoint's) signs its EIP-7702 authorization first; it rides with the operation and its 0x7702 marker
+      const delegate = (account as { authorization?: { address: Address } }).authorization?.address;
+      let authorization: SignedAuthorization | undefined;
+      if (ACCOUNT_TYPES[type].eip7702 && delegate) {
+        const code = await client.getCode({ address: account.address });
+        const current = code?.toLowerCase().startsWith("0xef0100") ? `0x${code.slice(8)}` : undefined;
+        if (current?.toLowerCase() !== delegate.toLowerCase()) {
+          const eoa = privateKeyToAccount(key);
+          authorization = await eoa.signAuthorization({ chainId: chainConfig.chainId, address: delegate, nonce: await client.getTransactionCount({ address: eoa.address }) });
+        }
+      }
+      const hash = await smartAccountClient.sendUserOperation({
+        calls: [{ to: "0x000000000000000000000000000000000000dEaD", value: 0n, data: "0x" }],
+        ...(authorization ? { authorization, factory: "0x7702", factoryData: "0x" } : {}),
+      });
       $("result").hidden = false;
       $("user-op-hash").textContent = hash;
       $("charged").textContent = "waiting for settlement…";
