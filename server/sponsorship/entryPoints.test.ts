@@ -290,4 +290,24 @@ describeWithDatabases("EntryPoint v0.8 (EIP-7702) and v0.9 (parallel signing) be
       (["0.7", "0.8", "0.9"] as const).map((version) => ({ version, entryPoint: ENTRY_POINT[version], paymaster: stack.chain.paymasters[version] })),
     );
   });
+  // last: the reverted chain leaves alto's executor nonce behind
+  it("a reorg that drops a v0.8 operation's block undoes its settlement (recorded with its EntryPoint) and holds its worst case again", async () => {
+    const account = await toSimpleSmartAccount({ client: stack.chain.client, owner: privateKeyToAccount(generatePrivateKey()), entryPoint: { address: ENTRY_POINT_V08, version: "0.8" } });
+    await stack.fund(account.address, FUND_FEN);
+    const rpcCall = (method: string, params: unknown[] = []) => stack.chain.client.request({ method, params } as never) as Promise<unknown>;
+    const snapshot = await rpcCall("evm_snapshot");
+    const receipt = await landAndSettle(account, "0.8");
+    const settled = await getBalance(db(), account.address);
+    await rpcCall("evm_revert", [snapshot]);
+    await rpcCall("anvil_mine", ["0x3"]);
+    const pass = await settleChain(db(), runtime());
+    assert.equal(pass.reorged, 1);
+    const { rows } = await db().query<{ status: string; entry_point: string }>("SELECT status, entry_point FROM settlements WHERE user_op_hash = $1", [receipt.userOpHash.toLowerCase()]);
+    assert.deepEqual(rows, [{ status: "reorged", entry_point: ENTRY_POINT_V08.toLowerCase() }]);
+    const reopened = await getBalance(db(), account.address);
+    assert.ok(reopened.heldFen > 0n, "the hold is open again");
+    assert.equal(reopened.availableFen + reopened.heldFen, FUND_FEN, "the charge is undone");
+    assert.ok(settled.availableFen < FUND_FEN);
+    assert.deepEqual((await checkLedger(db())).mismatches, []);
+  });
 });
