@@ -138,9 +138,12 @@ describe("the local stack in a browser: DApp → checkout → payer page → spo
     await dashboard.getByText("The admin token was refused.").waitFor();
     await dashboard.getByLabel("Admin token").fill(adminToken);
     await dashboard.getByRole("button", { name: "Sign in" }).click();
-    await dashboard.getByRole("heading", { name: "anvil (31337) · EntryPoint v0.7" }).waitFor();
-    await dashboard.getByText(/^Deposit \d+\.\d{6} ETH; open holds 0/).waitFor();
-    await dashboard.getByText(/^Stake 1\.000000 ETH, staked/).waitFor();
+    // a tile per (chain, EntryPoint): the local stack serves v0.7, v0.8 and v0.9, each with its own paymaster and deposit
+    for (const version of ["0.7", "0.8", "0.9"]) {
+      const tile = dashboard.locator(".tile").filter({ has: dashboard.getByRole("heading", { name: `anvil (31337) · EntryPoint v${version}` }) });
+      await tile.getByText(/^Deposit \d+\.\d{6} ETH; open holds 0/).waitFor();
+      await tile.getByText(/^Stake 1\.000000 ETH, staked/).waitFor();
+    }
     assert.equal(await dashboard.locator(".warn").count(), 0, "no low-deposit warning");
     await screenshot(dashboard, "dashboard-1-overview");
     await dashboard.getByRole("button", { name: "Per day (30 days)" }).click();
