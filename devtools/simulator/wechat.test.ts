@@ -158,7 +158,7 @@ describe("WeChat simulator: notifications", () => {
     const results = env.merchant.callbacks.slice(before).map((c) => c.result);
     assert.equal(results.length, 2);
     assert.ok(results.some((r) => !r.ok && r.code === "bad_signature"));
-    assert.ok(results.some((r) => r.ok && r.notification.orderId === orderId));
+    assert.ok(results.some((r) => r.ok && r.kind !== "refund" && r.notification.orderId === orderId));
   });
 
   it("reorder fault: notifications held in the window all arrive", async () => {
@@ -191,7 +191,7 @@ async function startSandbox(sandbox: WechatSandbox): Promise<Sandbox> {
   const merchant: Sandbox["merchant"] = {
     callbacks: [],
     failNext: 0,
-    callbacksFor: (orderId) => merchant.callbacks.filter((c) => c.result.ok && c.result.notification.orderId === orderId),
+    callbacksFor: (orderId) => merchant.callbacks.filter((c) => c.result.ok && c.result.kind !== "refund" && c.result.notification.orderId === orderId),
   };
   const app = express();
   app.use(simulator.router);

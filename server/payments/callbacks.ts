@@ -3,8 +3,9 @@ import { type Worker, every } from "../platform/every";
 import type { Logger } from "../platform/logger";
 import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway } from "./gateway";
 import { type CreditOutcome, creditPaidOrder } from "./orders";
+import { type RefundNotificationOutcome, applyRefundNotification } from "./refunds";
 
-export type CallbackOutcome = Exclude<CreditOutcome, "unknown_order" | "amount_mismatch"> | CallbackRejectionCode;
+export type CallbackOutcome = Exclude<CreditOutcome, "unknown_order" | "amount_mismatch"> | CallbackRejectionCode | RefundNotificationOutcome;
 
 export type CallbackResult = { outcome: CallbackOutcome; orderId?: string; reply: CallbackReply };
 
@@ -15,7 +16,9 @@ const AUTHENTIC_REJECTIONS = new Set<CallbackRejectionCode>(["merchant_mismatch"
  * Outcomes we acknowledge as success so the gateway stops retrying: the notification was authentic and there is
  * nothing more it could ever make us do. Everything else is answered with the gateway's failure reply.
  */
-const ACKNOWLEDGED = new Set<CallbackOutcome>(["credited", "already_credited", "not_paid", "not_a_payment"]);
+const ACKNOWLEDGED = new Set<CallbackOutcome>(["credited", "already_credited", "not_paid", "not_a_payment", "refund_updated", "refund_already_final", "refund_unknown"]);
+/** Refund notifications: authentic, acknowledged, never a credit. */
+const REFUND_OUTCOMES = new Set<CallbackOutcome>(["refund_updated", "refund_already_final", "refund_unknown"]);
 
 type AuditRecord = {
   provider: string;
@@ -46,7 +49,13 @@ function auditedCallback(record: AuditRecord): { headers: unknown; rawBody: stri
 
 /** Whether the callback's signature checked out (authentic callbacks are kept in full and for good). */
 export function isAuthentic(outcome: CallbackOutcome): boolean {
-  return outcome === "credited" || outcome === "already_credited" || outcome === "not_paid" || AUTHENTIC_REJECTIONS.has(outcome as CallbackRejectionCode);
+  return (
+    outcome === "credited" ||
+    outcome === "already_credited" ||
+    outcome === "not_paid" ||
+    REFUND_OUTCOMES.has(outcome) ||
+    AUTHENTIC_REJECTIONS.has(outcome as CallbackRejectionCode)
+  );
 }
 
 /**
@@ -97,6 +106,13 @@ export async function handlePaymentCallback(db: Database, gateway: PaymentGatewa
       callback,
     });
     return reply(gateway, { outcome: verification.code }, verification.detail);
+  }
+  if (verification.kind === "refund") {
+    const r = verification.refund;
+    const { outcome, refund } = await applyRefundNotification(db, provider, r);
+    const detail = `${r.gatewayStatus} for refund ${r.refundId ?? "(not ours)"}${refund ? `: now ${refund.status}` : ""}`;
+    await storeCallback(db, { provider, orderId: r.orderId, outcome, verified: true, detail, callback, payload: r.payload });
+    return reply(gateway, { outcome, orderId: r.orderId });
   }
 
   const n = verification.notification;

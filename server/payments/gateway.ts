@@ -68,8 +68,13 @@ export type RefundRequest = {
 };
 
 export type RefundState =
-  | { status: "succeeded"; gatewayRefundNo?: string }
-  | { status: "pending"; gatewayRefundNo?: string }
+  | { status: "succeeded"; gatewayRefundNo?: string; succeededAt?: Date }
+  /**
+   * Not final yet. `gatewayStatus` names why when it is worth showing: WeChat `ABNORMAL` (the payer's bank refused
+   * the money; it waits in the merchant platform to be re-routed), `NOT_ENOUGH` (the merchant's balance is short:
+   * the same refund id is retried later).
+   */
+  | { status: "pending"; gatewayRefundNo?: string; gatewayStatus?: string }
   | { status: "failed"; reason: string }
   | { status: "not_found" };
 
@@ -103,9 +108,62 @@ export type CallbackRejectionCode =
   | "not_paid"
   | "not_a_payment"; // e.g. a refund notification: acknowledged, nothing credited
 
+/**
+ * A refund notification whose signature and merchant ids checked out: WeChat `REFUND.SUCCESS` / `REFUND.ABNORMAL` /
+ * `REFUND.CLOSED`; Alipay's notification on the payment notify_url carrying `refund_fee` / `gmt_refund` (a partial
+ * refund, trade still TRADE_SUCCESS) or `TRADE_CLOSED` after a full refund. It never credits anything.
+ */
+export type VerifiedRefundNotification = {
+  orderId: string;
+  /** Our refund id (WeChat out_refund_no, Alipay out_biz_no); absent for a refund made elsewhere (the merchant console). */
+  refundId?: string;
+  /** What the refund has become; `succeeded` carries the gateway's refund number and time when it gives them. */
+  state: Exclude<RefundState, { status: "not_found" }>;
+  /** The gateway's own status word (SUCCESS, ABNORMAL, CLOSED, TRADE_SUCCESS, TRADE_CLOSED), for the audit record. */
+  gatewayStatus: string;
+  /** This refund's amount, when the notification says (WeChat); Alipay gives the trade's refunded total instead. */
+  amountFen?: bigint;
+  /** Alipay `refund_fee`: all refunded on the trade so far. */
+  tradeRefundedFen?: bigint;
+  payload: unknown;
+};
+
 export type VerifyCallbackResult =
-  | { ok: true; notification: VerifiedPaymentNotification }
+  | { ok: true; kind?: "payment"; notification: VerifiedPaymentNotification }
+  | { ok: true; kind: "refund"; refund: VerifiedRefundNotification }
   | { ok: false; code: CallbackRejectionCode; detail: string };
+
+// ---- Bills ---------------------------------------------------------------------------------------------
+
+/**
+ * One line of a gateway's daily bill, in fen. A payment is keyed by our order id, a refund by our refund id (a
+ * refund made in the merchant console has the gateway's number only). Fees are in thousandths of a fen: WeChat
+ * gives them to 5 decimals of a yuan.
+ */
+export type BillEntry =
+  | { kind: "payment"; orderId: string; gatewayTradeNo: string; amountFen: bigint; feeMilliFen: bigint; at: Date }
+  | { kind: "refund"; orderId: string; refundId?: string; gatewayRefundNo: string; amountFen: bigint; feeMilliFen: bigint; at: Date };
+
+/** The bill's own summary rows; a bill whose lines do not add up to them is refused when read. */
+export type BillSummary = { paymentCount: number; paymentFen: bigint; refundCount: number; refundFen: bigint; feeMilliFen: bigint };
+
+/** What moved through the merchant's account that day (WeChat's fund-flow bill): income and expense totals. */
+export type FundFlowSummary = { incomeCount: number; incomeFen: bigint; expenseCount: number; expenseFen: bigint };
+
+/** A gateway's bill for one Beijing-time calendar day (the gateways' day), downloaded, integrity-checked and parsed. */
+export type GatewayBill = {
+  provider: Provider;
+  /** YYYY-MM-DD, China Standard Time. */
+  date: string;
+  entries: BillEntry[];
+  summary: BillSummary;
+  fundFlow?: FundFlowSummary;
+  /** For the audit: the files read and the hash the gateway gave for them (WeChat hash_value). */
+  source: { files: string[]; hash?: string };
+};
+
+/** `not_ready`: the gateway has not produced that day's bill yet (WeChat STATEMENT_CREATING, a day not over). */
+export type BillDownload = { status: "ready"; bill: GatewayBill } | { status: "not_ready"; detail: string };
 
 /** The HTTP reply the gateway expects. */
 export type CallbackReply = { status: number; contentType: string; body: string };
@@ -138,6 +196,12 @@ export interface PaymentGateway {
   /** Starts (or repeats, same refundId) a refund. */
   refund(request: RefundRequest): Promise<RefundState>;
   queryRefund(orderId: string, refundId: string): Promise<RefundState>;
+  /**
+   * The bill for `date` (YYYY-MM-DD, Beijing time): Alipay's trade bill (a zip of CSV), WeChat's trade bill
+   * (bill_type ALL) with its fund-flow bill, each checked (WeChat hash_value) and parsed. A day without trades is
+   * a ready bill with no entries.
+   */
+  downloadBill(date: string): Promise<BillDownload>;
   /** Verifies signature (and timestamp, decryption), then our merchant ids. No database access. */
   verifyCallback(callback: IncomingCallback): Promise<VerifyCallbackResult>;
   /** What to answer a callback we processed (or had already processed). */

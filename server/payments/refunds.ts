@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { type Database, type Queryable, sqlState } from "../platform/db/database";
 import { debitRefund, lockBalance, reverseRefund } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
-import type { PaymentGateway, Provider, RefundState } from "./gateway";
+import type { PaymentGateway, Provider, RefundState, VerifiedRefundNotification } from "./gateway";
 import { addRefundedFen } from "./orders";
 
 export type RefundStatus = "requested" | "succeeded" | "failed";
@@ -15,6 +15,10 @@ export type Refund = {
   status: RefundStatus;
   gatewayRefundNo: string | null;
   failureReason: string | null;
+  /** The gateway's word when it is worth showing: ABNORMAL (WeChat: the payer's bank refused), NOT_ENOUGH (merchant balance short). */
+  gatewayStatus: string | null;
+  /** When the money left, by the gateway's clock. */
+  succeededAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 };
@@ -28,11 +32,13 @@ export type RefundRow = {
   status: RefundStatus;
   gateway_refund_no: string | null;
   failure_reason: string | null;
+  gateway_status: string | null;
+  succeeded_at: Date | null;
   created_at: Date;
   updated_at: Date;
 };
 
-export const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, created_at, updated_at";
+export const REFUND_COLUMNS = "id, order_id, account, amount_fen, status, gateway_refund_no, failure_reason, gateway_status, succeeded_at, created_at, updated_at";
 
 export const toRefund = (r: RefundRow): Refund => ({
   id: r.id,
@@ -42,6 +48,8 @@ export const toRefund = (r: RefundRow): Refund => ({
   status: r.status,
   gatewayRefundNo: r.gateway_refund_no,
   failureReason: r.failure_reason,
+  gatewayStatus: r.gateway_status,
+  succeededAt: r.succeeded_at,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -139,12 +147,14 @@ export async function settleRefund(deps: RefundsDeps, refund: Refund): Promise<R
   return recordRefundState(deps.db, refund, state);
 }
 
+/** Records what the gateway said of a requested refund: final states once (a refund already final is left alone). */
 async function recordRefundState(db: Database, refund: Refund, state: RefundState): Promise<Refund> {
   if (state.status === "succeeded") {
     const { rows } = await db.query<RefundRow>(
-      `UPDATE refunds SET status = 'succeeded', gateway_refund_no = COALESCE($2, gateway_refund_no), updated_at = now()
+      `UPDATE refunds SET status = 'succeeded', gateway_refund_no = COALESCE($2, gateway_refund_no), succeeded_at = COALESCE($3, now()),
+              gateway_status = NULL, updated_at = now()
         WHERE id = $1 AND status = 'requested' RETURNING ${REFUND_COLUMNS}`,
-      [refund.id, state.gatewayRefundNo ?? null],
+      [refund.id, state.gatewayRefundNo ?? null, state.succeededAt ?? null],
     );
     return rows[0] ? toRefund(rows[0]) : getRefund(db, refund.id);
   }
@@ -161,10 +171,34 @@ async function recordRefundState(db: Database, refund: Refund, state: RefundStat
       return toRefund(rows[0]);
     });
   }
-  if (state.status === "pending" && state.gatewayRefundNo) {
-    await db.query("UPDATE refunds SET gateway_refund_no = $2, updated_at = now() WHERE id = $1", [refund.id, state.gatewayRefundNo]);
+  if (state.status === "pending" && (state.gatewayRefundNo || state.gatewayStatus !== undefined)) {
+    await db.query(
+      `UPDATE refunds SET gateway_refund_no = COALESCE($2, gateway_refund_no), gateway_status = $3, updated_at = now()
+        WHERE id = $1 AND status = 'requested'`,
+      [refund.id, state.gatewayRefundNo ?? null, state.gatewayStatus ?? null],
+    );
   }
   return getRefund(db, refund.id);
+}
+
+export type RefundNotificationOutcome = "refund_updated" | "refund_already_final" | "refund_unknown";
+
+/**
+ * Applies a verified refund notification at once (polling would find the same later): a refund of ours becomes
+ * what the gateway says. A notification of a refund we do not have (made in the merchant console, or for another
+ * order) changes nothing and is kept for the audit; the daily reconciliation lists it.
+ */
+export async function applyRefundNotification(db: Database, provider: Provider, n: VerifiedRefundNotification): Promise<{ outcome: RefundNotificationOutcome; refund?: Refund }> {
+  if (!n.refundId) return { outcome: "refund_unknown" };
+  const { rows } = await db.query<RefundRow & { provider: Provider }>(
+    `SELECT ${REFUND_COLUMNS.split(", ").map((c) => `r.${c}`).join(", ")}, o.provider FROM refunds r JOIN orders o ON o.id = r.order_id WHERE r.id = $1`,
+    [n.refundId],
+  );
+  const row = rows[0];
+  if (!row || row.order_id !== n.orderId || row.provider !== provider) return { outcome: "refund_unknown" };
+  const refund = toRefund(row);
+  if (refund.status !== "requested") return { outcome: "refund_already_final", refund };
+  return { outcome: "refund_updated", refund: await recordRefundState(db, refund, n.state) };
 }
 
 /** Refunds the gateway has not confirmed yet, oldest first. */

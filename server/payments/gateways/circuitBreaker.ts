@@ -14,8 +14,8 @@ export type ResilienceOptions = {
   onStateChange?: (provider: string, state: "open" | "halfOpen" | "close") => void;
 };
 
-type Outbound = "createPayment" | "queryTrade" | "closeTrade" | "refund" | "queryRefund";
-const OUTBOUND: Outbound[] = ["createPayment", "queryTrade", "closeTrade", "refund", "queryRefund"];
+type Outbound = "createPayment" | "queryTrade" | "closeTrade" | "refund" | "queryRefund" | "downloadBill";
+const OUTBOUND: Outbound[] = ["createPayment", "queryTrade", "closeTrade", "refund", "queryRefund", "downloadBill"];
 
 /**
  * Wraps a gateway's outbound calls in one circuit breaker with a timeout, so a slow or failing gateway makes

@@ -318,7 +318,7 @@ async function startSandbox(options: { sandbox: WechatSandbox; mode: PlatformMod
     gateway,
     merchant: {
       callbacks,
-      callbacksFor: (orderId) => callbacks.filter((c) => c.result.ok && c.result.notification.orderId === orderId),
+      callbacksFor: (orderId) => callbacks.filter((c) => c.result.ok && c.result.kind !== "refund" && c.result.notification.orderId === orderId),
     },
     async close() {
       simulator.notifier.close();
@@ -395,6 +395,7 @@ function breakGcmTag(body: string): string {
 
 function assertAccepted(result: VerifyCallbackResult): VerifiedPaymentNotification {
   if (!result.ok) assert.fail(`expected acceptance, got ${result.code}: ${result.detail}`);
+  if (result.kind === "refund") assert.fail("expected a payment notification, got a refund notification");
   return result.notification;
 }
 

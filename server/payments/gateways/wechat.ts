@@ -172,6 +172,8 @@ export function createWechatGateway(config: WechatGatewayConfig): PaymentGateway
       return refundStateFrom(parseResponse(refundSchema, output, "refund query"), orderId, refundId);
     },
 
+    downloadBill: () => Promise.reject(new GatewayError("WeChat Pay bill download: not built yet (issue 13 in progress)", "wechat")),
+
     async verifyCallback(callback: IncomingCallback): Promise<VerifyCallbackResult> {
       return verifyNotification(callback, { platformKeys, apiV3Key, appId: config.appId, mchId: config.mchId });
     },
