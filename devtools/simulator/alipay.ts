@@ -16,7 +16,7 @@ import { createSign, createVerify, generateKeyPairSync, randomBytes, randomInt }
 import express, { type Request, type Response, Router } from "express";
 import { formatBeijingTime, formatYuan, parseBeijingTime, parseYuan } from "../../server/payments/gateways/alipay";
 import { ALIPAY_RETRY_SCHEDULE_MS, type Notification, NotificationDispatcher, type NotificationFaults } from "./notifier";
-import type { ProviderSimulator, SimulatedTrade } from "./types";
+import type { BillFault, ProviderSimulator, SimulatedTrade, SimulatorClock } from "./types";
 
 export const ALIPAY_GATEWAY_PATH = "/alipay/gateway.do";
 export const ALIPAY_PAYER_PATH = "/payer/alipay";
@@ -31,6 +31,8 @@ export type AlipaySandbox = {
 };
 
 export type AlipaySimulatorOptions = {
+  /** Business time (see SimulatorClock); default the real clock. */
+  clock?: SimulatorClock;
   sandbox: AlipaySandbox;
   /** Where payers and merchants reach the simulator; QR payloads point at `${publicUrl}/payer/alipay/<id>`. */
   publicUrl: string;
@@ -182,6 +184,10 @@ class AlipaySimulator implements ProviderSimulator {
     const trade = this.openedByPayer(orderId);
     if (trade.status === "paid") throw new Error(`Alipay trade ${orderId} cannot be cancelled: it is paid`);
     trade.status = "closed";
+  }
+
+  injectBillFault(_fault: BillFault): Promise<void> {
+    return Promise.reject(new Error("Alipay simulator bills: not built yet (issue 13 in progress)"));
   }
 
   trade(orderId: string): SimulatedTrade | undefined {

@@ -15,7 +15,7 @@ import type { SandboxFile } from "../../server/config/sandbox";
 import type { Provider } from "../../server/payments/gateway";
 import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "./alipay";
 import type { NotificationFaults } from "./notifier";
-import type { ProviderSimulator } from "./types";
+import type { BillFault, ProviderSimulator, SimulatorClock } from "./types";
 import { type WechatSandbox, createWechatSimulator, generateWechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
 
 export type SimulatorOptions = {
@@ -28,6 +28,8 @@ export type SimulatorOptions = {
   wechatSignWith?: "certificate" | "publicKey";
   /** Reuse these identities (e.g. loaded from a sandbox folder) instead of generating new keys. */
   sandbox?: { alipay: AlipaySandbox; wechat: WechatSandbox };
+  /** Business time (trades, payments, refunds, bill days); default the real clock. Signatures always use real time. */
+  clock?: SimulatorClock;
   /** The merchant's registered WeChat H5 and OAuth domains (hostnames); default 127.0.0.1 and localhost. */
   wechatRegisteredDomains?: readonly string[];
 };
@@ -52,7 +54,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const { port } = server.address() as AddressInfo;
   const url = `http://${options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1"}:${port}`;
 
-  const common = { publicUrl: url, timeScale: options.timeScale, faults: options.faults };
+  const common = { publicUrl: url, timeScale: options.timeScale, faults: options.faults, clock: options.clock };
   const simulators: Record<Provider, ProviderSimulator> = {
     alipay: createAlipaySimulator({ sandbox: sandbox.alipay, ...common }),
     wechat: createWechatSimulator({ sandbox: sandbox.wechat, ...common, signWith: options.wechatSignWith, registeredDomains: options.wechatRegisteredDomains }),
@@ -104,6 +106,16 @@ export function writeSandboxDir(dir: string, simulator: Simulator): void {
   writeFileSync(path.join(dir, "simulator-keys.json"), `${JSON.stringify(simulator.sandbox, null, 2)}\n`, { mode: 0o600 });
 }
 
+function readBillFault(body: unknown): BillFault | undefined {
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (typeof b.orderId !== "string" || b.orderId === "") return undefined;
+  if (b.kind === "silent_payment" || b.kind === "amount_off_by_one_fen") return { kind: b.kind, orderId: b.orderId };
+  if (b.kind === "console_refund" && (typeof b.amountFen === "number" || typeof b.amountFen === "string") && /^[1-9]\d*$/.test(String(b.amountFen))) {
+    return { kind: "console_refund", orderId: b.orderId, amountFen: BigInt(b.amountFen) };
+  }
+  return undefined;
+}
+
 function controlRouter(simulators: Record<Provider, ProviderSimulator>): express.Router {
   const router = express.Router();
   const pick = (provider: string): ProviderSimulator | undefined => (provider === "alipay" || provider === "wechat" ? simulators[provider] : undefined);
@@ -135,6 +147,22 @@ function controlRouter(simulators: Record<Provider, ProviderSimulator>): express
     }
     simulator.notifier.setFaults((req.body ?? {}) as NotificationFaults);
     res.json(simulator.notifier.getFaults());
+  });
+
+  // a difference in the bills: {"kind":"silent_payment"|"amount_off_by_one_fen","orderId"} or {"kind":"console_refund","orderId","amountFen"}
+  router.post("/sim/:provider/bill-faults", express.json(), async (req, res) => {
+    const simulator = pick(req.params.provider);
+    const fault = readBillFault(req.body);
+    if (!simulator || !fault) {
+      res.status(simulator ? 400 : 404).json({ error: simulator ? "body must be a bill fault: kind silent_payment, amount_off_by_one_fen or console_refund" : "unknown provider" });
+      return;
+    }
+    try {
+      await simulator.injectBillFault(fault);
+      res.json({ ok: true });
+    } catch (error) {
+      res.status(409).json({ error: (error as Error).message });
+    }
   });
 
   router.get("/sim/:provider/deliveries", (req, res) => {

@@ -15,7 +15,7 @@ import forge from "node-forge";
 import { z } from "zod";
 import { toWechatTime, type WechatGatewayConfig } from "../../server/payments/gateways/wechat";
 import { type NotificationFaults, NotificationDispatcher, WECHAT_RETRY_SCHEDULE_MS } from "./notifier";
-import type { ProviderSimulator, SimulatedTrade } from "./types";
+import type { BillFault, ProviderSimulator, SimulatedTrade, SimulatorClock } from "./types";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Sandbox identity.
@@ -193,6 +193,8 @@ export function tamperWithCiphertext(body: string): string {
 // The simulator.
 
 export type WechatSimulatorOptions = {
+  /** Business time (see SimulatorClock); default the real clock. */
+  clock?: SimulatorClock;
   sandbox: WechatSandbox;
   /** Where payers reach this simulator: each code_url is `${publicUrl}/payer/wechat/<out_trade_no>`. */
   publicUrl: string;
@@ -247,6 +249,7 @@ export function createWechatSimulator(options: WechatSimulatorOptions): Provider
     pay: async (orderId) => book.pay(orderId),
     cancel: async (orderId) => book.cancel(orderId),
     trade: (orderId) => book.snapshot(orderId),
+    injectBillFault: (_fault: BillFault) => Promise.reject(new Error("WeChat Pay simulator bills: not built yet (issue 13 in progress)")),
   };
 }
 
