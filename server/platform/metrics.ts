@@ -53,6 +53,20 @@ export function createMetrics() {
     depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain", "entry_point"], registers: [registry] }),
     outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
     depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    reconciliationDifferences: new Gauge({
+      name: "fiat_paymaster_reconciliation_differences",
+      help: "Daily reconciliation differences still open (found by their day's latest run, not acted on), by scope and kind (alert above 0)",
+      labelNames: ["scope", "kind"],
+      registers: [registry],
+    }),
+    reconciliationTiesOut: new Gauge({ name: "fiat_paymaster_reconciliation_ties_out", help: "1 when the scope's latest reconciled day tied out, 0 when it has differences", labelNames: ["scope"], registers: [registry] }),
+    reconciliationLastDay: new Gauge({
+      name: "fiat_paymaster_reconciliation_last_day_timestamp_seconds",
+      help: "Start (China Standard Time midnight, as Unix time) of the latest day the scope was reconciled: alert when it falls behind",
+      labelNames: ["scope"],
+      registers: [registry],
+    }),
+    reconciliationRuns: new Counter({ name: "fiat_paymaster_reconciliation_runs_total", help: "Daily reconciliation runs by scope and status (ties_out, differences, not_ready, failed, busy)", labelNames: ["scope", "status"], registers: [registry] }),
     openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
   };
   return metrics;
