@@ -30,6 +30,9 @@ import { startCallbackPurge } from "./payments/callbacks";
 import { createAlipayGateway } from "./payments/gateways/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
 import { type Reconciler, startReconciler } from "./payments/reconcile";
+import { type ReconciliationScope, refreshGauges, startDailyReconciliation } from "./reconciliation/daily";
+import { reconciliationRouter } from "./reconciliation/routes";
+import { reconciliationScopes } from "./reconciliation/scopes";
 import { withCircuitBreaker } from "./payments/gateways/circuitBreaker";
 import { paymentsRouter } from "./payments/routes";
 import { createWechatGateway } from "./payments/gateways/wechat";
@@ -60,6 +63,8 @@ export type App = {
   db: Database;
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   reconciler?: Reconciler;
+  /** What the daily reconciliation covers (each gateway, each chain and EntryPoint), and its schedule when on. */
+  reconciliation: { scopes: readonly ReconciliationScope[]; schedule?: Worker };
   chains: ReadonlyMap<number, ChainRuntime>;
   sponsor?: SponsorService;
   /** Group-commit figures of the hold reserver: items / batches is the mean batch. */
@@ -212,6 +217,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }),
   );
   app.use(adminRouter({ db, chains, deposits: depositMonitor, requireAdmin }));
+  const scopes = reconciliationScopes({ db, gateways });
+  app.use(reconciliationRouter({ db, scopes, log, metrics, requireAdmin }));
 
   app.use(
     paymentsRouter({
@@ -254,6 +261,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ? startSettlementWorker({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.settleIntervalMs, holdGraceSeconds: sp.holdGraceSeconds })
     : undefined;
   // forged or broken callbacks are kept for the retention period only (one instance at a time does the purge)
+  const dailyReconciliation =
+    options.workers !== false && config.dailyReconciliation.enabled
+      ? startDailyReconciliation(
+          { db, scopes, log, metrics },
+          { intervalMs: config.dailyReconciliation.intervalSeconds * 1000, lookbackDays: config.dailyReconciliation.lookbackDays },
+        )
+      : undefined;
+  // every instance shows the stored results in its gauges, whichever instance ran the day
+  if (!dailyReconciliation) void refreshGauges({ db, scopes, log, metrics });
   const callbackRetention = options.workers !== false ? startCallbackPurge({ db, log, retentionHours: config.callbacks.unverifiedRetentionHours }) : undefined;
 
   return {
@@ -262,6 +278,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     db,
     gateways,
     reconciler,
+    reconciliation: { scopes, ...(dailyReconciliation ? { schedule: dailyReconciliation } : {}) },
     chains,
     sponsor,
     holdStats: holds.stats,
@@ -274,7 +291,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     beginShutdown: () => readiness.shutDown(),
     close: async () => {
       readiness.shutDown();
-      await Promise.all([reconciler?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop()]);
+      await Promise.all([reconciler?.stop(), dailyReconciliation?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop()]);
       // the hold reserver's last batch commits before the pool goes
       await holds.drain();
       await rateLimiter.close();

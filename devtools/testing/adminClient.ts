@@ -47,7 +47,7 @@ export function adminClient(url: string, token: string): AdminClient {
 
 /** The whole service without payment gateways or chains, with the admin token set (or as `env` says). */
 export async function startAdminApp(db: Database, env: Env = {}): Promise<{ app: App; client: AdminClient; stop: () => Promise<void> }> {
-  const config = loadConfig({ ADMIN_TOKEN: TEST_ADMIN_TOKEN, RECONCILE: "off", LOG_LEVEL: "silent", ...env });
+  const config = loadConfig({ ADMIN_TOKEN: TEST_ADMIN_TOKEN, RECONCILE: "off", RECONCILE_DAILY: "off", LOG_LEVEL: "silent", ...env });
   const app = await createApp(config, { db });
   const server: Server = createServer(app.handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

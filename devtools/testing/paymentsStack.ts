@@ -68,6 +68,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     adminToken: ADMIN_TOKEN,
     orders: { minFen: 100n, maxFen: 500_000n, ttlSeconds: options.ttlSeconds ?? 900 },
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
+    dailyReconciliation: { enabled: false, intervalSeconds: 3600, lookbackDays: 3 },
     gatewayTimeoutMs: 5_000,
     callbacks: { concurrency: 16, maxWaitMs: 3_000, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
     orderRateLimits: options.orderRateLimits ?? { perIp: 0, perAccount: 0 },

@@ -79,6 +79,7 @@ export async function startProcessStack(kind: "pglite" | "postgres", options: { 
   const env: Record<string, string> = {
     SANDBOX_DIR: path.join(dir, "sandbox"),
     RECONCILE: "off",
+    RECONCILE_DAILY: "off",
     // storms create a thousand orders from 127.0.0.1: order limits have tests of their own
     RATE_LIMIT_ORDERS_IP_PER_MINUTE: "0",
     RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE: "0",

@@ -86,6 +86,7 @@ export async function startSponsorStack(options: SponsorStackOptions): Promise<S
       BOOTSTRAP_API_KEY: apiKey,
       ADMIN_TOKEN,
       RECONCILE: "off",
+      RECONCILE_DAILY: "off",
       SETTLE_INTERVAL_MS: "200",
       DEPOSIT_CHECK_INTERVAL_MS: "500",
       LOG_LEVEL: "silent",

@@ -7,6 +7,7 @@
  * (created_at, id) — or (updated_at, address) for accounts — read from the cursor's own row.
  */
 import { REFUND_COLUMNS, type RefundRow, toRefund } from "../payments/refunds";
+import { refundView as publicRefundView } from "../payments/routes";
 import type { Queryable } from "../platform/db/database";
 import { AppError } from "../platform/errors";
 import { ORDER_COLUMNS, type Order, type OrderRow, toOrder } from "../payments/orders";
@@ -150,20 +151,8 @@ export async function listCallbacks(
   return toPage(rows, f.limit, callbackView, (r) => r.id.toString());
 }
 
-const refundView = (row: RefundRow): AdminRefund => {
-  const r = toRefund(row);
-  return {
-    id: r.id,
-    orderId: r.orderId,
-    account: r.account,
-    amountFen: r.amountFen.toString(),
-    status: r.status,
-    gatewayRefundNo: r.gatewayRefundNo,
-    failureReason: r.failureReason,
-    createdAt: r.createdAt.toISOString(),
-    updatedAt: r.updatedAt.toISOString(),
-  };
-};
+/** An admin's view of a refund is the refund API's own. */
+const refundView = (row: RefundRow): AdminRefund => publicRefundView(toRefund(row));
 export type AdminRefund = z.input<typeof refundSchema>;
 
 export async function refundsOfOrder(db: Queryable, orderId: string): Promise<AdminRefund[]> {

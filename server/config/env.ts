@@ -27,6 +27,8 @@ export type Config = {
   /** Orders a client IP and an account may create per minute (0: no limit): each one is a real gateway trade. */
   orderRateLimits: { perIp: number; perAccount: number };
   reconcile: { enabled: boolean; afterSeconds: number; intervalSeconds: number };
+  /** The daily three-way reconciliation: how often it looks for days without a final result, and how far back. */
+  dailyReconciliation: { enabled: boolean; intervalSeconds: number; lookbackDays: number };
   gatewayTimeoutMs: number;
   /**
    * Callbacks processed at once, and the longest one waits before it is refused with 503 (gateways retry); how
@@ -225,6 +227,9 @@ const variables = z.object({
   RECONCILE: variable(oneOf(["on", "off"]), "on"),
   RECONCILE_AFTER_SECONDS: variable(wholeNumber(0, 86_400), 120),
   RECONCILE_INTERVAL_SECONDS: variable(wholeNumber(1, 3_600), 30),
+  RECONCILE_DAILY: variable(oneOf(["on", "off"]), "on"),
+  RECONCILE_DAILY_INTERVAL_SECONDS: variable(wholeNumber(60, 86_400), 3_600),
+  RECONCILE_DAILY_LOOKBACK_DAYS: variable(wholeNumber(1, 60), 3),
   GATEWAY_TIMEOUT_MS: variable(wholeNumber(100, 120_000), 10_000),
   CALLBACK_CONCURRENCY: variable(wholeNumber(1, 1_000), 16),
   CALLBACK_MAX_WAIT_MS: variable(wholeNumber(10, 60_000), 3_000),
@@ -346,6 +351,7 @@ function toConfig(v: Variables): Config {
     orders: { minFen: v.ORDER_MIN_FEN, maxFen: v.ORDER_MAX_FEN, ttlSeconds: v.ORDER_TTL_SECONDS },
     orderRateLimits: { perIp: v.RATE_LIMIT_ORDERS_IP_PER_MINUTE, perAccount: v.RATE_LIMIT_ORDERS_ACCOUNT_PER_MINUTE },
     reconcile: { enabled: v.RECONCILE === "on", afterSeconds: v.RECONCILE_AFTER_SECONDS, intervalSeconds: v.RECONCILE_INTERVAL_SECONDS },
+    dailyReconciliation: { enabled: v.RECONCILE_DAILY === "on", intervalSeconds: v.RECONCILE_DAILY_INTERVAL_SECONDS, lookbackDays: v.RECONCILE_DAILY_LOOKBACK_DAYS },
     gatewayTimeoutMs: v.GATEWAY_TIMEOUT_MS,
     callbacks: {
       concurrency: v.CALLBACK_CONCURRENCY,

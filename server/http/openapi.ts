@@ -14,6 +14,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-ope
 import { DEFAULT_LIMIT, MAX_LIMIT, registerAdminPaths } from "../admin/routes";
 import { registerAccountPaths } from "../ledger/routes";
 import { registerPaymentsPaths } from "../payments/routes";
+import { registerReconciliationPaths } from "../reconciliation/routes";
 import { healthSchema, readySchema } from "../schemas/common";
 import { paymasterFieldsSchema } from "../schemas/sponsorship";
 import { SPONSOR_ERROR_CODES } from "../sponsorship/errors";
@@ -382,6 +383,7 @@ export function openApiDocument(publicUrl: string): object {
   registerSponsorshipPaths(registry);
   registerRpcPath(registry);
   registerAdminPaths(registry);
+  registerReconciliationPaths(registry);
   registry.registerComponent("headers", "RequestId", {
     description: "the request's id: the caller's x-request-id when it sent a valid one (1–64 of letters, digits, _ . -), else a new UUID",
     schema: { type: "string" },

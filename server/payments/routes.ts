@@ -66,6 +66,8 @@ export function refundView(refund: Refund): RefundView {
     status: refund.status,
     gatewayRefundNo: refund.gatewayRefundNo,
     failureReason: refund.failureReason,
+    gatewayStatus: refund.gatewayStatus,
+    succeededAt: refund.succeededAt?.toISOString() ?? null,
     createdAt: refund.createdAt.toISOString(),
     updatedAt: refund.updatedAt.toISOString(),
   };

@@ -85,6 +85,11 @@ export const refundSchema = z
     }),
     gatewayRefundNo: z.string().nullable(),
     failureReason: z.string().nullable(),
+    gatewayStatus: z
+      .string()
+      .nullable()
+      .describe("while requested, the gateway's word when it matters: ABNORMAL (WeChat: the payer's bank refused; re-route it in the merchant platform), NOT_ENOUGH / ACQ.SELLER_BALANCE_NOT_ENOUGH (the merchant's balance is short: retried with the same refund id)"),
+    succeededAt: nullableDateTimeOut.describe("when the money went back, by the gateway's clock"),
     createdAt: dateTimeOut,
     updatedAt: dateTimeOut,
   })

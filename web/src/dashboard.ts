@@ -2,7 +2,8 @@
  * The operations dashboard: everything through the /admin API with the admin token (kept in sessionStorage for
  * this tab only). Overview (per-chain deposit, stake, signers, settlement lag; top-ups and sponsored gas per
  * hour), orders with their callbacks and refunds, accounts with their ledger and manual adjustments, holds,
- * settlements, refunds, reconciliation runs and the audit log.
+ * settlements, refunds, the daily reconciliation (each day's report: ties out, or each difference with its cause;
+ * run a day again) with the reconciler's runs, and the audit log.
  */
 import { yuan } from "./api";
 
@@ -253,6 +254,57 @@ async function settlements(query: Record<string, string> = {}): Promise<void> {
   );
 }
 
+/** The daily three-way reconciliation: recent days, one day's report, and a run of a day. */
+async function reconciliation(): Promise<void> {
+  const [{ days }, runs] = await Promise.all([admin<{ days: Row[] }>("/admin/reconciliation/days?limit=30"), admin<Page<Row>>("/admin/reconciliation-runs?limit=20")]);
+  const dayInput = el("input", { type: "date", id: "reconcile-day", required: true });
+  const runForm = el("form", { className: "inline" }, el("label", { htmlFor: "reconcile-day" }, "Reconcile a day"), dayInput, el("button", { type: "submit", className: "primary" }, "Run"));
+  runForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void show(() => runDay(dayInput.value));
+  });
+  const state = (d: Row) => (d.tiesOut ? "ties out" : (d.differences as Row[]).some((x) => !x.resolution) ? "DIFFERENCES" : `not final: ${(d.pending as string[]).join(", ")}`);
+  view.replaceChildren(
+    el("h2", {}, "Daily reconciliation"),
+    el("p", { className: "muted" }, "Each day (China Standard Time): the gateways' bills against orders, refunds and ledger; each chain's events against settlements, charges and the deposit."),
+    runForm,
+    table(
+      "recent days, newest first; select one for its report",
+      [["Day", (r) => String(r.day)], ["Result", state], ["Scopes", (r) => (r.results as Row[]).map((x) => `${String(x.scope)}: ${String(x.status)}`).join(" · ")], ["Open differences", (r) => String((r.differences as Row[]).filter((x) => !x.resolution).length)]],
+      days,
+      (r) => void show(() => reconciliationDay(String(r.day))),
+    ),
+    el("h2", {}, "Reconciler runs"),
+    table("open orders and refunds the reconciler queried at the gateways", [["Started", (r) => time(r.startedAt)], ["Checked", (r) => String(r.checked)], ["Credited late", (r) => String(r.credited)], ["Closed", (r) => String(r.closed)], ["Refunds settled", (r) => String(r.refundsSettled)], ["Errors", (r) => String(r.errors)]], runs.items),
+  );
+}
+
+async function runDay(day: string): Promise<void> {
+  view.replaceChildren(el("h2", {}, `Reconciling ${day}…`));
+  renderDay(await admin<Row>(`/admin/reconciliation/days/${day}/run`, { method: "POST", body: {} }));
+}
+
+async function reconciliationDay(day: string): Promise<void> {
+  renderDay(await admin<Row>(`/admin/reconciliation/days/${day}`));
+}
+
+function renderDay(report: Row): void {
+  const day = String(report.day);
+  const again = el("button", { type: "button" }, "Run this day again");
+  again.addEventListener("click", () => void show(() => runDay(day)));
+  const back = el("button", { type: "button", className: "link" }, "← all days");
+  back.addEventListener("click", () => void show(reconciliation));
+  const open = (report.differences as Row[]).filter((d) => !d.resolution).length;
+  view.replaceChildren(
+    back,
+    el("h2", {}, `Reconciliation of ${day}`),
+    el("p", { className: report.tiesOut ? "ok" : "warn", role: report.tiesOut ? "status" : "alert", id: "reconcile-verdict" }, report.tiesOut ? "Ties out." : open ? `${open} open difference${open === 1 ? "" : "s"}.` : `Not final yet: ${(report.pending as string[]).join(", ")}.`),
+    again,
+    table("each scope's result and the totals both sides were summed to", [["Scope", (r) => String(r.scope)], ["Status", (r) => String(r.status)], ["Figures", (r) => Object.entries(r.figures as Record<string, string>).map(([k, v]) => `${k} ${v}`).join(" · ")], ["Detail", (r) => String(r.detail ?? "")], ["Runs", (r) => String(r.runs)]], report.results as Row[]),
+    table("differences: open ones, and those acted on", [["Scope", (r) => String(r.scope)], ["Kind", (r) => String(r.kind)], ["Reference", (r) => String(r.reference)], ["Ours", (r) => String(r.expected ?? "")], ["Theirs", (r) => String(r.actual ?? "")], ["Cause", (r) => String(r.cause)], ["Resolution", (r) => String(r.resolution ?? "")]], report.differences as Row[]),
+  );
+}
+
 async function simpleList(title: string, path: string, caption: string, columns: Column[]): Promise<void> {
   const page = await admin<Page<Row>>(path);
   view.replaceChildren(el("h2", {}, title), table(caption, columns, page.items));
@@ -265,7 +317,7 @@ const SECTIONS: [string, () => Promise<void>][] = [
   ["Holds", () => holds()],
   ["Settlements", () => settlements()],
   ["Refunds", () => simpleList("Refunds", "/admin/refunds", "newest first", [["Refund", (r) => String(r.id)], ["Order", (r) => String(r.orderId)], ["Amount", (r) => fen(r.amountFen)], ["Status", (r) => String(r.status)], ["Failure", (r) => String(r.failureReason ?? "")], ["Created", (r) => time(r.createdAt)]])],
-  ["Reconciliation", () => simpleList("Reconciliation runs", "/admin/reconciliation-runs", "what the reconciler found each run", [["Started", (r) => time(r.startedAt)], ["Checked", (r) => String(r.checked)], ["Credited late", (r) => String(r.credited)], ["Closed", (r) => String(r.closed)], ["Refunds settled", (r) => String(r.refundsSettled)], ["Errors", (r) => String(r.errors)]])],
+  ["Reconciliation", reconciliation],
   ["Audit", () => simpleList("Audit log", "/admin/audit", "every admin action", [["Time", (r) => time(r.createdAt)], ["Action", (r) => String(r.action)], ["Detail", (r) => JSON.stringify(r.detail)], ["Request", (r) => short(r.requestId)], ["IP", (r) => String(r.ip ?? "")]])],
 ];
 
