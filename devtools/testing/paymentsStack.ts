@@ -29,6 +29,8 @@ export type StackOptions = {
   /** Off (0) unless a test is about them: every test creates orders and sends callbacks from 127.0.0.1. */
   unverifiedCallbacksPerIpPerMinute?: number;
   orderRateLimits?: { perIp: number; perAccount: number };
+  /** The simulator's business clock (trade, payment and refund times, bill days): tests play past days with it. */
+  clock?: () => Date;
   /** X-Forwarded-For hops to believe (tests that need several client IPs). */
   trustProxy?: number;
 };
@@ -52,7 +54,7 @@ async function listen(server: Server): Promise<number> {
 }
 
 export async function startPaymentsStack(kind: DatabaseKind, options: StackOptions = {}): Promise<Stack> {
-  const simulator = await startSimulator({ timeScale: options.timeScale ?? 0.0005, faults: options.faults, wechatSignWith: options.wechatSignWith });
+  const simulator = await startSimulator({ timeScale: options.timeScale ?? 0.0005, faults: options.faults, wechatSignWith: options.wechatSignWith, clock: options.clock });
   const database = await createTestDatabase(kind, { poolSize: options.poolSize });
   const http = createServer();
   const port = await listen(http);
