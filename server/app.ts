@@ -230,7 +230,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       callbackAdmission: config.callbacks,
       rateLimiter,
       onCallback: (provider, result, req) =>
-        req.log[result.outcome === "credited" || result.outcome === "already_credited" ? "info" : "warn"](
+        req.log[result.outcome === "credited" || result.outcome === "already_credited" || result.outcome.startsWith("refund_") ? "info" : "warn"](
           { provider, outcome: result.outcome, orderId: result.orderId },
           "payment callback",
         ),
