@@ -217,7 +217,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }),
   );
   app.use(adminRouter({ db, chains, deposits: depositMonitor, requireAdmin }));
-  const scopes = reconciliationScopes({ db, gateways });
+  const scopes = reconciliationScopes({ db, gateways, chains: chains.values() });
   app.use(reconciliationRouter({ db, scopes, log, metrics, requireAdmin }));
 
   app.use(

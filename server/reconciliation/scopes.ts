@@ -1,14 +1,23 @@
 /**
- * What is reconciled each day: each enabled gateway's bill, and (once the chain tie-out is wired) each chain and
- * EntryPoint. Built once by the composition root and shared by the schedule, the admin routes and the CLI.
+ * What is reconciled each day: each enabled gateway's bill, and each chain and EntryPoint we serve. Built once by
+ * the composition root and shared by the schedule, the admin routes and the CLI.
  */
+import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Database } from "../platform/db/database";
 import { reconcileBillDay } from "../payments/bills";
 import type { PaymentGateway, Provider } from "../payments/gateway";
+import { chainScope, tieOutChainDay } from "./chainTieOut";
 import type { ReconciliationScope } from "./daily";
 
-export type ScopesDeps = { db: Database; gateways: ReadonlyMap<Provider, PaymentGateway> };
+export type ScopesDeps = { db: Database; gateways: ReadonlyMap<Provider, PaymentGateway>; chains: Iterable<ChainRuntime> };
 
 export function reconciliationScopes(deps: ScopesDeps): ReconciliationScope[] {
-  return [...deps.gateways.values()].map((gateway) => ({ scope: gateway.provider, reconcile: (day: string) => reconcileBillDay({ db: deps.db, gateway }, day) }));
+  const gateways = [...deps.gateways.values()].map((gateway) => ({ scope: gateway.provider, reconcile: (day: string) => reconcileBillDay({ db: deps.db, gateway }, day) }));
+  const chains = [...deps.chains].flatMap((chain) =>
+    chain.entryPoints.map((entryPoint) => ({
+      scope: chainScope(chain.config.chainId, entryPoint.address),
+      reconcile: (day: string) => tieOutChainDay({ db: deps.db, chain, entryPoint }, day),
+    })),
+  );
+  return [...gateways, ...chains];
 }
