@@ -10,7 +10,8 @@
  * single-process). With --server it asks a running server (POST /admin/reconciliation/days/:day/run, ADMIN_TOKEN).
  *
  * Exit code: 0 ties out, 1 differences open, 2 not final (a bill not out yet, a chain not settled past the day, a
- * gateway or RPC failing), 64 bad usage.
+ * gateway or RPC failing), 3 could not run at all (the server or the database unreachable, the token refused), 64 bad
+ * usage.
  */
 import { createApp } from "../server/app";
 import { loadConfig } from "../server/config/env";
@@ -103,11 +104,8 @@ if (require.main === module) {
     try {
       return await main();
     } catch (error) {
-      if (error instanceof UsageError) {
-        process.stderr.write(`${error.message}\n`);
-        return 64;
-      }
-      throw error;
+      process.stderr.write(`${error instanceof UsageError ? "" : "error: "}${(error as Error).message}\n`);
+      return error instanceof UsageError ? 64 : 3;
     }
   });
 }

@@ -1,6 +1,7 @@
 /**
  * The operations dashboard's actions in a browser against the real service and gateway simulator: a refund
- * started from an order, and an audited manual adjustment from an account's ledger.
+ * started from an order, an audited manual adjustment from an account's ledger, and a day's reconciliation run
+ * from the reconciliation page with its difference shown.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -18,9 +19,11 @@ describe("ops dashboard actions in a browser", { skip: skipWithoutChromium }, ()
   let page: Page;
   let errors: string[];
   let orderId: string;
+  // the simulator's business clock: the reconciliation test plays a past day
+  let simNow: Date | undefined;
 
   before(async () => {
-    stack = await startPaymentsStack("pglite");
+    stack = await startPaymentsStack("pglite", { clock: () => simNow ?? new Date() });
     const order = await stack.request("POST", "/v1/orders", { account: ACCOUNT, amountFen: 2_000, provider: "alipay" });
     orderId = order.body.id;
     await payOnPayerPage("alipay", order.body.qrCode);
@@ -74,6 +77,32 @@ describe("ops dashboard actions in a browser", { skip: skipWithoutChromium }, ()
     await page.locator("tr", { hasText: "goodwill credit for ticket 42" }).waitFor();
     await screenshot(page, "dashboard-audit");
     assert.deepEqual(errors.filter((e) => !/status of 409/.test(e)), [], "only the refused debit's 409");
+    assert.deepEqual(await accessibilityProblems(page), []);
+  });
+
+  it("reconciles a past day from the reconciliation page: an amount off by one fen in WeChat's bill is shown with its cause", async () => {
+    const day = "2026-09-20";
+    simNow = new Date(`${day}T11:00:00+08:00`);
+    const order = await stack.request("POST", "/v1/orders", { account: ACCOUNT, amountFen: 1_000, provider: "wechat" });
+    await payOnPayerPage("wechat", order.body.qrCode);
+    await eventually(async () => (await stack.request("GET", `/v1/orders/${order.body.id}`)).body.status === "paid", 10_000, "credited");
+    await stack.simulator.wechat.injectBillFault({ kind: "amount_off_by_one_fen", orderId: order.body.id });
+    simNow = undefined;
+
+    await page.getByRole("button", { name: "Reconciliation" }).click();
+    await page.getByRole("heading", { name: "Daily reconciliation" }).waitFor();
+    await page.getByLabel("Reconcile a day").fill(day);
+    await page.getByRole("button", { name: "Run" }).click();
+    await page.getByRole("heading", { name: `Reconciliation of ${day}` }).waitFor();
+    await page.getByRole("alert").filter({ hasText: "1 open difference." }).waitFor();
+    const row = page.locator("tr", { hasText: "amount_mismatch" });
+    await row.filter({ hasText: order.body.id }).filter({ hasText: "1001 fen" }).waitFor();
+    await page.locator("tr", { hasText: "alipay" }).filter({ hasText: "ties_out" }).waitFor();
+    await screenshot(page, "dashboard-reconciliation");
+
+    await page.getByRole("button", { name: "← all days" }).click();
+    await page.locator("tr", { hasText: day }).filter({ hasText: "DIFFERENCES" }).waitFor();
+    assert.deepEqual(errors.filter((e) => !/status of 409/.test(e)), []);
     assert.deepEqual(await accessibilityProblems(page), []);
   });
 });

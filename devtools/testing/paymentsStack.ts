@@ -40,6 +40,8 @@ export type Stack = {
   simulator: Simulator;
   service: App;
   db: Database;
+  /** The PostgreSQL database's URL (postgres stacks only), for a child process that works on the same data. */
+  databaseUrl?: string;
   config: Config;
   /** How many HTTP requests reached each path (callbacks shed with 503 included). */
   requestsByPath: Map<string, number>;
@@ -116,6 +118,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     simulator,
     service,
     db: database.db,
+    ...(database.url ? { databaseUrl: database.url } : {}),
     config,
     requestsByPath,
     request,
