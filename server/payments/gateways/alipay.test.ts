@@ -5,8 +5,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import express from "express";
-import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "../../../devtools/simulator/alipay";
-import type { ProviderSimulator } from "../../../devtools/simulator/types";
+import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, type AlipaySimulator, createAlipaySimulator, generateAlipaySandbox, signNotification } from "../../../devtools/simulator/alipay";
 import {
   type AlipayGatewayConfig,
   createAlipayGateway,
@@ -20,7 +19,7 @@ import { GatewayError, type GatewayOrder, type IncomingCallback, type PaymentGat
 /** The Alipay adapter, through the real alipay-sdk, against the simulator over HTTP. */
 
 type Received = IncomingCallback & { form: Record<string, string> };
-type RunningSimulator = { simulator: ProviderSimulator; url: string; close: () => Promise<void> };
+type RunningSimulator = { simulator: AlipaySimulator; url: string; close: () => Promise<void> };
 
 let sandbox: AlipaySandbox;
 /** Keys nobody in this test trusts: a forger's Alipay key, a stranger's merchant key. */
@@ -147,12 +146,14 @@ describe("Alipay gateway: refunds", () => {
     const order = await paidOrder(1000n);
     const refund = (refundId: string, amountFen: bigint) => gateway.refund({ orderId: order.orderId, refundId, amountFen, totalFen: 1000n });
 
-    assert.deepEqual(await refund("part-1", 400n), { status: "succeeded" });
-    assert.deepEqual(await refund("part-1", 400n), { status: "succeeded" });
+    const first = await refund("part-1", 400n);
+    assert.equal(first.status, "succeeded");
+    assert.ok(first.status === "succeeded" && first.succeededAt instanceof Date, "succeededAt from gmt_refund_pay");
+    assert.deepEqual(await refund("part-1", 400n), first);
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 400n);
-    assert.deepEqual(await refund("rest", 600n), { status: "succeeded" });
+    assert.equal((await refund("rest", 600n)).status, "succeeded");
 
-    assert.deepEqual(await gateway.queryRefund(order.orderId, "part-1"), { status: "succeeded" });
+    assert.deepEqual(await gateway.queryRefund(order.orderId, "part-1"), first);
     assert.deepEqual(await gateway.queryRefund(order.orderId, "never-asked"), { status: "not_found" });
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 1000n);
   });
@@ -163,6 +164,22 @@ describe("Alipay gateway: refunds", () => {
     assert.equal(state.status, "failed");
     assert.match(state.status === "failed" ? state.reason : "", /ACQ\.REFUND_AMT_NOT_EQUAL_TOTAL/);
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 0n);
+  });
+
+  it("a refund the merchant's balance cannot cover stays pending (ACQ.SELLER_BALANCE_NOT_ENOUGH); retried with the same refundId once the balance covers it, it succeeds", async () => {
+    const order = await paidOrder(800n);
+    const request = { orderId: order.orderId, refundId: "short-balance", amountFen: 500n, totalFen: 800n };
+    try {
+      alipay.simulator.setMerchantBalance(100n);
+      assert.deepEqual(await gateway.refund(request), { status: "pending", gatewayStatus: "ACQ.SELLER_BALANCE_NOT_ENOUGH" });
+      assert.deepEqual(await gateway.queryRefund(order.orderId, "short-balance"), { status: "not_found" });
+      alipay.simulator.setMerchantBalance(10_000n);
+      const retried = await gateway.refund(request);
+      assert.equal(retried.status, "succeeded");
+      assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 500n);
+    } finally {
+      alipay.simulator.setMerchantBalance(undefined);
+    }
   });
 
   it("queryRefund for an unknown trade is not_found", async () => {
@@ -229,12 +246,53 @@ describe("Alipay gateway: callback verification", () => {
     assert.deepEqual(pick(await gateway.verifyCallback(repeated)), { ok: false, code: "bad_request" });
   });
 
-  it("recognises a refund notification as not a payment", async () => {
+  it("reads a partial refund's notification (TRADE_SUCCESS with refund_fee) as that refund having succeeded, never as a payment", async () => {
     const order = await paidOrder(300n);
     await gateway.refund({ orderId: order.orderId, refundId: "refund-1", amountFen: 100n, totalFen: 300n });
     await alipay.simulator.notifier.idle();
     const refundNotice = receiver.forOrder(order.orderId).find((copy) => copy.form.out_biz_no === "refund-1")!;
-    assert.deepEqual(pick(await gateway.verifyCallback(refundNotice)), { ok: false, code: "not_a_payment" });
+    assert.equal(refundNotice.form.trade_status, "TRADE_SUCCESS");
+    const result = await gateway.verifyCallback(refundNotice);
+    assert.ok(result.ok && result.kind === "refund", JSON.stringify(pick(result)));
+    assert.equal(result.refund.orderId, order.orderId);
+    assert.equal(result.refund.refundId, "refund-1");
+    assert.equal(result.refund.gatewayStatus, "TRADE_SUCCESS");
+    assert.equal(result.refund.tradeRefundedFen, 100n);
+    assert.deepEqual(result.refund.state, { status: "succeeded", succeededAt: parseBeijingTime(refundNotice.form.gmt_refund!) });
+  });
+
+  it("reads the notification of the refund that empties the trade (TRADE_CLOSED) as a refund too, with the trade's refunded total", async () => {
+    const order = await paidOrder(300n);
+    await gateway.refund({ orderId: order.orderId, refundId: "refund-a", amountFen: 100n, totalFen: 300n });
+    await gateway.refund({ orderId: order.orderId, refundId: "refund-b", amountFen: 200n, totalFen: 300n });
+    await alipay.simulator.notifier.idle();
+    const closing = receiver.forOrder(order.orderId).find((copy) => copy.form.out_biz_no === "refund-b")!;
+    const result = await gateway.verifyCallback(closing);
+    assert.ok(result.ok && result.kind === "refund", JSON.stringify(pick(result)));
+    assert.equal(result.refund.refundId, "refund-b");
+    assert.equal(result.refund.gatewayStatus, "TRADE_CLOSED");
+    assert.equal(result.refund.tradeRefundedFen, 300n);
+    assert.equal(result.refund.state.status, "succeeded");
+  });
+
+  it("rejects a genuine notification for another seller (seller_id not our PID), or one naming no seller (merchant_mismatch)", async () => {
+    const otherSeller = { ...sandbox, sellerId: "2088000000000042" };
+    const other = await startSimulator(otherSeller);
+    stops.push(other.close);
+    const order = newOrder(100n);
+    await createAlipayGateway(configFor(otherSeller, other)).createPayment(order);
+    await other.simulator.pay(order.orderId);
+    await other.simulator.notifier.idle();
+    const notice = receiver.forOrder(order.orderId)[0]!;
+    assert.equal(notice.form.app_id, sandbox.appId, "same app: only the seller differs");
+    const result = await gateway.verifyCallback(notice);
+    assert.deepEqual(pick(result), { ok: false, code: "merchant_mismatch" });
+    assert.match(result.ok ? "" : result.detail, /seller_id 2088000000000042 is not ours/);
+
+    const unsigned = { ...notice.form };
+    for (const field of ["seller_id", "sign", "sign_type"]) delete unsigned[field];
+    const noSeller = signNotification(unsigned, sandbox.alipayPrivateKey);
+    assert.deepEqual(pick(await gateway.verifyCallback({ headers: notice.headers, rawBody: new URLSearchParams(noSeller).toString() })), { ok: false, code: "merchant_mismatch" });
   });
 
   it("acknowledges with exactly `success` and refuses with `fail`, both HTTP 200 text/plain", () => {
@@ -333,6 +391,7 @@ function newOrder(amountFen: bigint, expiresAt = new Date(Date.now() + 15 * 60_0
 function configFor(keys: AlipaySandbox, running: RunningSimulator): AlipayGatewayConfig {
   return {
     appId: keys.appId,
+    sellerId: keys.sellerId,
     privateKey: keys.merchantPrivateKey,
     alipayPublicKey: keys.alipayPublicKey,
     gatewayUrl: `${running.url}${ALIPAY_GATEWAY_PATH}`,
