@@ -352,6 +352,90 @@ describe("Alipay gateway: signatures on the wire", () => {
   });
 });
 
+describe("Alipay gateway: the daily trade bill", () => {
+  /** Its own simulator and gateway on one business clock (2026-04-01 in Beijing), which the tests move. */
+  let businessTime = new Date("2026-04-01T10:00:00+08:00");
+  const at = (beijing: string) => (businessTime = new Date(`${beijing}+08:00`));
+  let billing: RunningSimulator;
+  let billGateway: PaymentGateway;
+  const paidAt = async (beijing: string, amountFen: bigint) => {
+    at(beijing);
+    const order = newOrder(amountFen, new Date(businessTime.getTime() + 15 * 60_000));
+    await billGateway.createPayment(order);
+    await billing.simulator.pay(order.orderId);
+    return order;
+  };
+
+  before(async () => {
+    billing = await startSimulator(sandbox, () => businessTime);
+    stops.push(billing.close);
+    billGateway = createAlipayGateway(configFor(sandbox, billing), { now: () => businessTime });
+  });
+
+  it("is not ready while the day runs and until Alipay produces it (09:00 the next day); then lists the day's payments and refunds with the bill's own totals", async () => {
+    const first = await paidAt("2026-04-01T10:00:00", 10_000n);
+    const second = await paidAt("2026-04-01T23:59:59", 1n);
+    at("2026-04-01T20:00:00");
+    assert.equal((await billGateway.refund({ orderId: first.orderId, refundId: "rf-april", amountFen: 2_500n, totalFen: 10_000n })).status, "succeeded");
+
+    at("2026-04-01T23:00:00");
+    assert.equal((await billGateway.downloadBill("2026-04-01")).status, "not_ready");
+    at("2026-04-02T08:59:00");
+    const early = await billGateway.downloadBill("2026-04-01");
+    assert.equal(early.status, "not_ready");
+    assert.match(early.status === "not_ready" ? early.detail : "", /isp\.bill_not_exist/);
+
+    at("2026-04-02T09:00:00");
+    const download = await billGateway.downloadBill("2026-04-01");
+    assert.equal(download.status, "ready");
+    const bill = download.status === "ready" ? download.bill : assert.fail("not ready");
+    const tradeNo = billing.simulator.trade(first.orderId)!.gatewayTradeNo;
+    assert.deepEqual(bill.entries, [
+      { kind: "payment", orderId: first.orderId, gatewayTradeNo: tradeNo, amountFen: 10_000n, feeMilliFen: 60_000n, at: new Date("2026-04-01T02:00:00Z") },
+      { kind: "refund", orderId: first.orderId, refundId: "rf-april", gatewayRefundNo: `${tradeNo}/rf-april`, amountFen: 2_500n, feeMilliFen: -15_000n, at: new Date("2026-04-01T12:00:00Z") },
+      { kind: "payment", orderId: second.orderId, gatewayTradeNo: billing.simulator.trade(second.orderId)!.gatewayTradeNo, amountFen: 1n, feeMilliFen: 0n, at: new Date("2026-04-01T15:59:59Z") },
+    ]);
+    assert.deepEqual(bill.summary, { paymentCount: 2, paymentFen: 10_001n, refundCount: 1, refundFen: 2_500n, feeMilliFen: 45_000n });
+    assert.equal(bill.source.files.length, 2);
+  });
+
+  it("a day without trades: not ready until noon the next day (Alipay may be late), then a ready bill with no entries", async () => {
+    at("2026-04-06T11:00:00");
+    assert.equal((await billGateway.downloadBill("2026-04-05")).status, "not_ready");
+    at("2026-04-06T12:00:00");
+    assert.deepEqual(await billGateway.downloadBill("2026-04-05"), {
+      status: "ready",
+      bill: { provider: "alipay", date: "2026-04-05", entries: [], summary: { paymentCount: 0, paymentFen: 0n, refundCount: 0, refundFen: 0n, feeMilliFen: 0n }, source: { files: [] } },
+    });
+  });
+
+  it("shows what only the bill knows: a silent payment (queryTrade pending), a payment listed a fen high, a console refund not of ours", async () => {
+    at("2026-04-03T09:00:00");
+    const silent = newOrder(300n, new Date(businessTime.getTime() + 15 * 60_000));
+    await billGateway.createPayment(silent);
+    await billing.simulator.injectBillFault({ kind: "silent_payment", orderId: silent.orderId });
+    assert.deepEqual(await billGateway.queryTrade(silent.orderId), { status: "pending" });
+    const high = await paidAt("2026-04-03T10:00:00", 400n);
+    await billing.simulator.injectBillFault({ kind: "amount_off_by_one_fen", orderId: high.orderId });
+    const refunded = await paidAt("2026-04-03T11:00:00", 500n);
+    await billing.simulator.injectBillFault({ kind: "console_refund", orderId: refunded.orderId, amountFen: 120n });
+
+    at("2026-04-04T10:00:00");
+    const download = await billGateway.downloadBill("2026-04-03");
+    const bill = download.status === "ready" ? download.bill : assert.fail("not ready");
+    const entryFor = (orderId: string, kind: string) => bill.entries.find((entry) => entry.orderId === orderId && entry.kind === kind);
+    assert.equal(entryFor(silent.orderId, "payment")?.amountFen, 300n);
+    assert.equal(entryFor(high.orderId, "payment")?.amountFen, 401n);
+    const consoleRefund = entryFor(refunded.orderId, "refund");
+    assert.equal(consoleRefund?.amountFen, 120n);
+    assert.match(consoleRefund?.kind === "refund" ? (consoleRefund.refundId ?? "") : "", /^HZ01RF\d+$/);
+  });
+
+  it("refuses a date that is no calendar day without asking Alipay", async () => {
+    await assert.rejects(billGateway.downloadBill("2026-02-30"), /not a YYYY-MM-DD day/);
+  });
+});
+
 describe("Alipay money and time formats", () => {
   it("converts yuan strings to fen and back exactly", () => {
     assert.equal(parseYuan("10.00"), 1000n);
