@@ -9,6 +9,7 @@ import express from "express";
 import { unzipSync } from "fflate";
 import iconv from "iconv-lite";
 import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, type AlipaySimulator, createAlipaySimulator, generateAlipaySandbox, signNotification } from "./alipay";
+import { startSimulator } from "./server";
 
 /** The real SDK ↔ the simulator over HTTP: the protocol as a merchant's code sees it. */
 
@@ -487,6 +488,27 @@ describe("Alipay simulator: the trade bill", () => {
     assert.equal((await fetch(url)).status, 200);
     t.mock.timers.tick(1_000);
     assert.equal((await fetch(url)).status, 404);
+  });
+
+  it("takes bill faults through the control API (POST /sim/alipay/bill-faults) of the simulator server, on its business clock", async () => {
+    let time = new Date("2026-05-01T10:00:00+08:00");
+    const sim = await startSimulator({ timeScale: 0.0001, clock: () => time });
+    try {
+      const merchant = new AlipaySdk({ appId: sim.sandbox.alipay.appId, privateKey: sim.sandbox.alipay.merchantPrivateKey, alipayPublicKey: sim.sandbox.alipay.alipayPublicKey, gateway: `${sim.url}${ALIPAY_GATEWAY_PATH}`, camelcase: false });
+      assert.equal(sim.serverSandbox.alipay?.sellerId, sim.sandbox.alipay.sellerId);
+      const orderId = newOrderId();
+      await merchant.exec("alipay.trade.precreate", { bizContent: { out_trade_no: orderId, total_amount: "2.00", subject: "Gas quota top-up" } }, { validateSign: true });
+      const post = (body: unknown) => fetch(`${sim.url}/sim/alipay/bill-faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      assert.equal((await post({ kind: "silent_payment", orderId })).status, 200);
+      assert.equal((await post({ kind: "console_refund", orderId, amountFen: "50" })).status, 200);
+      assert.equal((await post({ kind: "console_refund", orderId, amountFen: "500" })).status, 409);
+      assert.equal(sim.alipay.trade(orderId)?.paidAt?.getTime(), time.getTime());
+      time = new Date("2026-05-02T09:00:00+08:00");
+      const reply = await merchant.exec("alipay.data.dataservice.bill.downloadurl.query", { bizContent: { bill_type: "trade", bill_date: "2026-05-01" } }, { validateSign: true });
+      assert.equal(reply.code, "10000");
+    } finally {
+      await sim.close();
+    }
   });
 
   it("bill faults: a silent payment is only in the bill; a payment listed a fen high; a console refund with the console's own batch number, never notified", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createPrivateKey, createPublicKey, createSign } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -125,6 +125,16 @@ describe("Alipay gateway: query and close", () => {
   it("closeTrade refuses to close a paid trade", async () => {
     const order = await paidOrder(300n);
     await assert.rejects(gateway.closeTrade(order.orderId), /already paid/);
+  });
+
+  it("queryTrade refuses a signed answer naming another seller_id", async () => {
+    // the documented query answer has no seller_id (the simulator sends none): a stand-in gateway that adds one
+    const reply = JSON.stringify({ code: "10000", msg: "Success", trade_no: "2026010122001", out_trade_no: "x1", trade_status: "TRADE_SUCCESS", total_amount: "1.00", seller_id: "2088000000000099" });
+    const sign = createSign("RSA-SHA256").update(reply).sign(sandbox.alipayPrivateKey, "base64");
+    const standIn = await listen((_req, res) => void res.setHeader("content-type", "application/json").end(`{"alipay_trade_query_response":${reply},"sign":"${sign}"}`));
+    stops.push(standIn.close);
+    const queried = createAlipayGateway({ ...configFor(sandbox, alipay), gatewayUrl: `${standIn.url}${ALIPAY_GATEWAY_PATH}` });
+    await assert.rejects(queried.queryTrade("x1"), (error: unknown) => error instanceof GatewayError && error.gatewayCode === "SELLER_MISMATCH");
   });
 
   it("a trade past its expiry reads as closed and can no longer be paid", async () => {

@@ -84,6 +84,25 @@ describe("Alipay trade bill reader", () => {
     assert.deepEqual([...bill.source.files].sort(), ["20880211096256330156_20260310_业务明细(汇总).csv", "20880211096256330156_20260310_业务明细.csv"]);
   });
 
+  it("reads Alipay's own zips, whose file names are GBK without the zip's UTF-8 flag", () => {
+    const gbkName = (name: string) => iconv.encode(name, "gbk");
+    const detailName = gbkName("20880211096256330156_20260310_业务明细.csv");
+    const summaryName = gbkName("20880211096256330156_20260310_业务明细(汇总).csv");
+    // zip under ASCII stand-ins of the same byte length (no UTF-8 flag), then put the GBK bytes in their place
+    const standIn = (bytes: Buffer, mark: string) => mark.repeat(bytes.length);
+    const archive = Buffer.from(
+      zipSync({ [standIn(detailName, "D")]: iconv.encode(detail(), "gbk"), [standIn(summaryName, "S")]: iconv.encode(summary(), "gbk") }),
+    );
+    for (const [bytes, mark] of [[detailName, "D"], [summaryName, "S"]] as const) {
+      const placeholder = Buffer.from(standIn(bytes, mark), "latin1");
+      for (let at = archive.indexOf(placeholder); at >= 0; at = archive.indexOf(placeholder, at + 1)) bytes.copy(archive, at);
+    }
+    assert.ok(archive.includes(detailName) && !archive.includes(Buffer.from("业务明细", "utf8")), "GBK names in the archive");
+    const bill = readAlipayTradeBill("2026-03-10", new Uint8Array(archive));
+    assert.equal(bill.entries.length, 3);
+    assert.deepEqual([...bill.source.files].sort(), ["20880211096256330156_20260310_业务明细(汇总).csv", "20880211096256330156_20260310_业务明细.csv"]);
+  });
+
   it("reads a bill with both counts on one 合计 line (#交易合计：N笔，退款合计：M笔)", () => {
     const bill = readAlipayTradeBill("2026-03-10", zip({ detail: detail({ totals: ["#交易合计：2笔，退款合计：1笔"] }) }));
     assert.equal(bill.entries.length, 3);
