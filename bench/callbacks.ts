@@ -165,7 +165,7 @@ function alipayNotification(sandbox: AlipaySandbox, order: BenchOrder): Prepared
   const now = new Date();
   const fields = alipayPaymentFields({
     appId: sandbox.appId,
-    sellerId: "2088102177846875",
+    sellerId: sandbox.sellerId,
     orderId: order.id,
     tradeNo: `2026${randomBytes(10).toString("hex")}`,
     subject: "Gas quota top-up",

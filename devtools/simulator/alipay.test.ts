@@ -6,15 +6,17 @@ import type { AddressInfo } from "node:net";
 import { after, afterEach, before, describe, it } from "node:test";
 import { AlipaySdk } from "alipay-sdk";
 import express from "express";
-import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "./alipay";
-import type { ProviderSimulator } from "./types";
+import { unzipSync } from "fflate";
+import iconv from "iconv-lite";
+import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, type AlipaySimulator, createAlipaySimulator, generateAlipaySandbox, signNotification } from "./alipay";
+import { startSimulator } from "./server";
 
 /** The real SDK ↔ the simulator over HTTP: the protocol as a merchant's code sees it. */
 
 type Received = { contentType: string; rawBody: string; form: Record<string, string> };
 
 let sandbox: AlipaySandbox;
-let simulator: ProviderSimulator;
+let simulator: AlipaySimulator;
 let simulatorUrl: string;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;
 let sdk: AlipaySdk;
@@ -180,14 +182,41 @@ describe("Alipay simulator: payer page and notifications", () => {
     assert.equal((await precreate(orderId, "3.00")).sub_code, "ACQ.TRADE_HAS_SUCCESS");
   });
 
-  it("Cancel on the payer page closes the trade without a notification", async () => {
+  it("Cancel on the payer page leaves the trade WAIT_BUYER_PAY (payable again, no notification) until the merchant closes it", async () => {
     const orderId = newOrderId();
     const { qr_code } = await precreate(orderId, "1.00");
     const cancelled = await fetch(qr_code, { method: "POST", body: new URLSearchParams({ action: "cancel" }) });
-    assert.match(await cancelled.text(), /Closed/);
-    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_CLOSED");
+    assert.match(await cancelled.text(), /Waiting for payment/);
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "WAIT_BUYER_PAY");
     await simulator.notifier.idle();
     assert.deepEqual(receiver.forOrder(orderId), []);
+    assert.equal((await exec("alipay.trade.close", { out_trade_no: orderId })).code, "10000");
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_CLOSED");
+  });
+
+  it("Cancel and then Pay on the payer page: the trade is still payable and is paid", async () => {
+    const orderId = newOrderId();
+    const { qr_code } = await precreate(orderId, "1.00");
+    await (await fetch(qr_code, { method: "POST", body: new URLSearchParams({ action: "cancel" }) })).text();
+    assert.match(await (await fetch(qr_code, { method: "POST", body: new URLSearchParams({ action: "pay" }) })).text(), /Paid/);
+    assert.equal((await exec("alipay.trade.query", { out_trade_no: orderId })).trade_status, "TRADE_SUCCESS");
+  });
+
+  it("names the sandbox's fixed seller (PID) in every notification", async () => {
+    assert.match(sandbox.sellerId, /^2088\d{12}$/);
+    const orderId = await paidOrder("1.00");
+    await simulator.notifier.idle();
+    assert.equal(receiver.forOrder(orderId)[0]?.form.seller_id, sandbox.sellerId);
+  });
+
+  it("signs an empty field as `name=`, the way Alipay's verifiers (checkNotifySignV2) read it", () => {
+    const fields = { notify_type: "trade_status_sync", app_id: sandbox.appId, out_trade_no: "o1", total_amount: "1.00", body: "", passback_params: "" };
+    const signed = signNotification(fields, sandbox.alipayPrivateKey);
+    assert.equal(sdk.checkNotifySignV2(signed), true);
+    // and dropping the empty field changes what was signed
+    const withoutBody = { ...signed };
+    delete withoutBody.body;
+    assert.equal(sdk.checkNotifySignV2(withoutBody), false);
   });
 
   it("leads the browser from the SDK's page-pay URL to the payer page, and back to return_url signed after paying", async () => {
@@ -322,15 +351,193 @@ describe("Alipay simulator: refunds", () => {
     assert.equal(missing.refund_amount, undefined);
   });
 
-  it("notifies a refund on the payment's notify_url, with out_biz_no and the total refund_fee", async () => {
+  it("notifies a partial refund as TRADE_SUCCESS and the refund that empties the trade as TRADE_CLOSED, with out_biz_no, refund_fee (the total), gmt_refund and seller_id", async () => {
     const orderId = await paidOrder("6.00");
-    await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "n1", refund_amount: "6.00" });
+    await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "n1", refund_amount: "2.00" });
+    await exec("alipay.trade.refund", { out_trade_no: orderId, out_request_no: "n2", refund_amount: "4.00" });
     await simulator.notifier.idle();
-    const refundNotice = receiver.forOrder(orderId).find((copy) => copy.form.out_biz_no === "n1");
-    assert.ok(refundNotice);
-    assert.equal(refundNotice.form.refund_fee, "6.00");
-    assert.equal(refundNotice.form.trade_status, "TRADE_CLOSED");
-    assert.equal(sdk.checkNotifySignV2(refundNotice.form), true);
+    const partial = receiver.forOrder(orderId).find((copy) => copy.form.out_biz_no === "n1");
+    const full = receiver.forOrder(orderId).find((copy) => copy.form.out_biz_no === "n2");
+    assert.ok(partial && full);
+    assert.equal(partial.form.trade_status, "TRADE_SUCCESS");
+    assert.equal(partial.form.refund_fee, "2.00");
+    assert.equal(partial.form.gmt_close, undefined);
+    assert.equal(full.form.trade_status, "TRADE_CLOSED");
+    assert.equal(full.form.refund_fee, "6.00");
+    assert.match(full.form.gmt_close!, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
+    for (const notice of [partial, full]) {
+      assert.match(notice.form.gmt_refund!, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
+      assert.equal(notice.form.seller_id, sandbox.sellerId);
+      assert.equal(notice.form.total_amount, "6.00");
+      assert.equal(sdk.checkNotifySignV2(notice.form), true);
+    }
+  });
+
+  it("refuses a refund the merchant's balance cannot cover (ACQ.SELLER_BALANCE_NOT_ENOUGH) without recording it; the same out_request_no goes through once it can", async () => {
+    const orderId = await paidOrder("5.00");
+    const request = { out_trade_no: orderId, out_request_no: "short-1", refund_amount: "3.00" };
+    try {
+      simulator.setMerchantBalance(299n);
+      const refused = await exec("alipay.trade.refund", request);
+      assert.equal(refused.code, "40004");
+      assert.equal(refused.sub_code, "ACQ.SELLER_BALANCE_NOT_ENOUGH");
+      assert.equal((await exec("alipay.trade.fastpay.refund.query", { out_trade_no: orderId, out_request_no: "short-1" })).refund_amount, undefined);
+      assert.equal(simulator.trade(orderId)?.refundedFen, 0n);
+      await simulator.pay((await unpaidOrder("2.00")));
+      assert.equal(simulator.merchantBalance(), 499n);
+      const retried = await exec("alipay.trade.refund", request);
+      assert.equal(retried.fund_change, "Y");
+      assert.equal(simulator.merchantBalance(), 199n);
+      assert.equal(simulator.trade(orderId)?.refundedFen, 300n);
+    } finally {
+      simulator.setMerchantBalance(undefined);
+    }
+  });
+});
+
+describe("Alipay simulator: the trade bill", () => {
+  /** A second simulator whose business clock the tests move: 2026-03-10 in Beijing. */
+  let billSim: AlipaySimulator;
+  let billSdk: AlipaySdk;
+  let businessTime = new Date("2026-03-10T10:00:00+08:00");
+  const at = (beijing: string) => (businessTime = new Date(`${beijing}+08:00`));
+  const billUrl = (date: string) => billSdk.exec("alipay.data.dataservice.bill.downloadurl.query", { bizContent: { bill_type: "trade", bill_date: date } }, { validateSign: true });
+  const pay = async (amount: string) => {
+    const orderId = newOrderId();
+    await billSdk.exec("alipay.trade.precreate", { notify_url: receiver.url, bizContent: { out_trade_no: orderId, total_amount: amount, subject: "Gas quota top-up" } }, { validateSign: true });
+    await billSim.pay(orderId);
+    return orderId;
+  };
+  const refund = (orderId: string, outRequestNo: string, amount: string) =>
+    billSdk.exec("alipay.trade.refund", { bizContent: { out_trade_no: orderId, out_request_no: outRequestNo, refund_amount: amount } }, { validateSign: true });
+  const download = async (date: string) => {
+    const reply = await billUrl(date);
+    assert.equal(reply.code, "10000", JSON.stringify(reply));
+    const response = await fetch(String(reply.bill_download_url));
+    assert.equal(response.status, 200);
+    return new Uint8Array(await response.arrayBuffer());
+  };
+
+  before(async () => {
+    const app = express();
+    const server = await listen(app);
+    const keys = generateAlipaySandbox();
+    billSim = createAlipaySimulator({ sandbox: keys, publicUrl: server.url, timeScale: 0.0001, clock: () => businessTime });
+    app.use(billSim.router);
+    billSdk = new AlipaySdk({ appId: keys.appId, privateKey: keys.merchantPrivateKey, alipayPublicKey: keys.alipayPublicKey, gateway: `${server.url}${ALIPAY_GATEWAY_PATH}`, camelcase: false });
+    stops.push(async () => {
+      billSim.notifier.close();
+      await server.close();
+    });
+  });
+
+  it("refuses a day not over (isv.invalid-arguments), says isp.bill_not_exist until 09:00 the next day, then gives a URL", async () => {
+    at("2026-03-10T10:00:00");
+    await pay("10.00");
+    assert.equal((await billUrl("2026-03-10")).sub_code, "isv.invalid-arguments");
+    assert.equal((await billUrl("2026-03-11")).sub_code, "isv.invalid-arguments");
+    at("2026-03-11T08:59:59");
+    assert.equal((await billUrl("2026-03-10")).sub_code, "isp.bill_not_exist");
+    at("2026-03-11T09:00:00");
+    const reply = await billUrl("2026-03-10");
+    assert.equal(reply.code, "10000");
+    assert.match(String(reply.bill_download_url), /downloadBillFile\.resource\?bizType=trade&/);
+  });
+
+  it("has no bill for a day without trades (isp.bill_not_exist)", async () => {
+    at("2026-03-20T10:00:00");
+    assert.equal((await billUrl("2026-03-18")).sub_code, "isp.bill_not_exist");
+  });
+
+  it("serves a zip of two GBK CSV files in Alipay's layout: 业务明细 (payments, refunds negative, padded cells, 合计 lines) and 业务明细(汇总)", async () => {
+    at("2026-03-12T11:00:00");
+    const paid = await pay("12.34");
+    at("2026-03-12T15:30:00");
+    await refund(paid, "rf-part", "2.34");
+    at("2026-03-13T09:30:00");
+    const files = unzipSync(await download("2026-03-12"));
+    const names = Object.keys(files).sort();
+    assert.deepEqual(names, [`${billSim.sellerId}0156_20260312_业务明细(汇总).csv`, `${billSim.sellerId}0156_20260312_业务明细.csv`]);
+    const detail = iconv.decode(Buffer.from(files[names[1]!]!), "gbk");
+    assert.notEqual(new TextDecoder("utf-8").decode(files[names[1]!]!), detail, "GBK, not UTF-8");
+    const lines = detail.split("\n");
+    assert.equal(lines[0], "#支付宝业务明细查询");
+    assert.equal(lines[1], `#账号：[${billSim.sellerId}0156]`);
+    assert.equal(lines[2], "#起始日期：[2026年03月12日 00:00:00]   终止日期：[2026年03月13日 00:00:00]");
+    assert.match(lines[4]!, /^支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,.*订单金额（元）,商家实收（元）,.*退款批次号\/请求号,服务费（元）,分润（元）,备注$/);
+    const tradeNo = billSim.trade(paid)!.gatewayTradeNo;
+    assert.ok(lines[5]!.startsWith(`${tradeNo}\t,${paid}\t,交易\t,Gas quota top-up,2026-03-12 11:00:00,2026-03-12 11:00:00,`), lines[5]);
+    assert.match(lines[5]!, /,12\.34,12\.34,.*,\t,-0\.07,0\.00,/);
+    assert.ok(lines[6]!.includes(`,退款\t,`) && lines[6]!.includes(",-2.34,-2.34,") && lines[6]!.includes(",rf-part\t,0.01,"), lines[6]);
+    assert.match(lines[7]!, /^#-+业务明细列表结束-+$/);
+    assert.equal(lines[8], "#交易合计：1笔，商家实收共12.34元，商家优惠共0.00元");
+    assert.equal(lines[9], "#退款合计：1笔，商家实收退款共-2.34元，商家优惠退款共0.00元");
+    assert.match(lines[10]!, /^#导出时间：\[2026年03月13日 09:30:00\]$/);
+    const summary = iconv.decode(Buffer.from(files[names[0]!]!), "gbk").split("\n");
+    assert.equal(summary[0], "#支付宝业务汇总查询");
+    assert.ok(summary.includes("合计,,1,1,10.00,10.00,0.00,0.00,0.00,-0.06,0.00,9.94"), summary.join("\n"));
+  });
+
+  it("serves each download URL for 30 seconds of real time", async (t) => {
+    at("2026-03-12T11:00:00");
+    await pay("1.00");
+    at("2026-03-13T10:00:00");
+    const url = String((await billUrl("2026-03-12")).bill_download_url);
+    t.mock.timers.enable({ apis: ["Date"], now: Date.now() });
+    t.mock.timers.tick(29_000);
+    assert.equal((await fetch(url)).status, 200);
+    t.mock.timers.tick(1_000);
+    assert.equal((await fetch(url)).status, 404);
+  });
+
+  it("takes bill faults through the control API (POST /sim/alipay/bill-faults) of the simulator server, on its business clock", async () => {
+    let time = new Date("2026-05-01T10:00:00+08:00");
+    const sim = await startSimulator({ timeScale: 0.0001, clock: () => time });
+    try {
+      const merchant = new AlipaySdk({ appId: sim.sandbox.alipay.appId, privateKey: sim.sandbox.alipay.merchantPrivateKey, alipayPublicKey: sim.sandbox.alipay.alipayPublicKey, gateway: `${sim.url}${ALIPAY_GATEWAY_PATH}`, camelcase: false });
+      assert.equal(sim.serverSandbox.alipay?.sellerId, sim.sandbox.alipay.sellerId);
+      const orderId = newOrderId();
+      await merchant.exec("alipay.trade.precreate", { bizContent: { out_trade_no: orderId, total_amount: "2.00", subject: "Gas quota top-up" } }, { validateSign: true });
+      const post = (body: unknown) => fetch(`${sim.url}/sim/alipay/bill-faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      assert.equal((await post({ kind: "silent_payment", orderId })).status, 200);
+      assert.equal((await post({ kind: "console_refund", orderId, amountFen: "50" })).status, 200);
+      assert.equal((await post({ kind: "console_refund", orderId, amountFen: "500" })).status, 409);
+      assert.equal(sim.alipay.trade(orderId)?.paidAt?.getTime(), time.getTime());
+      time = new Date("2026-05-02T09:00:00+08:00");
+      const reply = await merchant.exec("alipay.data.dataservice.bill.downloadurl.query", { bizContent: { bill_type: "trade", bill_date: "2026-05-01" } }, { validateSign: true });
+      assert.equal(reply.code, "10000");
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it("bill faults: a silent payment is only in the bill; a payment listed a fen high; a console refund with the console's own batch number, never notified", async () => {
+    at("2026-03-14T09:00:00");
+    const silent = newOrderId();
+    await billSdk.exec("alipay.trade.precreate", { notify_url: receiver.url, bizContent: { out_trade_no: silent, total_amount: "3.00", subject: "Gas quota top-up" } }, { validateSign: true });
+    await billSim.injectBillFault({ kind: "silent_payment", orderId: silent });
+    const high = await pay("4.00");
+    await billSim.injectBillFault({ kind: "amount_off_by_one_fen", orderId: high });
+    const refunded = await pay("5.00");
+    await billSim.injectBillFault({ kind: "console_refund", orderId: refunded, amountFen: 150n });
+    await billSim.notifier.idle();
+
+    assert.equal(billSim.trade(silent)?.status, "paid");
+    const query = await billSdk.exec("alipay.trade.query", { bizContent: { out_trade_no: silent } }, { validateSign: true });
+    assert.equal(query.trade_status, "WAIT_BUYER_PAY");
+    assert.equal(query.send_pay_date, undefined);
+    assert.deepEqual(receiver.forOrder(silent), []);
+    assert.equal(receiver.forOrder(refunded).length, 1, "the payment only: a console refund is not notified");
+    assert.equal(billSim.trade(refunded)?.refundedFen, 150n);
+
+    at("2026-03-15T10:00:00");
+    const files = unzipSync(await download("2026-03-14"));
+    const detail = iconv.decode(Buffer.from(Object.entries(files).find(([name]) => !name.includes("汇总"))![1]), "gbk");
+    const row = (orderId: string, type: string) => detail.split("\n").find((line) => line.includes(`,${orderId}\t,${type}\t,`));
+    assert.ok(row(silent, "交易")?.includes(",3.00,3.00,"));
+    assert.ok(row(high, "交易")?.includes(",4.01,4.01,"), row(high, "交易"));
+    assert.match(row(refunded, "退款") ?? "", /,-1\.50,-1\.50,.*,HZ01RF\d+\t,/);
+    assert.ok(detail.includes("#交易合计：3笔，商家实收共12.01元"));
   });
 });
 
@@ -357,6 +564,13 @@ function exec(method: string, bizContent: Record<string, string>) {
 
 function precreate(orderId: string, totalAmount: string, extra: Record<string, string> = {}) {
   return exec("alipay.trade.precreate", { out_trade_no: orderId, total_amount: totalAmount, subject: "Gas quota top-up", ...extra });
+}
+
+/** A precreated trade the payer has not paid yet. */
+async function unpaidOrder(totalAmount: string): Promise<string> {
+  const orderId = newOrderId();
+  assert.equal((await precreate(orderId, totalAmount)).code, "10000");
+  return orderId;
 }
 
 async function paidOrder(totalAmount: string): Promise<string> {

@@ -9,21 +9,36 @@
  *   before that, query and close answer ACQ.TRADE_NOT_EXIST. Closing it still locks the QR code.
  * - A trade closes itself at its expiry (time_expire, else timeout_express, else 2 hours); a fully refunded
  *   trade becomes TRADE_CLOSED.
- * - Refunds are notified on the payment's notify_url too (with out_biz_no, refund_fee and gmt_refund).
+ * - Refunds are notified on the payment's notify_url too (with out_biz_no, refund_fee and gmt_refund): a partial
+ *   refund as TRADE_SUCCESS, the refund that empties the trade as TRADE_CLOSED (with gmt_close).
  * - A response to a request with a wrong app_id is not signed (Alipay does not know whose key to use).
+ * - The payer's Cancel on the cashier only leaves it: the trade stays WAIT_BUYER_PAY until it expires or the
+ *   merchant closes it (Alipay has no "payer cancelled" state, and sends no notification).
+ * - A refund the merchant's balance cannot cover is refused with ACQ.SELLER_BALANCE_NOT_ENOUGH and not recorded,
+ *   so the same out_request_no can be retried once money came in (`setMerchantBalance`).
+ * - The trade bill (`alipay.data.dataservice.bill.downloadurl.query`, bill_type trade) for day D exists from D+1
+ *   09:00 Beijing time (by the business clock): a zip of two GBK CSV files (业务明细 and 业务明细(汇总)) in Alipay's
+ *   layout, at a URL that lives 30 seconds (real time). Before the day is over the date is refused
+ *   (isv.invalid-arguments); a day over but not produced yet, or without trades, is isp.bill_not_exist.
  */
 import { createSign, createVerify, generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
 import express, { type Request, type Response, Router } from "express";
+import { zipSync } from "fflate";
+import iconv from "iconv-lite";
 import { formatBeijingTime, formatYuan, parseBeijingTime, parseYuan } from "../../server/payments/gateways/alipay";
 import { ALIPAY_RETRY_SCHEDULE_MS, type Notification, NotificationDispatcher, type NotificationFaults } from "./notifier";
 import type { BillFault, ProviderSimulator, SimulatedTrade, SimulatorClock } from "./types";
 
 export const ALIPAY_GATEWAY_PATH = "/alipay/gateway.do";
 export const ALIPAY_PAYER_PATH = "/payer/alipay";
+/** Where the 30-second bill download URLs point (Alipay's is dwbillcenter.alipay.com/downloadBillFile.resource). */
+export const ALIPAY_BILL_PATH = "/alipay/downloadBillFile.resource";
 
 /** Both sides' keys, as PEM: PKCS#1 private keys (alipay-sdk's default keyType) and SPKI public keys. */
 export type AlipaySandbox = {
   appId: string;
+  /** The merchant's PID (seller_id in notifications, 2088 + 12 digits), fixed for the sandbox like its keys. */
+  sellerId: string;
   merchantPrivateKey: string;
   merchantPublicKey: string;
   alipayPrivateKey: string;
@@ -31,7 +46,7 @@ export type AlipaySandbox = {
 };
 
 export type AlipaySimulatorOptions = {
-  /** Business time (see SimulatorClock); default the real clock. */
+  /** Business time (see SimulatorClock): trade, payment, refund times, expiry and bill days; default the real clock. */
   clock?: SimulatorClock;
   sandbox: AlipaySandbox;
   /** Where payers and merchants reach the simulator; QR payloads point at `${publicUrl}/payer/alipay/<id>`. */
@@ -39,15 +54,27 @@ export type AlipaySimulatorOptions = {
   /** Multiplies Alipay's notification retry delays: 1 = real time (25 hours), 0.0001 = about 9 seconds. */
   timeScale?: number;
   faults?: NotificationFaults;
-  /** The gateway's clock, for trade expiry; tests move it instead of waiting. */
+  /** Older name of `clock` (the gateway's clock, for trade expiry); `clock` wins when both are given. */
   now?: () => Date;
 };
+
+/** The simulated Alipay, with the controls only a simulator has. */
+export interface AlipaySimulator extends ProviderSimulator {
+  readonly sellerId: string;
+  /**
+   * The merchant's Alipay balance refunds are paid from: undefined (the default) never runs short; a figure goes
+   * up with each payment and down with each refund, and a refund beyond it is ACQ.SELLER_BALANCE_NOT_ENOUGH.
+   */
+  setMerchantBalance(fen: bigint | undefined): void;
+  merchantBalance(): bigint | undefined;
+}
 
 export function generateAlipaySandbox(): AlipaySandbox {
   const merchant = generateRsaKeyPair();
   const alipay = generateRsaKeyPair();
   return {
     appId: `2021${randomDigits(12)}`,
+    sellerId: newSellerId(),
     merchantPrivateKey: merchant.privateKey,
     merchantPublicKey: merchant.publicKey,
     alipayPrivateKey: alipay.privateKey,
@@ -95,8 +122,13 @@ export function alipayPaymentFields(trade: {
   };
 }
 
-export function createAlipaySimulator(options: AlipaySimulatorOptions): ProviderSimulator {
-  return new AlipaySimulator(options);
+export function createAlipaySimulator(options: AlipaySimulatorOptions): AlipaySimulator {
+  return new SimulatedAlipay(options);
+}
+
+/** A PID as Alipay gives them: 2088 and 12 digits. */
+export function newSellerId(): string {
+  return `2088${randomDigits(12)}`;
 }
 
 /** How long a trade stays payable when the merchant sets no expiry (Alipay's QR codes last 2 hours). */
@@ -107,6 +139,12 @@ const NOTIFY_REQUEST_TIMEOUT_MS = 5_000;
 const OUT_TRADE_NO_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
 const REQUEST_TIMESTAMP_PATTERN = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
 const SIMULATED_BUYER = { id: "2088102177846880", logonId: "sim***@alipay-sandbox.example" };
+/** 当面付's standard rate: 0.6 % of the amount, rounded to the fen (half up); a refund gives its share back. */
+const FEE_PER_MILLE = 6n;
+/** When Alipay has produced the trade bill of a day: 09:00 the next day, Beijing time. */
+const BILL_READY_AFTER_MS = (24 + 9) * 60 * 60 * 1000;
+/** The bill download URL works for 30 seconds (real time). */
+const BILL_URL_TTL_MS = 30_000;
 
 /** The sub_msg the real gateway sends with each business error. */
 const BUSINESS_ERRORS = {
@@ -118,6 +156,9 @@ const BUSINESS_ERRORS = {
   "ACQ.CONTEXT_INCONSISTENT": "交易信息被篡改",
   "ACQ.TOTAL_FEE_EXCEED": "订单总金额超过限额",
   "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "退款金额超限",
+  "ACQ.SELLER_BALANCE_NOT_ENOUGH": "卖家余额不足",
+  "isp.bill_not_exist": "账单不存在",
+  "isv.invalid-arguments": "参数不合法",
 } as const;
 type BusinessErrorCode = keyof typeof BUSINESS_ERRORS;
 
@@ -128,7 +169,8 @@ type GatewayReply = Record<string, string>;
 /** A reply and whether the gateway could sign it. */
 type Answer = { reply: GatewayReply; signed: boolean };
 
-type AlipayRefund = { outRequestNo: string; amountFen: bigint; refundedAt: Date };
+/** `console`: made in the merchant console (a bill fault): its batch number is Alipay's, and nobody is notified. */
+type AlipayRefund = { outRequestNo: string; amountFen: bigint; refundedAt: Date; console?: boolean };
 type AlipayTrade = SimulatedTrade & {
   subject: string;
   returnUrl?: string;
@@ -140,30 +182,39 @@ type AlipayTrade = SimulatedTrade & {
   /** Whether the payer has opened the trade (scanned the QR, landed on the cashier): only then does Alipay know it. */
   scanned: boolean;
   refunds: Map<string, AlipayRefund>;
+  /** Bill faults: paid without a word (queries see `apparent`), and listed in the bill a fen above the payment. */
+  silent?: { apparent: "pending" | "closed" };
+  billExtraFen?: bigint;
 };
 type NewTrade = { orderId: string; amountFen: bigint; subject: string; expiresAt: Date };
 
-class AlipaySimulator implements ProviderSimulator {
+class SimulatedAlipay implements AlipaySimulator {
   readonly provider = "alipay" as const;
   readonly router: Router;
   readonly notifier: NotificationDispatcher;
+  readonly sellerId: string;
   private readonly trades = new Map<string, AlipayTrade>();
   private readonly sandbox: AlipaySandbox;
   private readonly publicUrl: string;
+  /** Business time. */
   private readonly now: () => Date;
-  private readonly sellerId = `2088${randomDigits(12)}`;
+  private balanceFen: bigint | undefined;
+  /** Bill zips handed out, by fileId, until their URL expires (real time). */
+  private readonly billDownloads = new Map<string, { zip: Uint8Array; expiresAt: number }>();
   private readonly apiMethods: Record<string, (biz: BizContent, params: Params) => GatewayReply> = {
     "alipay.trade.precreate": (biz, params) => this.precreate(biz, params),
     "alipay.trade.query": (biz) => this.query(biz),
     "alipay.trade.close": (biz) => this.close(biz),
     "alipay.trade.refund": (biz) => this.refund(biz),
     "alipay.trade.fastpay.refund.query": (biz) => this.refundQuery(biz),
+    "alipay.data.dataservice.bill.downloadurl.query": (biz) => this.billDownloadUrl(biz),
   };
 
   constructor(options: AlipaySimulatorOptions) {
     this.sandbox = options.sandbox;
+    this.sellerId = options.sandbox.sellerId;
     this.publicUrl = options.publicUrl.replace(/\/+$/, "");
-    this.now = options.now ?? (() => new Date());
+    this.now = options.clock ?? options.now ?? (() => new Date());
     this.notifier = new NotificationDispatcher({
       scheduleMs: ALIPAY_RETRY_SCHEDULE_MS,
       ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
@@ -175,19 +226,53 @@ class AlipaySimulator implements ProviderSimulator {
   async pay(orderId: string): Promise<void> {
     const trade = this.openedByPayer(orderId);
     if (trade.status !== "pending") throw new Error(`Alipay trade ${orderId} cannot be paid: it is ${trade.status}`);
-    trade.status = "paid";
-    trade.paidAt = this.now();
+    this.markPaid(trade);
     this.notify(`payment:${orderId}`, trade, this.paymentFields(trade));
   }
 
+  /**
+   * The payer leaves the cashier (Cancel): Alipay keeps the trade WAIT_BUYER_PAY, payable again, until it expires
+   * or the merchant closes it; nobody is notified.
+   */
   async cancel(orderId: string): Promise<void> {
     const trade = this.openedByPayer(orderId);
-    if (trade.status === "paid") throw new Error(`Alipay trade ${orderId} cannot be cancelled: it is paid`);
-    trade.status = "closed";
+    if (trade.status !== "pending") throw new Error(`Alipay trade ${orderId} cannot be cancelled: it is ${trade.status}`);
   }
 
-  injectBillFault(_fault: BillFault): Promise<void> {
-    return Promise.reject(new Error("Alipay simulator bills: not built yet (issue 13 in progress)"));
+  async injectBillFault(fault: BillFault): Promise<void> {
+    const trade = this.trades.get(fault.orderId);
+    if (!trade) throw new Error(`no Alipay trade ${fault.orderId}`);
+    this.expireIfDue(trade);
+    switch (fault.kind) {
+      case "silent_payment": {
+        if (trade.status !== "pending") throw new Error(`Alipay trade ${fault.orderId} cannot be paid silently: it is ${trade.status}`);
+        trade.scanned = true;
+        trade.silent = { apparent: "pending" };
+        this.markPaid(trade);
+        return;
+      }
+      case "amount_off_by_one_fen":
+        trade.billExtraFen = 1n;
+        return;
+      case "console_refund": {
+        if (!trade.paidAt) throw new Error(`Alipay trade ${fault.orderId} cannot be refunded: it is not paid`);
+        if (fault.amountFen <= 0n || trade.refundedFen + fault.amountFen > trade.amountFen) {
+          throw new Error(`Alipay trade ${fault.orderId}: a console refund of ${fault.amountFen} fen exceeds what is left (${trade.amountFen - trade.refundedFen} fen)`);
+        }
+        // the console numbers its refunds itself; this batch number is none of the merchant's out_request_no
+        const refund = { outRequestNo: `HZ01RF${formatBeijingTime(this.now()).slice(0, 10).replaceAll("-", "")}${randomDigits(10)}`, amountFen: fault.amountFen, refundedAt: this.now(), console: true };
+        this.recordRefund(trade, refund);
+        return;
+      }
+    }
+  }
+
+  setMerchantBalance(fen: bigint | undefined): void {
+    this.balanceFen = fen;
+  }
+
+  merchantBalance(): bigint | undefined {
+    return this.balanceFen;
   }
 
   trade(orderId: string): SimulatedTrade | undefined {
@@ -206,6 +291,7 @@ class AlipaySimulator implements ProviderSimulator {
     router.all(ALIPAY_GATEWAY_PATH, form, (req, res) => this.handleGatewayRequest(req, res));
     router.get(`${ALIPAY_PAYER_PATH}/:orderId`, (req, res) => this.showPayerPage(req, res));
     router.post(`${ALIPAY_PAYER_PATH}/:orderId`, form, (req, res) => this.handlePayerAction(req, res));
+    router.get(ALIPAY_BILL_PATH, (req, res) => this.serveBill(req, res));
     return router;
   }
 
@@ -244,7 +330,7 @@ class AlipaySimulator implements ProviderSimulator {
       return { reply: invalidArguments("isv.invalid-timestamp", "非法的时间戳参数"), signed: true };
     }
     // Requests sign every parameter but `sign` itself (sign_type included), unlike notifications.
-    const content = signingContent(params, ["sign"]);
+    const content = signingContent(params, ["sign"], { dropEmpty: true });
     if (!verifyRsa2(content, params.sign, this.sandbox.merchantPublicKey)) {
       const hint = `验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：${content}`;
       return { reply: invalidArguments("isv.invalid-signature", hint), signed: true };
@@ -290,8 +376,10 @@ class AlipaySimulator implements ProviderSimulator {
     if (action === "quit" && trade.wap) return res.redirect(303, trade.quitUrl ?? trade.returnUrl ?? this.payerUrl(orderId));
     try {
       if (action === "pay") await this.pay(orderId);
-      else if (action === "cancel") await this.cancel(orderId);
-      else return sendHtml(res, 400, this.renderPayerPage(this.openedByPayer(orderId), "Unknown action"));
+      else if (action === "cancel") {
+        await this.cancel(orderId);
+        return sendHtml(res, 200, this.renderPayerPage(trade, "Not paid: the order stays open until it expires or the merchant closes it (未付款)"));
+      } else return sendHtml(res, 400, this.renderPayerPage(this.openedByPayer(orderId), "Unknown action"));
       // WAP: once paid, Alipay sends the browser on to return_url by itself, with the signed sync return fields
       if (action === "pay" && trade.wap && trade.returnUrl) return res.redirect(303, this.signedReturnUrl(trade, trade.returnUrl));
       sendHtml(res, 200, this.renderPayerPage(this.openedByPayer(orderId)));
@@ -311,15 +399,17 @@ class AlipaySimulator implements ProviderSimulator {
   private query(biz: BizContent): GatewayReply {
     const trade = this.knownTrade(biz);
     if (!trade) return businessError("ACQ.TRADE_NOT_EXIST");
+    // a silent payment (bill fault) is invisible here: the trade reads as if nobody had paid
+    const paidAt = trade.silent ? undefined : trade.paidAt;
     return success({
       trade_no: trade.gatewayTradeNo,
       out_trade_no: trade.orderId,
       buyer_logon_id: SIMULATED_BUYER.logonId,
       trade_status: tradeStatusOf(trade),
       total_amount: formatYuan(trade.amountFen),
-      buyer_pay_amount: formatYuan(trade.paidAt ? trade.amountFen : 0n),
-      receipt_amount: formatYuan(trade.paidAt ? trade.amountFen : 0n),
-      ...(trade.paidAt ? { send_pay_date: formatBeijingTime(trade.paidAt) } : {}),
+      buyer_pay_amount: formatYuan(paidAt ? trade.amountFen : 0n),
+      receipt_amount: formatYuan(paidAt ? trade.amountFen : 0n),
+      ...(paidAt ? { send_pay_date: formatBeijingTime(paidAt) } : {}),
     });
   }
 
@@ -331,6 +421,11 @@ class AlipaySimulator implements ProviderSimulator {
       // Unknown to Alipay yet, so "not exist"; but the QR code is locked and can no longer be paid.
       if (trade.status === "pending") trade.status = "closed";
       return businessError("ACQ.TRADE_NOT_EXIST");
+    }
+    if (trade.silent) {
+      if (trade.silent.apparent !== "pending") return businessError("ACQ.TRADE_STATUS_ERROR");
+      trade.silent.apparent = "closed";
+      return success({ trade_no: trade.gatewayTradeNo, out_trade_no: trade.orderId });
     }
     if (trade.status !== "pending") return businessError("ACQ.TRADE_STATUS_ERROR");
     trade.status = "closed";
@@ -348,14 +443,27 @@ class AlipaySimulator implements ProviderSimulator {
     if (earlier) {
       return earlier.amountFen === amountFen ? this.refundReply(trade, earlier, "N") : businessError("ACQ.CONTEXT_INCONSISTENT");
     }
-    if (!trade.paidAt) return businessError(trade.status === "closed" ? "ACQ.TRADE_HAS_CLOSE" : "ACQ.TRADE_STATUS_ERROR");
+    if (!trade.paidAt || trade.silent) return businessError(tradeStatusOf(trade) === "TRADE_CLOSED" ? "ACQ.TRADE_HAS_CLOSE" : "ACQ.TRADE_STATUS_ERROR");
     if (trade.refundedFen + amountFen > trade.amountFen) return businessError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL");
+    // refused, not recorded: the same out_request_no goes through once the balance covers it
+    if (this.balanceFen !== undefined && amountFen > this.balanceFen) return businessError("ACQ.SELLER_BALANCE_NOT_ENOUGH");
     const refund = { outRequestNo, amountFen, refundedAt: this.now() };
-    trade.refunds.set(outRequestNo, refund);
-    trade.refundedFen += amountFen;
-    if (trade.refundedFen === trade.amountFen) trade.status = "closed";
+    this.recordRefund(trade, refund);
     this.notify(`refund:${trade.orderId}:${outRequestNo}`, trade, this.refundFields(trade, refund));
     return this.refundReply(trade, refund, "Y");
+  }
+
+  private markPaid(trade: AlipayTrade): void {
+    trade.status = "paid";
+    trade.paidAt = this.now();
+    if (this.balanceFen !== undefined) this.balanceFen += trade.amountFen;
+  }
+
+  private recordRefund(trade: AlipayTrade, refund: AlipayRefund): void {
+    trade.refunds.set(refund.outRequestNo, refund);
+    trade.refundedFen += refund.amountFen;
+    if (this.balanceFen !== undefined) this.balanceFen -= refund.amountFen;
+    if (trade.refundedFen === trade.amountFen) trade.status = "closed";
   }
 
   private refundReply(trade: AlipayTrade, refund: AlipayRefund, fundChange: "Y" | "N"): GatewayReply {
@@ -384,6 +492,58 @@ class AlipaySimulator implements ProviderSimulator {
       refund_status: "REFUND_SUCCESS",
       gmt_refund_pay: formatBeijingTime(refund.refundedAt),
     });
+  }
+
+  // ---- Bills -------------------------------------------------------------------------------------------
+
+  /** The trade bill of a day (bill_type trade, bill_date YYYY-MM-DD): a download URL, or why there is none. */
+  private billDownloadUrl(biz: BizContent): GatewayReply {
+    const billType = readString(biz.bill_type);
+    const billDate = readString(biz.bill_date);
+    const dayStart = billDate && /^\d{4}-\d{2}-\d{2}$/.test(billDate) ? parseBeijingTime(`${billDate} 00:00:00`) : undefined;
+    if (billType !== "trade" || !dayStart) return businessError("isv.invalid-arguments");
+    const now = this.now().getTime();
+    // today's (or a future day's) bill cannot be asked for; a day over has its bill from 09:00 the next day
+    if (now < dayStart.getTime() + 86_400_000) return businessError("isv.invalid-arguments");
+    if (now < dayStart.getTime() + BILL_READY_AFTER_MS) return businessError("isp.bill_not_exist");
+    const lines = this.billLines(dayStart);
+    if (lines.length === 0) return businessError("isp.bill_not_exist");
+    const fileId = randomBytes(16).toString("hex");
+    const day = billDate!.replaceAll("-", "");
+    const zip = alipayTradeBillZip({ pid: this.sellerId, date: billDate!, lines, exportedAt: this.now() });
+    this.billDownloads.set(fileId, { zip, expiresAt: Date.now() + BILL_URL_TTL_MS });
+    const query = new URLSearchParams({ bizType: "trade", userId: this.sellerId, fileType: "csv.zip", bizDates: day, downloadFileName: `${this.sellerId}0156_${day}.csv.zip`, fileId });
+    return success({ bill_download_url: `${this.publicUrl}${ALIPAY_BILL_PATH}?${query.toString()}` });
+  }
+
+  /** What the book shows for the day: payments by payment time, refunds by refund time (business clock). */
+  private billLines(dayStart: Date): AlipayBillLine[] {
+    const inDay = (at: Date | undefined) => at !== undefined && at >= dayStart && at.getTime() < dayStart.getTime() + 86_400_000;
+    const lines: AlipayBillLine[] = [];
+    for (const trade of this.trades.values()) {
+      const common = { tradeNo: trade.gatewayTradeNo, orderId: trade.orderId, subject: trade.subject, createdAt: trade.createdAt };
+      if (inDay(trade.paidAt)) {
+        const amountFen = trade.amountFen + (trade.billExtraFen ?? 0n);
+        lines.push({ ...common, type: "交易", finishedAt: trade.paidAt!, amountFen, feeFen: -feeFor(amountFen) });
+      }
+      for (const refund of trade.refunds.values()) {
+        if (!inDay(refund.refundedAt)) continue;
+        lines.push({ ...common, type: "退款", finishedAt: refund.refundedAt, amountFen: -refund.amountFen, feeFen: feeFor(refund.amountFen), batchNo: refund.outRequestNo });
+      }
+    }
+    return lines.sort((a, b) => a.finishedAt.getTime() - b.finishedAt.getTime());
+  }
+
+  /** The download itself: a plain GET, no signature, for 30 seconds. */
+  private serveBill(req: Request, res: Response): void {
+    const fileId = typeof req.query.fileId === "string" ? req.query.fileId : "";
+    const download = this.billDownloads.get(fileId);
+    if (!download || Date.now() >= download.expiresAt) {
+      this.billDownloads.delete(fileId);
+      res.status(404).type("text/plain; charset=utf-8").send("下载链接已失效 (the bill download URL has expired)");
+      return;
+    }
+    res.status(200).type("application/zip").send(Buffer.from(download.zip));
   }
 
   // ---- Order book --------------------------------------------------------------------------------------
@@ -443,7 +603,9 @@ class AlipaySimulator implements ProviderSimulator {
   }
 
   private expireIfDue(trade: AlipayTrade): void {
-    if (trade.status === "pending" && trade.expiresAt && this.now() >= trade.expiresAt) trade.status = "closed";
+    const due = trade.expiresAt !== undefined && this.now() >= trade.expiresAt;
+    if (trade.status === "pending" && due) trade.status = "closed";
+    if (trade.silent?.apparent === "pending" && due) trade.silent.apparent = "closed";
   }
 
   private newTradeNo(): string {
@@ -457,7 +619,7 @@ class AlipaySimulator implements ProviderSimulator {
   // ---- Notifications -----------------------------------------------------------------------------------
 
   private notify(key: string, trade: AlipayTrade, fields: Params): void {
-    if (!trade.notifyUrl) return;
+    if (!trade.notifyUrl || trade.silent) return;
     this.notifier.dispatch(this.notification(key, trade.notifyUrl, fields));
   }
 
@@ -490,13 +652,19 @@ class AlipaySimulator implements ProviderSimulator {
     });
   }
 
+  /**
+   * A refund is notified like the payment, plus out_biz_no (the out_request_no), refund_fee (all refunded so far) and
+   * gmt_refund; the refund that empties the trade closes it: TRADE_CLOSED with gmt_close.
+   */
   private refundFields(trade: AlipayTrade, refund: AlipayRefund): Params {
+    const closed = trade.refundedFen === trade.amountFen;
     return {
       ...this.paymentFields(trade),
-      trade_status: tradeStatusOf(trade),
+      trade_status: closed ? "TRADE_CLOSED" : "TRADE_SUCCESS",
       out_biz_no: refund.outRequestNo,
       refund_fee: formatYuan(trade.refundedFen),
       gmt_refund: formatBeijingTime(refund.refundedAt),
+      ...(closed ? { gmt_close: formatBeijingTime(refund.refundedAt) } : {}),
     };
   }
 
@@ -617,8 +785,13 @@ function readYuan(value: unknown): bigint | undefined {
 }
 
 function tradeStatusOf(trade: AlipayTrade): string {
-  if (trade.status === "paid") return "TRADE_SUCCESS";
-  return trade.status === "closed" ? "TRADE_CLOSED" : "WAIT_BUYER_PAY";
+  const status = trade.silent && trade.status === "paid" ? trade.silent.apparent : trade.status;
+  if (status === "paid") return "TRADE_SUCCESS";
+  return status === "closed" ? "TRADE_CLOSED" : "WAIT_BUYER_PAY";
+}
+
+function feeFor(amountFen: bigint): bigint {
+  return (amountFen * FEE_PER_MILLE + 500n) / 1000n;
 }
 
 function inflatedAmount(total: string): string {
@@ -661,12 +834,125 @@ function page(title: string, body: string): string {
 <style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:0 auto;padding:1rem}h1{font-size:1.2rem;color:#1677ff}#amount{font-size:2rem;font-weight:600}button{font-size:1rem;padding:.7rem 1.2rem;margin:.3rem 0;min-width:8rem}button[value=pay]{background:#1677ff;color:#fff;border:0;border-radius:6px}</style></head><body>${body}</body></html>`;
 }
 
+// ---- The trade bill file -------------------------------------------------------------------------------
+
+/** One row of the 业务明细: amounts signed as Alipay writes them (a refund negative; 服务费 negative when charged). */
+export type AlipayBillLine = {
+  tradeNo: string;
+  orderId: string;
+  type: "交易" | "退款";
+  subject: string;
+  createdAt: Date;
+  finishedAt: Date;
+  amountFen: bigint;
+  feeFen: bigint;
+  /** 退款批次号/请求号: the refund's out_request_no (or the console's own number). */
+  batchNo?: string;
+};
+
+const DETAIL_HEADER = [
+  "支付宝交易号", "商户订单号", "业务类型", "商品名称", "创建时间", "完成时间", "门店编号", "门店名称", "操作员", "终端号", "对方账户",
+  "订单金额（元）", "商家实收（元）", "支付宝红包（元）", "集分宝（元）", "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）", "券名称",
+  "商家红包消费金额（元）", "卡消费金额（元）", "退款批次号/请求号", "服务费（元）", "分润（元）", "备注",
+];
+const SUMMARY_HEADER = [
+  "门店编号", "门店名称", "交易订单总笔数", "退款订单总笔数", "订单金额（元）", "商家实收（元）", "支付宝优惠（元）", "商家优惠（元）",
+  "卡消费金额（元）", "服务费（元）", "分润（元）", "实收净额（元）",
+];
+
+/**
+ * The zip Alipay serves for a day's trade bill: `<PID>0156_<yyyymmdd>_业务明细.csv` and `…_业务明细(汇总).csv`, GBK,
+ * in Alipay's layout (comment header, padded cells, end marker, 合计 lines). Exported so tests can read it as
+ * Alipay writes it. One difference from Alipay's zips: the file names are flagged UTF-8 (Alipay writes GBK names
+ * without the flag), as that is what the zip library writes; the reader accepts both.
+ */
+export function alipayTradeBillZip(bill: { pid: string; date: string; lines: AlipayBillLine[]; exportedAt: Date }): Uint8Array {
+  const account = `${bill.pid}0156`;
+  const day = bill.date.replaceAll("-", "");
+  const name = (kind: string) => `${account}_${day}_${kind}.csv`;
+  return zipSync({
+    [name("业务明细")]: iconv.encode(alipayDetailCsv(account, bill), "gbk"),
+    [name("业务明细(汇总)")]: iconv.encode(alipaySummaryCsv(account, bill), "gbk"),
+  });
+}
+
+function billHead(title: string, account: string, date: string, list: string): string[] {
+  const start = parseBeijingTime(`${date} 00:00:00`)!;
+  return [
+    `#支付宝${title}查询`,
+    `#账号：[${account}]`,
+    `#起始日期：[${chineseTime(start)}]   终止日期：[${chineseTime(new Date(start.getTime() + 86_400_000))}]`,
+    `#-----------------------------------------${list}----------------------------------------`,
+  ];
+}
+
+function alipayDetailCsv(account: string, bill: { date: string; lines: AlipayBillLine[]; exportedAt: Date }): string {
+  const payments = bill.lines.filter((line) => line.type === "交易");
+  const refunds = bill.lines.filter((line) => line.type === "退款");
+  const sum = (lines: AlipayBillLine[]) => lines.reduce((total, line) => total + line.amountFen, 0n);
+  // Alipay pads identifiers with a tab so spreadsheets keep them as text
+  const rows = bill.lines.map((line) => {
+    const amount = formatSignedYuan(line.amountFen);
+    return [
+      `${line.tradeNo}\t`, `${line.orderId}\t`, `${line.type}\t`, csvCell(line.subject), formatBeijingTime(line.createdAt), formatBeijingTime(line.finishedAt),
+      "\t", "\t", "\t", "\t", `${SIMULATED_BUYER.logonId}\t`, amount, amount, "0.00", "0.00", "0.00", "0.00", "0.00", "", "0.00\t", "0.00",
+      `${line.batchNo ?? ""}\t`, formatSignedYuan(line.feeFen), "0.00", csvCell(line.subject),
+    ].join(",");
+  });
+  return [
+    ...billHead("业务明细", account, bill.date, "业务明细列表"),
+    DETAIL_HEADER.join(","),
+    ...rows,
+    "#-----------------------------------------业务明细列表结束------------------------------------",
+    `#交易合计：${payments.length}笔，商家实收共${formatSignedYuan(sum(payments))}元，商家优惠共0.00元`,
+    `#退款合计：${refunds.length}笔，商家实收退款共${formatSignedYuan(sum(refunds))}元，商家优惠退款共0.00元`,
+    `#导出时间：[${chineseTime(bill.exportedAt)}]`,
+    "",
+  ].join("\n");
+}
+
+function alipaySummaryCsv(account: string, bill: { date: string; lines: AlipayBillLine[]; exportedAt: Date }): string {
+  const net = bill.lines.reduce((total, line) => total + line.amountFen, 0n);
+  const fee = bill.lines.reduce((total, line) => total + line.feeFen, 0n);
+  const payments = bill.lines.filter((line) => line.type === "交易").length;
+  const refunds = bill.lines.length - payments;
+  const total = ["合计", "", String(payments), String(refunds), formatSignedYuan(net), formatSignedYuan(net), "0.00", "0.00", "0.00", formatSignedYuan(fee), "0.00", formatSignedYuan(net + fee)];
+  return [
+    ...billHead("业务汇总", account, bill.date, "业务汇总列表"),
+    SUMMARY_HEADER.join(","),
+    total.join(","),
+    "#-----------------------------------------业务汇总列表结束-----------------------------------",
+    `#导出时间：[${chineseTime(bill.exportedAt)}]`,
+    "",
+  ].join("\n");
+}
+
+/** "2024年01月02日 09:04:55", Beijing time. */
+function chineseTime(date: Date): string {
+  const [day, time] = formatBeijingTime(date).split(" ") as [string, string];
+  const [y, m, d] = day.split("-");
+  return `${y}年${m}月${d}日 ${time}`;
+}
+
+function formatSignedYuan(fen: bigint): string {
+  return fen < 0n ? `-${formatYuan(-fen)}` : formatYuan(fen);
+}
+
+function csvCell(text: string): string {
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
 // ---- Signatures ----------------------------------------------------------------------------------------
 
-/** Alipay's string to sign: non-empty parameters except the excluded ones, sorted by name, `k=v` joined by `&`. */
-function signingContent(params: Params, excluded: string[]): string {
+/**
+ * Alipay's string to sign: the parameters but the excluded ones, sorted by name, `k=v` joined by `&`. Requests
+ * drop empty values first (Alipay's signing rules for requests: 剔除值为空的参数). What Alipay sends (notifications,
+ * the sync return) is verified over every field it carries, an empty one as `k=` (alipay-sdk's checkNotifySignV2
+ * and the Java SDK's rsaCheckV1/V2 filter names, never values), so that is how it is signed.
+ */
+function signingContent(params: Params, excluded: string[], { dropEmpty }: { dropEmpty: boolean }): string {
   return Object.keys(params)
-    .filter((name) => !excluded.includes(name) && params[name] !== "")
+    .filter((name) => !excluded.includes(name) && !(dropEmpty && params[name] === ""))
     .sort()
     .map((name) => `${name}=${params[name]}`)
     .join("&");
@@ -677,7 +963,7 @@ function signingContent(params: Params, excluded: string[]): string {
  * can craft notifications the simulator never sends (signed by another key, for another order).
  */
 export function signNotification(fields: Params, alipayPrivateKey: string): Params {
-  const sign = signRsa2(signingContent(fields, ["sign", "sign_type"]), alipayPrivateKey);
+  const sign = signRsa2(signingContent(fields, ["sign", "sign_type"], { dropEmpty: false }), alipayPrivateKey);
   return { ...fields, sign_type: "RSA2", sign };
 }
 

@@ -13,7 +13,7 @@ import path from "node:path";
 import express from "express";
 import type { SandboxFile } from "../../server/config/sandbox";
 import type { Provider } from "../../server/payments/gateway";
-import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "./alipay";
+import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox, newSellerId } from "./alipay";
 import type { NotificationFaults } from "./notifier";
 import type { BillFault, ProviderSimulator, SimulatorClock } from "./types";
 import { type WechatSandbox, createWechatSimulator, generateWechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
@@ -49,6 +49,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const sandbox = options.sandbox ?? { alipay: generateAlipaySandbox(), wechat: await generateWechatSandbox() };
   // keys written before the simulator played WeChat's OAuth have no AppSecret yet
   sandbox.wechat.appSecret ??= randomBytes(16).toString("hex");
+  // and those written before the seller id was part of the sandbox have none
+  sandbox.alipay.sellerId ??= newSellerId();
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -75,6 +77,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const serverSandbox: SandboxFile = {
     alipay: {
       appId: sandbox.alipay.appId,
+      sellerId: sandbox.alipay.sellerId,
       privateKey: sandbox.alipay.merchantPrivateKey,
       alipayPublicKey: sandbox.alipay.alipayPublicKey,
       gatewayUrl: `${url}${ALIPAY_GATEWAY_PATH}`,

@@ -47,6 +47,7 @@ for (const kind of testedDatabaseKinds()) {
           notify_type: "trade_status_sync",
           notify_id: randomBytes(16).toString("hex"),
           app_id: stack.simulator.sandbox.alipay.appId,
+          seller_id: stack.simulator.sandbox.alipay.sellerId,
           charset: "utf-8",
           version: "1.0",
           trade_no: `2026${randomBytes(8).toString("hex")}`,

@@ -66,7 +66,7 @@ describe("configuration", () => {
     writeFileSync(path.join(dir, "key.pem"), "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n");
     const config = loadConfig({
       PUBLIC_URL: "https://pay.example.com/",
-      ALIPAY_APP_ID: "2021000000000001",
+      ALIPAY_APP_ID: "2021000000000001", ALIPAY_SELLER_ID: "2088000000000001",
       ALIPAY_PRIVATE_KEY_FILE: path.join(dir, "key.pem"),
       ALIPAY_PUBLIC_KEY: "MIIBIjANBg",
     });
@@ -89,7 +89,7 @@ describe("configuration", () => {
     it("reads every secret from its file, trailing newline trimmed", () => {
       const config = loadConfig({
         ...wechat,
-        ALIPAY_APP_ID: "2021000000000001",
+        ALIPAY_APP_ID: "2021000000000001", ALIPAY_SELLER_ID: "2088000000000001",
         ALIPAY_PUBLIC_KEY: "MIIBIjANBg",
         SIGNER_PRIVATE_KEY_FILE: secretFile("signer", `${signerKey}\n`),
         ADMIN_TOKEN_FILE: secretFile("admin", "admin-token-0123456789\n"),
@@ -143,7 +143,7 @@ describe("configuration", () => {
       writeFileSync(path.join(dir, "sandbox.json"), typeof content === "string" ? content : JSON.stringify(content));
       return dir;
     };
-    const alipay = { appId: "2021000000000001", privateKey: "sandbox-private-key", alipayPublicKey: "pk", gatewayUrl: "http://127.0.0.1:4000/alipay/gateway.do" };
+    const alipay = { appId: "2021000000000001", sellerId: "2088000000000001", privateKey: "sandbox-private-key", alipayPublicKey: "pk", gatewayUrl: "http://127.0.0.1:4000/alipay/gateway.do" };
 
     it("takes the gateways from sandbox.json", () => {
       const config = loadConfig({ SANDBOX_DIR: sandboxDir({ alipay }), ALIPAY_CHECKOUT: "page" });
@@ -192,7 +192,7 @@ describe("configuration", () => {
 
   describe("payment flows (mobile)", () => {
     const wechat = { ...WECHAT_MERCHANT, WECHAT_API_V3_KEY: "a".repeat(32), WECHAT_PAY_PUBLIC_KEY: "pk", WECHAT_PAY_PUBLIC_KEY_ID: "PUB_KEY_ID_1" };
-    const alipay = { ALIPAY_APP_ID: "2021000000000001", ALIPAY_PRIVATE_KEY: "alipay-private-key", ALIPAY_PUBLIC_KEY: "MIIBIjANBg" };
+    const alipay = { ALIPAY_APP_ID: "2021000000000001", ALIPAY_SELLER_ID: "2088000000000001", ALIPAY_PRIVATE_KEY: "alipay-private-key", ALIPAY_PUBLIC_KEY: "MIIBIjANBg" };
     const secretFile = (name: string, content: string) => {
       const file = path.join(mkdtempSync(path.join(tmpdir(), "fp-config-")), name);
       writeFileSync(file, content);

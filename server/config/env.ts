@@ -204,7 +204,8 @@ const minutely = (fallback: number) => variable(wholeNumber(0, 10_000_000), fall
 /** The longest a gateway's payment QR code lives (WeChat Pay Native, Alipay precreate): 2 hours. */
 const QR_CODE_MAX_SECONDS = 7_200;
 
-const ALIPAY_REQUIRED = ["ALIPAY_APP_ID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"] as const;
+// the seller id (PID) too: notifications are ours only when app_id and seller_id both are
+const ALIPAY_REQUIRED = ["ALIPAY_APP_ID", "ALIPAY_SELLER_ID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY"] as const;
 const WECHAT_REQUIRED = ["WECHAT_APP_ID", "WECHAT_MCH_ID", "WECHAT_MERCHANT_SERIAL_NO", "WECHAT_MERCHANT_PRIVATE_KEY", "WECHAT_MERCHANT_CERTIFICATE", "WECHAT_API_V3_KEY"] as const;
 
 /** Every variable the service reads, what it may hold and its default; secrets are marked `secret`. */
@@ -262,6 +263,7 @@ const variables = z.object({
   SPONSORSHIP_MAX_BODY_BYTES: variable(wholeNumber(1_024, 10 * 1024 * 1024), 64 * 1024),
 
   ALIPAY_APP_ID: optional(text),
+  ALIPAY_SELLER_ID: optional(text),
   ALIPAY_PRIVATE_KEY: secret(text),
   ALIPAY_PUBLIC_KEY: optional(text),
   ALIPAY_GATEWAY_URL: variable(httpUrl, "https://openapi.alipay.com/gateway.do"),
@@ -303,6 +305,7 @@ function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
   };
   const sandbox = v.SANDBOX_DIR?.file;
   if (!sandbox?.alipay) partly(ALIPAY_REQUIRED, "Alipay");
+  if (v.ALIPAY_SELLER_ID !== undefined && !/^2088\d{12}$/.test(v.ALIPAY_SELLER_ID)) problem("ALIPAY_SELLER_ID must be the merchant's PID: 2088 and 12 digits");
   if (!sandbox?.wechat) {
     partly(WECHAT_REQUIRED, "WeChat Pay");
     if (missing(WECHAT_REQUIRED).length === 0) {
@@ -387,7 +390,7 @@ function toConfig(v: Variables): Config {
   };
 }
 
-/** In sandbox mode the merchant's side comes from sandbox.json; otherwise all three variables, or no Alipay. */
+/** In sandbox mode the merchant's side comes from sandbox.json; otherwise all four variables, or no Alipay. */
 /**
  * The flows each gateway offers: as configured; else the default flow alone (Alipay's ALIPAY_CHECKOUT, WeChat Pay
  * Native), and in sandbox mode the phone flows too (the simulator has every product).
@@ -413,8 +416,8 @@ function alipayConfig(v: Variables, publicUrl: string): AlipayGatewayConfig | un
   };
   const sandbox = v.SANDBOX_DIR?.file.alipay;
   if (sandbox) return { ...sandbox, ...common };
-  if (!v.ALIPAY_APP_ID || !v.ALIPAY_PRIVATE_KEY || !v.ALIPAY_PUBLIC_KEY) return undefined;
-  return { appId: v.ALIPAY_APP_ID, privateKey: v.ALIPAY_PRIVATE_KEY, alipayPublicKey: v.ALIPAY_PUBLIC_KEY, gatewayUrl: v.ALIPAY_GATEWAY_URL, ...common };
+  if (!v.ALIPAY_APP_ID || !v.ALIPAY_SELLER_ID || !v.ALIPAY_PRIVATE_KEY || !v.ALIPAY_PUBLIC_KEY) return undefined;
+  return { appId: v.ALIPAY_APP_ID, sellerId: v.ALIPAY_SELLER_ID, privateKey: v.ALIPAY_PRIVATE_KEY, alipayPublicKey: v.ALIPAY_PUBLIC_KEY, gatewayUrl: v.ALIPAY_GATEWAY_URL, ...common };
 }
 
 function wechatConfig(v: Variables, publicUrl: string): WechatGatewayConfig | undefined {

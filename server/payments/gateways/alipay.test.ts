@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createPrivateKey, createPublicKey, createSign } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import express from "express";
-import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox } from "../../../devtools/simulator/alipay";
-import type { ProviderSimulator } from "../../../devtools/simulator/types";
+import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, type AlipaySimulator, createAlipaySimulator, generateAlipaySandbox, signNotification } from "../../../devtools/simulator/alipay";
 import {
   type AlipayGatewayConfig,
   createAlipayGateway,
@@ -20,7 +19,7 @@ import { GatewayError, type GatewayOrder, type IncomingCallback, type PaymentGat
 /** The Alipay adapter, through the real alipay-sdk, against the simulator over HTTP. */
 
 type Received = IncomingCallback & { form: Record<string, string> };
-type RunningSimulator = { simulator: ProviderSimulator; url: string; close: () => Promise<void> };
+type RunningSimulator = { simulator: AlipaySimulator; url: string; close: () => Promise<void> };
 
 let sandbox: AlipaySandbox;
 /** Keys nobody in this test trusts: a forger's Alipay key, a stranger's merchant key. */
@@ -128,6 +127,16 @@ describe("Alipay gateway: query and close", () => {
     await assert.rejects(gateway.closeTrade(order.orderId), /already paid/);
   });
 
+  it("queryTrade refuses a signed answer naming another seller_id", async () => {
+    // the documented query answer has no seller_id (the simulator sends none): a stand-in gateway that adds one
+    const reply = JSON.stringify({ code: "10000", msg: "Success", trade_no: "2026010122001", out_trade_no: "x1", trade_status: "TRADE_SUCCESS", total_amount: "1.00", seller_id: "2088000000000099" });
+    const sign = createSign("RSA-SHA256").update(reply).sign(sandbox.alipayPrivateKey, "base64");
+    const standIn = await listen((_req, res) => void res.setHeader("content-type", "application/json").end(`{"alipay_trade_query_response":${reply},"sign":"${sign}"}`));
+    stops.push(standIn.close);
+    const queried = createAlipayGateway({ ...configFor(sandbox, alipay), gatewayUrl: `${standIn.url}${ALIPAY_GATEWAY_PATH}` });
+    await assert.rejects(queried.queryTrade("x1"), (error: unknown) => error instanceof GatewayError && error.gatewayCode === "SELLER_MISMATCH");
+  });
+
   it("a trade past its expiry reads as closed and can no longer be paid", async () => {
     const order = newOrder(300n, new Date(Date.now() + 10 * 60_000));
     const { qrCode } = await gateway.createPayment(order);
@@ -147,12 +156,14 @@ describe("Alipay gateway: refunds", () => {
     const order = await paidOrder(1000n);
     const refund = (refundId: string, amountFen: bigint) => gateway.refund({ orderId: order.orderId, refundId, amountFen, totalFen: 1000n });
 
-    assert.deepEqual(await refund("part-1", 400n), { status: "succeeded" });
-    assert.deepEqual(await refund("part-1", 400n), { status: "succeeded" });
+    const first = await refund("part-1", 400n);
+    assert.equal(first.status, "succeeded");
+    assert.ok(first.status === "succeeded" && first.succeededAt instanceof Date, "succeededAt from gmt_refund_pay");
+    assert.deepEqual(await refund("part-1", 400n), first);
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 400n);
-    assert.deepEqual(await refund("rest", 600n), { status: "succeeded" });
+    assert.equal((await refund("rest", 600n)).status, "succeeded");
 
-    assert.deepEqual(await gateway.queryRefund(order.orderId, "part-1"), { status: "succeeded" });
+    assert.deepEqual(await gateway.queryRefund(order.orderId, "part-1"), first);
     assert.deepEqual(await gateway.queryRefund(order.orderId, "never-asked"), { status: "not_found" });
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 1000n);
   });
@@ -163,6 +174,22 @@ describe("Alipay gateway: refunds", () => {
     assert.equal(state.status, "failed");
     assert.match(state.status === "failed" ? state.reason : "", /ACQ\.REFUND_AMT_NOT_EQUAL_TOTAL/);
     assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 0n);
+  });
+
+  it("a refund the merchant's balance cannot cover stays pending (ACQ.SELLER_BALANCE_NOT_ENOUGH); retried with the same refundId once the balance covers it, it succeeds", async () => {
+    const order = await paidOrder(800n);
+    const request = { orderId: order.orderId, refundId: "short-balance", amountFen: 500n, totalFen: 800n };
+    try {
+      alipay.simulator.setMerchantBalance(100n);
+      assert.deepEqual(await gateway.refund(request), { status: "pending", gatewayStatus: "ACQ.SELLER_BALANCE_NOT_ENOUGH" });
+      assert.deepEqual(await gateway.queryRefund(order.orderId, "short-balance"), { status: "not_found" });
+      alipay.simulator.setMerchantBalance(10_000n);
+      const retried = await gateway.refund(request);
+      assert.equal(retried.status, "succeeded");
+      assert.equal(alipay.simulator.trade(order.orderId)?.refundedFen, 500n);
+    } finally {
+      alipay.simulator.setMerchantBalance(undefined);
+    }
   });
 
   it("queryRefund for an unknown trade is not_found", async () => {
@@ -229,12 +256,53 @@ describe("Alipay gateway: callback verification", () => {
     assert.deepEqual(pick(await gateway.verifyCallback(repeated)), { ok: false, code: "bad_request" });
   });
 
-  it("recognises a refund notification as not a payment", async () => {
+  it("reads a partial refund's notification (TRADE_SUCCESS with refund_fee) as that refund having succeeded, never as a payment", async () => {
     const order = await paidOrder(300n);
     await gateway.refund({ orderId: order.orderId, refundId: "refund-1", amountFen: 100n, totalFen: 300n });
     await alipay.simulator.notifier.idle();
     const refundNotice = receiver.forOrder(order.orderId).find((copy) => copy.form.out_biz_no === "refund-1")!;
-    assert.deepEqual(pick(await gateway.verifyCallback(refundNotice)), { ok: false, code: "not_a_payment" });
+    assert.equal(refundNotice.form.trade_status, "TRADE_SUCCESS");
+    const result = await gateway.verifyCallback(refundNotice);
+    assert.ok(result.ok && result.kind === "refund", JSON.stringify(pick(result)));
+    assert.equal(result.refund.orderId, order.orderId);
+    assert.equal(result.refund.refundId, "refund-1");
+    assert.equal(result.refund.gatewayStatus, "TRADE_SUCCESS");
+    assert.equal(result.refund.tradeRefundedFen, 100n);
+    assert.deepEqual(result.refund.state, { status: "succeeded", succeededAt: parseBeijingTime(refundNotice.form.gmt_refund!) });
+  });
+
+  it("reads the notification of the refund that empties the trade (TRADE_CLOSED) as a refund too, with the trade's refunded total", async () => {
+    const order = await paidOrder(300n);
+    await gateway.refund({ orderId: order.orderId, refundId: "refund-a", amountFen: 100n, totalFen: 300n });
+    await gateway.refund({ orderId: order.orderId, refundId: "refund-b", amountFen: 200n, totalFen: 300n });
+    await alipay.simulator.notifier.idle();
+    const closing = receiver.forOrder(order.orderId).find((copy) => copy.form.out_biz_no === "refund-b")!;
+    const result = await gateway.verifyCallback(closing);
+    assert.ok(result.ok && result.kind === "refund", JSON.stringify(pick(result)));
+    assert.equal(result.refund.refundId, "refund-b");
+    assert.equal(result.refund.gatewayStatus, "TRADE_CLOSED");
+    assert.equal(result.refund.tradeRefundedFen, 300n);
+    assert.equal(result.refund.state.status, "succeeded");
+  });
+
+  it("rejects a genuine notification for another seller (seller_id not our PID), or one naming no seller (merchant_mismatch)", async () => {
+    const otherSeller = { ...sandbox, sellerId: "2088000000000042" };
+    const other = await startSimulator(otherSeller);
+    stops.push(other.close);
+    const order = newOrder(100n);
+    await createAlipayGateway(configFor(otherSeller, other)).createPayment(order);
+    await other.simulator.pay(order.orderId);
+    await other.simulator.notifier.idle();
+    const notice = receiver.forOrder(order.orderId)[0]!;
+    assert.equal(notice.form.app_id, sandbox.appId, "same app: only the seller differs");
+    const result = await gateway.verifyCallback(notice);
+    assert.deepEqual(pick(result), { ok: false, code: "merchant_mismatch" });
+    assert.match(result.ok ? "" : result.detail, /seller_id 2088000000000042 is not ours/);
+
+    const unsigned = { ...notice.form };
+    for (const field of ["seller_id", "sign", "sign_type"]) delete unsigned[field];
+    const noSeller = signNotification(unsigned, sandbox.alipayPrivateKey);
+    assert.deepEqual(pick(await gateway.verifyCallback({ headers: notice.headers, rawBody: new URLSearchParams(noSeller).toString() })), { ok: false, code: "merchant_mismatch" });
   });
 
   it("acknowledges with exactly `success` and refuses with `fail`, both HTTP 200 text/plain", () => {
@@ -294,6 +362,90 @@ describe("Alipay gateway: signatures on the wire", () => {
   });
 });
 
+describe("Alipay gateway: the daily trade bill", () => {
+  /** Its own simulator and gateway on one business clock (2026-04-01 in Beijing), which the tests move. */
+  let businessTime = new Date("2026-04-01T10:00:00+08:00");
+  const at = (beijing: string) => (businessTime = new Date(`${beijing}+08:00`));
+  let billing: RunningSimulator;
+  let billGateway: PaymentGateway;
+  const paidAt = async (beijing: string, amountFen: bigint) => {
+    at(beijing);
+    const order = newOrder(amountFen, new Date(businessTime.getTime() + 15 * 60_000));
+    await billGateway.createPayment(order);
+    await billing.simulator.pay(order.orderId);
+    return order;
+  };
+
+  before(async () => {
+    billing = await startSimulator(sandbox, () => businessTime);
+    stops.push(billing.close);
+    billGateway = createAlipayGateway(configFor(sandbox, billing), { now: () => businessTime });
+  });
+
+  it("is not ready while the day runs and until Alipay produces it (09:00 the next day); then lists the day's payments and refunds with the bill's own totals", async () => {
+    const first = await paidAt("2026-04-01T10:00:00", 10_000n);
+    const second = await paidAt("2026-04-01T23:59:59", 1n);
+    at("2026-04-01T20:00:00");
+    assert.equal((await billGateway.refund({ orderId: first.orderId, refundId: "rf-april", amountFen: 2_500n, totalFen: 10_000n })).status, "succeeded");
+
+    at("2026-04-01T23:00:00");
+    assert.equal((await billGateway.downloadBill("2026-04-01")).status, "not_ready");
+    at("2026-04-02T08:59:00");
+    const early = await billGateway.downloadBill("2026-04-01");
+    assert.equal(early.status, "not_ready");
+    assert.match(early.status === "not_ready" ? early.detail : "", /isp\.bill_not_exist/);
+
+    at("2026-04-02T09:00:00");
+    const download = await billGateway.downloadBill("2026-04-01");
+    assert.equal(download.status, "ready");
+    const bill = download.status === "ready" ? download.bill : assert.fail("not ready");
+    const tradeNo = billing.simulator.trade(first.orderId)!.gatewayTradeNo;
+    assert.deepEqual(bill.entries, [
+      { kind: "payment", orderId: first.orderId, gatewayTradeNo: tradeNo, amountFen: 10_000n, feeMilliFen: 60_000n, at: new Date("2026-04-01T02:00:00Z") },
+      { kind: "refund", orderId: first.orderId, refundId: "rf-april", gatewayRefundNo: `${tradeNo}/rf-april`, amountFen: 2_500n, feeMilliFen: -15_000n, at: new Date("2026-04-01T12:00:00Z") },
+      { kind: "payment", orderId: second.orderId, gatewayTradeNo: billing.simulator.trade(second.orderId)!.gatewayTradeNo, amountFen: 1n, feeMilliFen: 0n, at: new Date("2026-04-01T15:59:59Z") },
+    ]);
+    assert.deepEqual(bill.summary, { paymentCount: 2, paymentFen: 10_001n, refundCount: 1, refundFen: 2_500n, feeMilliFen: 45_000n });
+    assert.equal(bill.source.files.length, 2);
+  });
+
+  it("a day without trades: not ready until noon the next day (Alipay may be late), then a ready bill with no entries", async () => {
+    at("2026-04-06T11:00:00");
+    assert.equal((await billGateway.downloadBill("2026-04-05")).status, "not_ready");
+    at("2026-04-06T12:00:00");
+    assert.deepEqual(await billGateway.downloadBill("2026-04-05"), {
+      status: "ready",
+      bill: { provider: "alipay", date: "2026-04-05", entries: [], summary: { paymentCount: 0, paymentFen: 0n, refundCount: 0, refundFen: 0n, feeMilliFen: 0n }, source: { files: [] } },
+    });
+  });
+
+  it("shows what only the bill knows: a silent payment (queryTrade pending), a payment listed a fen high, a console refund not of ours", async () => {
+    at("2026-04-03T09:00:00");
+    const silent = newOrder(300n, new Date(businessTime.getTime() + 15 * 60_000));
+    await billGateway.createPayment(silent);
+    await billing.simulator.injectBillFault({ kind: "silent_payment", orderId: silent.orderId });
+    assert.deepEqual(await billGateway.queryTrade(silent.orderId), { status: "pending" });
+    const high = await paidAt("2026-04-03T10:00:00", 400n);
+    await billing.simulator.injectBillFault({ kind: "amount_off_by_one_fen", orderId: high.orderId });
+    const refunded = await paidAt("2026-04-03T11:00:00", 500n);
+    await billing.simulator.injectBillFault({ kind: "console_refund", orderId: refunded.orderId, amountFen: 120n });
+
+    at("2026-04-04T10:00:00");
+    const download = await billGateway.downloadBill("2026-04-03");
+    const bill = download.status === "ready" ? download.bill : assert.fail("not ready");
+    const entryFor = (orderId: string, kind: string) => bill.entries.find((entry) => entry.orderId === orderId && entry.kind === kind);
+    assert.equal(entryFor(silent.orderId, "payment")?.amountFen, 300n);
+    assert.equal(entryFor(high.orderId, "payment")?.amountFen, 401n);
+    const consoleRefund = entryFor(refunded.orderId, "refund");
+    assert.equal(consoleRefund?.amountFen, 120n);
+    assert.match(consoleRefund?.kind === "refund" ? (consoleRefund.refundId ?? "") : "", /^HZ01RF\d+$/);
+  });
+
+  it("refuses a date that is no calendar day without asking Alipay", async () => {
+    await assert.rejects(billGateway.downloadBill("2026-02-30"), /not a YYYY-MM-DD day/);
+  });
+});
+
 describe("Alipay money and time formats", () => {
   it("converts yuan strings to fen and back exactly", () => {
     assert.equal(parseYuan("10.00"), 1000n);
@@ -333,6 +485,7 @@ function newOrder(amountFen: bigint, expiresAt = new Date(Date.now() + 15 * 60_0
 function configFor(keys: AlipaySandbox, running: RunningSimulator): AlipayGatewayConfig {
   return {
     appId: keys.appId,
+    sellerId: keys.sellerId,
     privateKey: keys.merchantPrivateKey,
     alipayPublicKey: keys.alipayPublicKey,
     gatewayUrl: `${running.url}${ALIPAY_GATEWAY_PATH}`,

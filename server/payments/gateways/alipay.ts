@@ -5,14 +5,24 @@
  *
  * Amounts cross the wire as yuan strings ("10.00"); we convert them to and from integer fen exactly, never
  * through floating point. Every gateway response is checked against Alipay's public key (`validateSign`).
+ *
+ * Notifications are checked as Alipay's checklist says: signature, then app_id and seller_id (our PID), then the
+ * order (out_trade_no) and its total_amount (callbacks.ts). A refund is notified on the same notify_url: a partial
+ * one as an ordinary TRADE_SUCCESS notification carrying refund_fee / gmt_refund / out_biz_no, the one that
+ * empties the trade as TRADE_CLOSED; both come back as refund notifications, never as payments.
+ *
+ * The daily trade bill (alipay.data.dataservice.bill.downloadurl.query, bill_type trade) is a 30-second URL to a
+ * zip of GBK CSV files, read by alipayBill.ts.
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { AlipayRequestError, AlipaySdk } from "alipay-sdk";
 import { z } from "zod";
 import {
+  type BillDownload,
   type CallbackReply,
   type CreatedPayment,
   GatewayError,
+  type GatewayBill,
   type GatewayOrder,
   type IncomingCallback,
   type PaymentFlow,
@@ -22,9 +32,15 @@ import {
   type TradeState,
   type VerifyCallbackResult,
 } from "../gateway";
+import { readAlipayTradeBill } from "./alipayBill";
 
 export const alipayGatewayConfigSchema = z.object({
   appId: z.string().min(1),
+  /**
+   * Our PID (partner id, 2088 + 12 digits: the open platform console's 账号中心 / 商家平台): every notification's
+   * seller_id must be it. Required: a notification is only ours when app_id and seller_id both are.
+   */
+  sellerId: z.string().regex(/^2088\d{12}$/, "must be the merchant's PID: 2088 and 12 digits"),
   /** The app's RSA-2048 private key: PEM (PKCS#1 or PKCS#8) or the bare base64 Alipay's key tool prints. */
   privateKey: z.string().min(1),
   /** Alipay's public key for this app (from the open platform console), not the app's own public key. */
@@ -58,12 +74,30 @@ function checkConfig(input: AlipayGatewayConfig): AlipayGatewayConfig {
 
 /** Alipay's "it worked" response code; anything else carries a sub_code saying why not. */
 const ALIPAY_SUCCESS = "10000";
-/** Definitive refusals of a refund are `failed`; these two may pass on a later retry, so they throw instead. */
+/**
+ * Definitive refusals of a refund are `failed`. ACQ.SYSTEM_ERROR may pass on a retry (it throws: the caller
+ * retries); ACQ.SELLER_BALANCE_NOT_ENOUGH is a state, not a fault: the refund stays pending and is repeated with
+ * the same out_request_no once the merchant's balance covers it.
+ */
 const RETRYABLE_REFUND_CODES = new Set(["ACQ.SYSTEM_ERROR", "ACQ.SELLER_BALANCE_NOT_ENOUGH"]);
+const BALANCE_SHORT = "ACQ.SELLER_BALANCE_NOT_ENOUGH";
 const PAID_STATUSES = new Set(["TRADE_SUCCESS", "TRADE_FINISHED"]);
+/**
+ * Alipay produces day D's trade bill by 09:00 on D+1 (Beijing), "later in special cases", and answers
+ * isp.bill_not_exist both before that and for a day without trades. Until noon on D+1 we read it as not ready yet;
+ * after that, as a day without trades (a ready bill with no entries).
+ */
+const BILL_SURELY_OUT_AFTER_MS = (24 + 12) * 60 * 60 * 1000;
+const BILL_DOWNLOAD_TIMEOUT_MS = 30_000;
 
-export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway {
+export type AlipayGatewayOptions = {
+  /** The merchant's clock, to tell a bill not produced yet from a day without trades; default the real clock. */
+  now?: () => Date;
+};
+
+export function createAlipayGateway(input: AlipayGatewayConfig, options: AlipayGatewayOptions = {}): PaymentGateway {
   const config = checkConfig(input);
+  const now = options.now ?? (() => new Date());
   const sdk = new AlipaySdk({
     appId: config.appId,
     // The SDK re-wraps the key body under the header `keyType` names, so hand it one canonical encoding.
@@ -126,7 +160,12 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     // A precreated trade only exists at Alipay once the payer has scanned its QR code.
     if (reply.sub_code === "ACQ.TRADE_NOT_EXIST") return { status: "not_found" };
     if (reply.code !== ALIPAY_SUCCESS) throw refusal(method, reply);
-    return tradeStateFrom(method, readReply(method, queryReplySchema, reply));
+    const trade = readReply(method, queryReplySchema, reply);
+    // Alipay's query answer does not document seller_id; should it carry one, it must be ours too
+    if (trade.seller_id !== undefined && trade.seller_id !== config.sellerId) {
+      throw new GatewayError(`Alipay ${method}: trade ${orderId} belongs to seller ${trade.seller_id}, not to us`, "alipay", "SELLER_MISMATCH");
+    }
+    return tradeStateFrom(method, trade);
   }
 
   async function closeTrade(orderId: string): Promise<void> {
@@ -153,10 +192,12 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     });
     if (reply.code === ALIPAY_SUCCESS) {
       // fund_change "N" means no money moved by this call (e.g. a repeat): only the refund query can tell.
-      if (readReply(method, refundReplySchema, reply).fund_change === "Y") return { status: "succeeded" };
+      const done = readReply(method, refundReplySchema, reply);
+      if (done.fund_change === "Y") return succeeded(done.gmt_refund_pay);
       const state = await queryRefund(request.orderId, request.refundId);
       return state.status === "not_found" ? { status: "pending" } : state;
     }
+    if (reply.sub_code === BALANCE_SHORT) return { status: "pending", gatewayStatus: BALANCE_SHORT };
     if (reply.code === "40004" && !RETRYABLE_REFUND_CODES.has(reply.sub_code ?? "")) {
       return { status: "failed", reason: describeReply(reply) };
     }
@@ -171,8 +212,33 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     const found = readReply(method, refundQueryReplySchema, reply);
     // Alipay's rule: no refund data means no such refund; data with an empty or REFUND_SUCCESS status means done.
     if (found.refund_amount === undefined) return { status: "not_found" };
-    if (found.refund_status === undefined || found.refund_status === "REFUND_SUCCESS") return { status: "succeeded" };
+    if (found.refund_status === undefined || found.refund_status === "REFUND_SUCCESS") return succeeded(found.gmt_refund_pay);
     return { status: "pending" };
+  }
+
+  /**
+   * The day's trade bill. isp.bill_not_exist is ambiguous (not produced yet, or no trades that day): our clock
+   * tells them apart (BILL_SURELY_OUT_AFTER_MS). A date Alipay refuses as invalid while the day is not over, or
+   * only just, is not ready either.
+   */
+  async function downloadBill(date: string): Promise<BillDownload> {
+    const dayStart = beijingDayStart(date);
+    if (!dayStart) throw new GatewayError(`Alipay bill: ${date} is not a YYYY-MM-DD day`, "alipay");
+    const method = "alipay.data.dataservice.bill.downloadurl.query";
+    const reply = await call(method, { bill_type: "trade", bill_date: date });
+    if (reply.code !== ALIPAY_SUCCESS) {
+      const surelyOut = now().getTime() >= dayStart.getTime() + BILL_SURELY_OUT_AFTER_MS;
+      if (reply.sub_code === "isp.bill_not_exist") {
+        if (!surelyOut) return { status: "not_ready", detail: `Alipay has not produced the trade bill of ${date} yet (isp.bill_not_exist; it is out from 09:00 the next day)` };
+        return { status: "ready", bill: emptyBill(date) };
+      }
+      if (reply.sub_code === "isv.invalid-arguments" && !surelyOut) {
+        return { status: "not_ready", detail: `Alipay does not give the trade bill of ${date} yet (${describeReply(reply)}): the day is not over` };
+      }
+      throw refusal(method, reply);
+    }
+    const { bill_download_url: url } = readReply(method, billUrlReplySchema, reply);
+    return { status: "ready", bill: readAlipayTradeBill(date, await fetchBillZip(url)) };
   }
 
   async function verifyCallback(callback: IncomingCallback): Promise<VerifyCallbackResult> {
@@ -183,7 +249,9 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     if (form.sign_type !== undefined && form.sign_type !== "RSA2") return reject("bad_signature", `sign_type ${form.sign_type} is not RSA2`);
     if (!checkNotifySignature(sdk, form)) return reject("bad_signature", "signature does not verify with the Alipay public key");
     if (form.app_id !== config.appId) return reject("merchant_mismatch", `app_id ${form.app_id ?? "(none)"} is not ours`);
-    if (isRefundNotification(form)) return reject("not_a_payment", `refund notification ${form.out_biz_no ?? ""}`.trim());
+    // Alipay always names the seller; a notification without ours is for another merchant (or not Alipay's)
+    if (form.seller_id !== config.sellerId) return reject("merchant_mismatch", `seller_id ${form.seller_id ?? "(none)"} is not ours`);
+    if (isRefundNotification(form)) return refundNotificationFrom(form);
     return paymentNotificationFrom(form);
   }
 
@@ -197,7 +265,7 @@ export function createAlipayGateway(input: AlipayGatewayConfig): PaymentGateway 
     refund,
     queryRefund,
     verifyCallback,
-    downloadBill: () => Promise.reject(new GatewayError("Alipay bill download: not built yet (issue 13 in progress)", "alipay")),
+    downloadBill,
     successReply: (): CallbackReply => ({ status: 200, contentType: "text/plain", body: "success" }),
     // Alipay treats any body but exactly `success` as "not received" and retries; the reason stays with us.
     failureReply: (_message: string): CallbackReply => ({ status: 200, contentType: "text/plain", body: "fail" }),
@@ -227,9 +295,39 @@ const queryReplySchema = z.object({
   trade_status: z.string(),
   total_amount: z.string(),
   send_pay_date: z.string().optional(),
+  seller_id: z.string().optional(),
 });
-const refundReplySchema = z.object({ fund_change: z.string() });
-const refundQueryReplySchema = z.object({ refund_amount: z.string().optional(), refund_status: z.string().optional() });
+const refundReplySchema = z.object({ fund_change: z.string(), gmt_refund_pay: z.string().optional() });
+const refundQueryReplySchema = z.object({ refund_amount: z.string().optional(), refund_status: z.string().optional(), gmt_refund_pay: z.string().optional() });
+const billUrlReplySchema = z.object({ bill_download_url: z.url() });
+
+/** A succeeded refund, with the time the money left when Alipay says (gmt_refund_pay). */
+function succeeded(gmtRefundPay: string | undefined): RefundState {
+  const succeededAt = gmtRefundPay ? parseBeijingTime(gmtRefundPay) : undefined;
+  return { status: "succeeded", ...(succeededAt ? { succeededAt } : {}) };
+}
+
+/** A plain GET of the 30-second URL: the zip itself, or a GatewayError saying why not. */
+async function fetchBillZip(url: string): Promise<Uint8Array> {
+  let response: globalThis.Response;
+  try {
+    response = await fetch(url, { redirect: "follow", signal: AbortSignal.timeout(BILL_DOWNLOAD_TIMEOUT_MS) });
+  } catch {
+    throw new GatewayError("Alipay bill download failed: the download URL is unreachable or timed out", "alipay");
+  }
+  const body = new Uint8Array(await response.arrayBuffer());
+  if (response.status !== 200) throw new GatewayError(`Alipay bill download failed: HTTP ${response.status} (the URL lives 30 seconds)`, "alipay");
+  return body;
+}
+
+function emptyBill(date: string): GatewayBill {
+  return { provider: "alipay", date, entries: [], summary: { paymentCount: 0, paymentFen: 0n, refundCount: 0, refundFen: 0n, feeMilliFen: 0n }, source: { files: [] } };
+}
+
+/** 00:00 of a YYYY-MM-DD day in Beijing time; undefined when it is no calendar day. */
+function beijingDayStart(date: string): Date | undefined {
+  return /^\d{4}-\d{2}-\d{2}$/.test(date) ? parseBeijingTime(`${date} 00:00:00`) : undefined;
+}
 
 /** One signed request; the response's signature must verify, or the call fails. */
 async function execVerified(sdk: AlipaySdk, method: string, params: Record<string, unknown>): Promise<AlipayReply> {
@@ -313,9 +411,39 @@ function checkNotifySignature(sdk: AlipaySdk, form: NotificationForm): boolean {
   }
 }
 
-/** Alipay also notifies refunds on the payment's notify_url; they carry the refund's out_biz_no / gmt_refund. */
+/**
+ * Alipay also notifies refunds on the payment's notify_url: they carry refund_fee and gmt_refund (and out_biz_no,
+ * the refund's out_request_no). A TRADE_CLOSED without them is an unpaid trade closing, not a refund.
+ */
 function isRefundNotification(form: NotificationForm): boolean {
-  return form.out_biz_no !== undefined || form.gmt_refund !== undefined;
+  return form.refund_fee !== undefined || form.gmt_refund !== undefined || form.out_biz_no !== undefined;
+}
+
+/**
+ * A refund notification: partial (TRADE_SUCCESS) or the one that empties the trade (TRADE_CLOSED). Either way the
+ * refund named by out_biz_no has succeeded, at gmt_refund (gmt_close when only that is given); refund_fee is all
+ * refunded on the trade so far.
+ */
+function refundNotificationFrom(form: NotificationForm): VerifyCallbackResult {
+  const { out_trade_no: orderId, trade_status: gatewayStatus, refund_fee: refundFee } = form;
+  if (!orderId || !gatewayStatus || !refundFee) return reject("bad_request", "refund notification without out_trade_no, trade_status or refund_fee");
+  const tradeRefundedFen = parseYuan(refundFee);
+  if (tradeRefundedFen === undefined) return reject("bad_request", `refund_fee ${refundFee} is not a yuan amount`);
+  const when = form.gmt_refund ?? form.gmt_close;
+  const succeededAt = when ? parseBeijingTime(when) : undefined;
+  if (when && !succeededAt) return reject("bad_request", `gmt_refund ${when} is not an Alipay time`);
+  return {
+    ok: true,
+    kind: "refund",
+    refund: {
+      orderId,
+      ...(form.out_biz_no ? { refundId: form.out_biz_no } : {}),
+      state: { status: "succeeded", ...(succeededAt ? { succeededAt } : {}) },
+      gatewayStatus,
+      tradeRefundedFen,
+      payload: form,
+    },
+  };
 }
 
 function paymentNotificationFrom(form: NotificationForm): VerifyCallbackResult {
