@@ -68,6 +68,7 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
       await payOnPayerPage("wechat", order.body.qrCode);
       await eventually(async () => (await stack.request("GET", `/v1/orders/${orderId}`)).body.status === "paid", 10_000, "credited");
       writeSandboxDir(dir, stack.simulator);
+      simNow = new Date(); // the day is over and its bills are out
     });
     after(async () => {
       simNow = new Date();

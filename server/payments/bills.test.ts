@@ -175,7 +175,8 @@ describeWithDatabases("reconciling a gateway bill", (getDb) => {
     const db = getDb();
     const day = DAY;
     const o = await order(db, "wechat", 600n, new Date(`${day}T12:00:00+08:00`));
-    let entries: BillEntry[] = [];
+    const other = await order(db, "wechat", 800n, new Date(`${day}T13:00:00+08:00`));
+    let entries: BillEntry[] = [payment(other, 800n, new Date(`${day}T13:00:00+08:00`))];
     const scopes: ReconciliationScope[] = [{ scope: "wechat", reconcile: () => reconcileBill(db, { ...bill("wechat", entries), date: day }) }];
     await reconcileDay({ db, scopes }, day);
     assert.equal((await differencesOfDay(db, day)).length, 1);
@@ -183,7 +184,7 @@ describeWithDatabases("reconciling a gateway bill", (getDb) => {
     assert.match(before, /not_in_bill/);
     assert.match(before, /RESULT: 1 open difference/);
 
-    entries = [payment(o, 600n, new Date(`${day}T12:00:00+08:00`))];
+    entries = [...entries, payment(o, 600n, new Date(`${day}T12:00:00+08:00`))];
     await reconcileDay({ db, scopes }, day);
     assert.equal((await differencesOfDay(db, day)).length, 0);
     assert.equal((await differencesOfDay(db, day, { includeCleared: true }))[0]!.clearedAt instanceof Date, true);
@@ -191,6 +192,15 @@ describeWithDatabases("reconciling a gateway bill", (getDb) => {
     assert.match(after, /wechat: ties out/);
     assert.match(after, /alipay: not run yet/);
     assert.match(after, /RESULT: not final yet: alipay/);
+  });
+
+  it("an empty bill for a day on which we credited orders is not out yet (not_ready), not a day of not_in_bill differences", async () => {
+    const db = getDb();
+    await order(db, "alipay", 1_100n, at("10:30"));
+    const result = await reconcileBill(db, bill("alipay", []));
+    assert.equal(result.status, "not_ready");
+    assert.match(result.detail!, /no bill for .* yet, though we credited 1 order/);
+    assert.deepEqual(result.differences, []);
   });
 
   it("a scope that throws (a gateway outage) is stored as failed and the other scopes still run", async () => {

@@ -43,7 +43,6 @@ export async function reconcileBillDay(deps: BillReconcileDeps, day: string): Pr
 export async function reconcileBill(db: Database, bill: GatewayBill): Promise<ScopeResult> {
   const { provider, date: day } = bill;
   const { start, end } = dayBounds(day);
-  await storeBillEntries(db, bill);
   const differences: Difference[] = [];
   const payments = bill.entries.filter((e): e is PaymentEntry => e.kind === "payment");
   const refunds = bill.entries.filter((e): e is RefundEntry => e.kind === "refund");
@@ -51,6 +50,24 @@ export async function reconcileBill(db: Database, bill: GatewayBill): Promise<Sc
   // ---- payments: bill → orders, then orders credited that day → bill
   const paidThatDay = await db.query<OrderFacts>(`${ORDER_FACTS} WHERE o.provider = $1 AND o.status = 'paid' AND o.paid_at >= $2 AND o.paid_at < $3`, [provider, start, end]);
   const orders = new Map(paidThatDay.rows.map((o) => [o.id, o]));
+  const succeededThatDay = await db.query<RefundFacts>(
+    `${REFUND_FACTS} WHERE o.provider = $1 AND r.status = 'succeeded' AND COALESCE(r.succeeded_at, r.updated_at) >= $2 AND COALESCE(r.succeeded_at, r.updated_at) < $3`,
+    [provider, start, end],
+  );
+  const ours = new Map(succeededThatDay.rows.map((r) => [r.id, r]));
+  if (bill.entries.length === 0 && (orders.size > 0 || ours.size > 0)) {
+    // "no bill for that day" is also what a gateway answers while the bill is late: a day on which we credited
+    // orders has one, so it is not out yet (a later run retries; the last-day gauge shows it falling behind)
+    return {
+      scope: provider,
+      day,
+      status: "not_ready",
+      figures: { creditedOrders: String(orders.size), succeededRefunds: String(ours.size) },
+      differences: [],
+      detail: `${provider} has no bill for ${day} yet, though we credited ${orders.size} order(s) and ${ours.size} refund(s) that day`,
+    };
+  }
+  await storeBillEntries(db, bill);
   const inBill = new Set<string>();
   for (const payment of payments) {
     inBill.add(payment.orderId);
@@ -71,11 +88,6 @@ export async function reconcileBill(db: Database, bill: GatewayBill): Promise<Sc
   }
 
   // ---- refunds: bill → refunds, then refunds that succeeded that day → bill
-  const succeededThatDay = await db.query<RefundFacts>(
-    `${REFUND_FACTS} WHERE o.provider = $1 AND r.status = 'succeeded' AND COALESCE(r.succeeded_at, r.updated_at) >= $2 AND COALESCE(r.succeeded_at, r.updated_at) < $3`,
-    [provider, start, end],
-  );
-  const ours = new Map(succeededThatDay.rows.map((r) => [r.id, r]));
   const refundsInBill = new Set<string>();
   for (const entry of refunds) {
     if (entry.refundId) refundsInBill.add(entry.refundId);

@@ -137,7 +137,8 @@ export type VerifyCallbackResult =
 
 /**
  * One line of a gateway's daily bill, in fen. A payment is keyed by our order id, a refund by our refund id (a
- * refund made in the merchant console has the gateway's number only). Fees are in thousandths of a fen: WeChat
+ * refund made in the merchant console has none of ours: no refundId, or the gateway's own batch number, which
+ * matches no refund of ours). Fees are in thousandths of a fen: WeChat
  * gives them to 5 decimals of a yuan.
  */
 export type BillEntry =

@@ -66,6 +66,8 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
           }
         }
       }
+      // the bills come out the next morning
+      simNow = at("2026-10-31", "10:00");
       const tiedOut: string[] = [];
       for (const day of MONTH) {
         const run = await reconcileDay(scopes(), day);
@@ -99,6 +101,7 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
       await stack.simulator.wechat.injectBillFault({ kind: "console_refund", orderId: consoleRefunded.id, amountFen: 1_200n });
       assert.equal((await stack.request("GET", `/v1/orders/${silentOrder.body.id}`)).body.status, "pending", "nothing told us of the silent payment");
 
+      simNow = at("2026-11-01", "10:00");
       await reconcileDay(scopes(), INJECTED_DAY);
       const report = await readDayReport(stack.db, INJECTED_DAY, ["alipay", "wechat"]);
       const text = formatDayReport(report);
