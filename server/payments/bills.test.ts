@@ -203,6 +203,17 @@ describeWithDatabases("reconciling a gateway bill", (getDb) => {
     assert.deepEqual(result.differences, []);
   });
 
+  it("WeChat's fund-flow bill must show the trade bill's payments coming in: otherwise fund_flow_mismatch", async () => {
+    const db = getDb();
+    const o = await order(db, "wechat", 1_000n, at("10:00"));
+    const paid = bill("wechat", [payment(o, 1_000n)]);
+    const even = await reconcileBill(db, { ...paid, fundFlow: { incomeCount: 1, incomeFen: 1_000n, expenseCount: 0, expenseFen: 0n } });
+    assert.equal(even.status, "ties_out");
+    assert.equal(even.figures.fundFlowIncomeFen, "1000");
+    const short = await reconcileBill(db, { ...paid, fundFlow: { incomeCount: 1, incomeFen: 990n, expenseCount: 0, expenseFen: 0n } });
+    assert.deepEqual(short.differences.map((d) => [d.kind, d.expected, d.actual]), [["fund_flow_mismatch", "1000 fen", "990 fen"]]);
+  });
+
   it("a scope that throws (a gateway outage) is stored as failed and the other scopes still run", async () => {
     const db = getDb();
     const day = DAY;
