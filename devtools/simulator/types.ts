@@ -39,7 +39,10 @@ export interface ProviderSimulator {
   readonly notifier: NotificationDispatcher;
   /** As if the payer pressed Pay: marks the trade paid and sends the signed notification. */
   pay(orderId: string): Promise<void>;
-  /** As if the payer pressed Cancel / let it lapse: closes the trade; no notification. */
+  /**
+   * As if the payer pressed Cancel; no notification. Alipay closes the trade. WeChat Pay does nothing: the trade stays
+   * NOTPAY (and payable) until its time_expire passes or the merchant closes it.
+   */
   cancel(orderId: string): Promise<void>;
   trade(orderId: string): SimulatedTrade | undefined;
   /** Puts a difference into the bills (see BillFault); a silent_payment also pays the trade, silently. */
