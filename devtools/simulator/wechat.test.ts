@@ -164,6 +164,26 @@ describe("WeChat simulator: order book", () => {
   });
 });
 
+describe("WeChat simulator: controls over HTTP", () => {
+  it("sets the next refunds' outcome and the merchant's available balance", async () => {
+    const put = (path: string, body: object) => fetch(`${env.url}${path}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await put("/sim/wechat/balance", { availableFen: "42" })).status, 200);
+    assert.equal(env.simulator.availableBalance(), 42n);
+    assert.equal((await put("/sim/wechat/balance", { availableFen: 1.5 })).status, 400);
+    assert.equal((await put("/sim/wechat/balance", { availableFen: null })).status, 200);
+    assert.equal(env.simulator.availableBalance(), undefined);
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "BOGUS" })).status, 400);
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "CLOSED" })).status, 200);
+    const orderId = newOrderId();
+    await env.gateway.createPayment(order(orderId, 100n));
+    await env.simulator.pay(orderId);
+    await env.gateway.refund({ orderId, refundId: `${orderId}R1`, amountFen: 100n, totalFen: 100n });
+    assert.equal((await env.gateway.queryRefund(orderId, `${orderId}R1`)).status, "failed");
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "SUCCESS" })).status, 200);
+    await env.simulator.notifier.idle();
+  });
+});
+
 describe("WeChat simulator: bills", () => {
   const sdk = () => sdkClient({});
   const atBeijing = (text: string) => new Date(`${text}+08:00`);

@@ -294,6 +294,7 @@ export function createWechatSimulator(options: WechatSimulatorOptions): WechatPr
   router.use("/payer/wechat", payerRouter(book, options.sandbox));
   router.use(oauthRouter(oauth, domains));
   router.use(jsBridgeRouter(book, options.sandbox, publicUrl));
+  router.use(controlRouter(book));
   return {
     provider: "wechat",
     router,
@@ -1111,6 +1112,30 @@ ${payable ? `<form method="post" action="checkmweb/pay?${escapeHtml(query)}"><bu
     else res.type("html").send(payerMessagePage(action === "pay" ? "Paid" : "Left", `Order ${trade.orderId}`));
   });
   return cashier;
+}
+
+/**
+ * The WeChat-only controls over HTTP, for a simulator in another process (`npm start`, demos):
+ * `PUT /sim/wechat/refund-outcome` `{"outcome":"SUCCESS"|"ABNORMAL"|"CLOSED"}` and
+ * `PUT /sim/wechat/balance` `{"availableFen":"1000"}` (`null`: unlimited).
+ */
+function controlRouter(book: WechatOrderBook): Router {
+  const router = Router();
+  router.put("/sim/wechat/refund-outcome", express.json(), (req, res) => {
+    const outcome = (req.body as { outcome?: unknown } | undefined)?.outcome;
+    if (outcome !== "SUCCESS" && outcome !== "ABNORMAL" && outcome !== "CLOSED") {
+      return void res.status(400).json({ error: "outcome must be SUCCESS, ABNORMAL or CLOSED" });
+    }
+    book.refundOutcome = outcome;
+    res.json({ outcome });
+  });
+  router.put("/sim/wechat/balance", express.json(), (req, res) => {
+    const value = (req.body as { availableFen?: unknown } | undefined)?.availableFen;
+    if (value !== null && !((typeof value === "string" || typeof value === "number") && /^\d+$/.test(String(value)))) return void res.status(400).json({ error: "availableFen must be a whole number of fen or null" });
+    book.balanceFen = value === null ? undefined : BigInt(value);
+    res.json({ availableFen: book.balanceFen === undefined ? null : String(book.balanceFen) });
+  });
+  return router;
 }
 
 type OAuthCode = { appId: string; openId: string; expiresAt: number; used: boolean };

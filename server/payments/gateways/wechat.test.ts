@@ -366,6 +366,20 @@ describe("WeChat Pay gateway: what it sends and which unsigned answers it believ
   });
 });
 
+describe("WeChat Pay gateway: bill downloads elsewhere", () => {
+  it("refuses a download_url that is not WeChat Pay's bill download, and never sends our signature there", async () => {
+    const elsewhere = { hash_type: "SHA1", hash_value: "79bb0f45fc4c42234a918000b2668d689e2bde04", download_url: "https://bills.example.com/v3/billdownload/file?token=x" };
+    const fake = await startCounterfeitWechat((body) => signWechatMessage(body, wechatPlatformSigner(sandbox)), { status: 200, body: elsewhere });
+    try {
+      const gateway = createWechatGateway(wechatSandboxGatewayConfig(sandbox, { baseUrl: fake.url, notifyUrl: `${fake.url}/n` }));
+      await assert.rejects(gateway.downloadBill("2024-01-01"), /download_url https:\/\/bills\.example\.com\/v3\/billdownload\/file is not WeChat Pay's bill download/);
+      assert.equal(fake.requests.length, 1, "only the bill application reached anyone");
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
 describe("WeChat Pay gateway: daily bills", () => {
   // business time: the simulator's trades, payments and bill days follow this clock; signatures use the real one
   let now = new Date("2026-03-01T10:00:00+08:00");
