@@ -469,6 +469,26 @@ describe("WeChat Pay gateway: daily bills", () => {
     assert.deepEqual(bill.summary, { paymentCount: 3, paymentFen: 3001n, refundCount: 1, refundFen: 300n, feeMilliFen: 3001n * 6n - 1800n });
   });
 
+  it("plays a 30-day month on the business clock: each day's bill holds that day's payment only, ready once the day is over", async () => {
+    const days = Array.from({ length: 30 }, (_, i) => `2026-06-${String(i + 1).padStart(2, "0")}`);
+    const paid = new Map<string, string>();
+    for (const [i, day] of days.entries()) {
+      now = new Date(`${day}T12:00:00+08:00`);
+      const orderId = newOrderId();
+      await env.gateway.createPayment(businessOrder(orderId, BigInt(100 + i)));
+      await env.simulator.pay(orderId);
+      paid.set(day, orderId);
+      assert.equal((await env.gateway.downloadBill(day)).status, "not_ready", `${day} is not over at noon`);
+    }
+    await env.simulator.notifier.idle();
+    now = new Date("2026-07-01T10:00:00+08:00");
+    for (const [i, day] of days.entries()) {
+      const bill = ready(await env.gateway.downloadBill(day));
+      assert.deepEqual(bill.entries.map((e) => [e.orderId, e.amountFen]), [[paid.get(day), BigInt(100 + i)]], day);
+      assert.equal(bill.fundFlow?.incomeFen, BigInt(100 + i));
+    }
+  });
+
   it("refuses a bill whose bytes do not hash to the hash_value WeChat signed", async () => {
     now = new Date("2026-03-08T12:00:00+08:00");
     const orderId = newOrderId();
