@@ -16,7 +16,7 @@ import type { Provider } from "../../server/payments/gateway";
 import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, createAlipaySimulator, generateAlipaySandbox, newSellerId } from "./alipay";
 import type { NotificationFaults } from "./notifier";
 import type { BillFault, ProviderSimulator, SimulatorClock } from "./types";
-import { type WechatSandbox, createWechatSimulator, generateWechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
+import { type WechatProviderSimulator, type WechatSandbox, createWechatSimulator, generateWechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
 
 export type SimulatorOptions = {
   port?: number;
@@ -37,7 +37,8 @@ export type SimulatorOptions = {
 export type Simulator = {
   url: string;
   alipay: ProviderSimulator;
-  wechat: ProviderSimulator;
+  /** With WeChat's own controls: refund outcomes, the merchant's balance, platform certificate rotation. */
+  wechat: WechatProviderSimulator;
   sandbox: { alipay: AlipaySandbox; wechat: WechatSandbox };
   /** The merchant-side configuration matching this simulator, as the server reads it from SANDBOX_DIR. */
   serverSandbox: SandboxFile;
@@ -57,14 +58,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const url = `http://${options.host && options.host !== "0.0.0.0" ? options.host : "127.0.0.1"}:${port}`;
 
   const common = { publicUrl: url, timeScale: options.timeScale, faults: options.faults, clock: options.clock };
-  const simulators: Record<Provider, ProviderSimulator> = {
+  const simulators = {
     alipay: createAlipaySimulator({ sandbox: sandbox.alipay, ...common }),
     wechat: createWechatSimulator({ sandbox: sandbox.wechat, ...common, signWith: options.wechatSignWith, registeredDomains: options.wechatRegisteredDomains }),
   };
 
   const app = express();
   app.disable("x-powered-by");
-  app.use(controlRouter(simulators));
+  app.use(controlRouter(simulators satisfies Record<Provider, ProviderSimulator>));
   app.use(simulators.alipay.router);
   app.use(simulators.wechat.router);
   // browsers ask every page's origin for one; the payer pages have none

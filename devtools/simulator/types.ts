@@ -40,8 +40,8 @@ export interface ProviderSimulator {
   /** As if the payer pressed Pay: marks the trade paid and sends the signed notification. */
   pay(orderId: string): Promise<void>;
   /**
-   * As if the payer pressed Cancel on the payer page; no notification. WeChat Pay: closes the trade. Alipay: only
-   * leaves the cashier: the trade stays WAIT_BUYER_PAY (payable again) until it expires or the merchant closes it.
+   * As if the payer pressed Cancel on the payer page; no notification. As at the real gateways, the trade stays
+   * unpaid and payable (Alipay WAIT_BUYER_PAY, WeChat Pay NOTPAY) until it expires or the merchant closes it.
    */
   cancel(orderId: string): Promise<void>;
   trade(orderId: string): SimulatedTrade | undefined;

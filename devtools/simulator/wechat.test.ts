@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { createPrivateKey, createPublicKey, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -8,11 +9,13 @@ import express, { type Request, type Response } from "express";
 import WxPay from "wechatpay-node-v3";
 import { GatewayError, type PaymentGateway, type VerifyCallbackResult } from "../../server/payments/gateway";
 import { createWechatGateway } from "../../server/payments/gateways/wechat";
-import type { ProviderSimulator } from "./types";
-import { createWechatSimulator, generateWechatSandbox, type WechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
+import type { SimulatorClock } from "./types";
+import { createWechatSimulator, generateWechatSandbox, type WechatProviderSimulator, type WechatSandbox, wechatSandboxGatewayConfig } from "./wechat";
 
 let sandbox: WechatSandbox;
 let env: Sandbox;
+/** The simulator's business clock (trades, payments, bill days): the real clock unless a test sets it. */
+let businessNow: Date | undefined;
 
 before(async () => {
   sandbox = await generateWechatSandbox();
@@ -20,6 +23,7 @@ before(async () => {
 });
 after(() => env.close());
 beforeEach(() => {
+  businessNow = undefined;
   env.simulator.notifier.setFaults({});
   env.merchant.failNext = 0;
 });
@@ -60,14 +64,27 @@ describe("WeChat simulator: merchant authentication", () => {
     assert.equal((await client.query({ out_trade_no: orderId })).status, 200);
   });
 
-  it("refuses an unsigned request, and signs even that refusal with the platform key", async () => {
+  it("refuses an unsigned request with 401 SIGN_ERROR, and (as WeChat) does not sign that refusal", async () => {
     const response = await fetch(`${env.url}/v3/pay/transactions/out-trade-no/${newOrderId()}?mchid=${sandbox.mchId}`);
     const body = await response.text();
     assert.equal(response.status, 401);
     assert.equal(JSON.parse(body).code, "SIGN_ERROR");
-    assert.equal(response.headers.get("wechatpay-serial"), sandbox.platformSerialNo);
-    const signed = `${response.headers.get("wechatpay-timestamp")}\n${response.headers.get("wechatpay-nonce")}\n${body}\n`;
-    assert.ok(createVerify("RSA-SHA256").update(signed).verify(sandbox.platformCertificate, response.headers.get("wechatpay-signature")!, "base64"));
+    assert.equal(response.headers.get("wechatpay-serial"), null);
+    assert.equal(response.headers.get("wechatpay-signature"), null);
+  });
+
+  it("signs a correctly signed request's answer with the platform key, or with the public key when the request names its id", async () => {
+    const answerTo = async (requestSerial?: string) => {
+      const output = await sdkClient({ requestSerial }).query({ out_trade_no: newOrderId() });
+      assert.equal(output.status, 404);
+      return lastAnswer!;
+    };
+    const byCertificate = await answerTo();
+    assert.equal(byCertificate.serial, sandbox.platformSerialNo);
+    assert.ok(createVerify("RSA-SHA256").update(byCertificate.signed).verify(sandbox.platformCertificate, byCertificate.signature, "base64"));
+    const byPublicKey = await answerTo(sandbox.platformPublicKeyId);
+    assert.equal(byPublicKey.serial, sandbox.platformPublicKeyId);
+    assert.ok(createVerify("RSA-SHA256").update(byPublicKey.signed).verify(sandbox.platformPublicKey, byPublicKey.signature, "base64"));
   });
 });
 
@@ -102,15 +119,112 @@ describe("WeChat simulator: order book", () => {
     await assert.rejects(env.simulator.pay(orderId), /closed: it cannot be paid/);
   });
 
-  it("Cancel on the payer page closes the trade and sends no notification", async () => {
+  it("Cancel on the payer page leaves the trade NOTPAY, sends nothing, and the payer can still pay it", async () => {
     const orderId = newOrderId();
     const { qrCode } = await env.gateway.createPayment(order(orderId, 100n));
     const press = await fetch(`${qrCode}/cancel`, { method: "POST" });
     assert.equal(press.status, 200);
-    assert.deepEqual(await env.gateway.queryTrade(orderId), { status: "closed" });
+    assert.deepEqual(await env.gateway.queryTrade(orderId), { status: "pending" });
     assert.equal(env.simulator.notifier.deliveries().some((d) => d.key.includes(orderId)), false);
     const again = await fetch(`${qrCode}/pay`, { method: "POST" });
-    assert.equal(again.status, 409);
+    assert.equal(again.status, 200);
+    await env.simulator.notifier.idle();
+    assert.equal((await env.gateway.queryTrade(orderId)).status, "paid");
+  });
+
+  it("a cancelled trade closes only when the merchant closes it or time_expire passes", async () => {
+    const orderId = newOrderId();
+    await env.gateway.createPayment(order(orderId, 100n));
+    await env.simulator.cancel(orderId);
+    assert.equal(env.simulator.trade(orderId)?.status, "pending");
+    await env.gateway.closeTrade(orderId);
+    assert.equal(env.simulator.trade(orderId)?.status, "closed");
+  });
+
+  it("refuses an over-refund with 400 INVALID_REQUEST, and a refund above the available balance with 403 NOT_ENOUGH", async () => {
+    const orderId = newOrderId();
+    await env.gateway.createPayment(order(orderId, 100n));
+    await env.simulator.pay(orderId);
+    const refund = (outRefundNo: string, amount: number) =>
+      sdkClient({}).refunds({ out_trade_no: orderId, out_refund_no: outRefundNo, amount: { refund: amount, total: 100, currency: "CNY" } });
+    const over = await refund(`${orderId}R0`, 101);
+    assert.deepEqual([over.status, over.error.code], [400, "INVALID_REQUEST"]);
+    env.simulator.setAvailableBalance(50n);
+    try {
+      const short = await refund(`${orderId}R1`, 60);
+      assert.deepEqual([short.status, short.error.code], [403, "NOT_ENOUGH"]);
+      env.simulator.setAvailableBalance(60n);
+      const retried = await refund(`${orderId}R1`, 60);
+      assert.equal(retried.status, 200);
+      assert.equal(env.simulator.availableBalance(), 0n);
+    } finally {
+      env.simulator.setAvailableBalance(undefined);
+    }
+    await env.simulator.notifier.idle();
+  });
+});
+
+describe("WeChat simulator: controls over HTTP", () => {
+  it("sets the next refunds' outcome and the merchant's available balance", async () => {
+    const put = (path: string, body: object) => fetch(`${env.url}${path}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await put("/sim/wechat/balance", { availableFen: "42" })).status, 200);
+    assert.equal(env.simulator.availableBalance(), 42n);
+    assert.equal((await put("/sim/wechat/balance", { availableFen: 1.5 })).status, 400);
+    assert.equal((await put("/sim/wechat/balance", { availableFen: null })).status, 200);
+    assert.equal(env.simulator.availableBalance(), undefined);
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "BOGUS" })).status, 400);
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "CLOSED" })).status, 200);
+    const orderId = newOrderId();
+    await env.gateway.createPayment(order(orderId, 100n));
+    await env.simulator.pay(orderId);
+    await env.gateway.refund({ orderId, refundId: `${orderId}R1`, amountFen: 100n, totalFen: 100n });
+    assert.equal((await env.gateway.queryRefund(orderId, `${orderId}R1`)).status, "failed");
+    assert.equal((await put("/sim/wechat/refund-outcome", { outcome: "SUCCESS" })).status, 200);
+    await env.simulator.notifier.idle();
+  });
+});
+
+describe("WeChat simulator: bills", () => {
+  const sdk = () => sdkClient({});
+  const atBeijing = (text: string) => new Date(`${text}+08:00`);
+
+  it("answers STATEMENT_CREATING for a day not over, NO_STATEMENT_EXIST for a day without trades, by the business clock", async () => {
+    businessNow = atBeijing("2026-04-10T23:59:59");
+    const today = await sdk().tradebill({ bill_date: "2026-04-10", bill_type: "ALL", tar_type: "GZIP" });
+    assert.deepEqual([today.status, today.error.code], [400, "STATEMENT_CREATING"]);
+    businessNow = atBeijing("2026-04-11T00:00:00");
+    const none = await sdk().fundflowbill({ bill_date: "2026-04-10", account_type: "BASIC", tar_type: "GZIP" });
+    assert.deepEqual([none.status, none.error.code], [400, "NO_STATEMENT_EXIST"]);
+  });
+
+  it("serves the trade bill as WeChat writes it: gzip, SHA1 of the file in hash_value, backquoted fields, summary rows", async () => {
+    businessNow = atBeijing("2026-04-12T08:30:00");
+    const orderId = newOrderId();
+    await env.gateway.createPayment({ ...order(orderId, 1234n), expiresAt: new Date(businessNow.getTime() + 60_000) });
+    await env.simulator.pay(orderId);
+    businessNow = atBeijing("2026-04-12T20:00:00");
+    await env.gateway.refund({ orderId, refundId: `${orderId}R1`, amountFen: 34n, totalFen: 1234n });
+    await env.simulator.notifier.idle();
+    businessNow = atBeijing("2026-04-13T10:00:00");
+
+    const applied = await sdk().tradebill({ bill_date: "2026-04-12", bill_type: "ALL", tar_type: "GZIP" });
+    assert.equal(applied.status, 200);
+    assert.equal(applied.data.hash_type, "SHA1");
+    assert.match(applied.data.download_url, /\/v3\/billdownload\/file\?token=\w+$/);
+    const unsigned = await fetch(applied.data.download_url);
+    assert.equal(unsigned.status, 401, "the download needs the merchant's signature like any call");
+    const file = await sdk().downloadBill(`https://api.mch.weixin.qq.com${new URL(applied.data.download_url).pathname}${new URL(applied.data.download_url).search}`);
+    assert.equal(file.status, 200);
+    const bytes = gunzipSync(file.data as Buffer);
+    assert.equal(createHash("sha1").update(bytes).digest("hex"), applied.data.hash_value);
+    const lines = bytes.toString("utf8").trimEnd().split("\r\n");
+    const tradeNo = env.simulator.trade(orderId)!.gatewayTradeNo;
+    assert.equal(lines[0], "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注");
+    assert.match(lines[1]!, new RegExp(`^\`2026-04-12 08:30:00,\`${sandbox.appId},\`${sandbox.mchId},\`0,\`,\`${tradeNo},\`${orderId},\`o\\w+,\`NATIVE,\`SUCCESS,\`OTHERS,\`CNY,\`12\\.34,\`0\\.00,\`0,\`0,\`0\\.00,\`0\\.00,\`,\`,\`Gas quota top-up,\`,\`0\\.07404,\`0\\.60%,\`12\\.34,\`0\\.00,\`$`));
+    assert.match(lines[2]!, new RegExp(`^\`2026-04-12 20:00:00,.*,\`REFUND,.*,\`0\\.00,\`0\\.00,\`50\\d{27},\`${orderId}R1,\`0\\.34,\`0\\.00,\`ORIGINAL,\`SUCCESS,.*,\`-0\\.00204,`));
+    assert.equal(lines[3], "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额");
+    assert.equal(lines[4], "`2,`12.34,`0.34,`0.00,`0.07200,`12.34,`0.34");
+    assert.equal(lines.length, 5);
   });
 });
 
@@ -175,7 +289,7 @@ describe("WeChat simulator: notifications", () => {
 type ReceivedCallback = { result: VerifyCallbackResult; replyStatus: number };
 type Sandbox = {
   url: string;
-  simulator: ProviderSimulator;
+  simulator: WechatProviderSimulator;
   gateway: PaymentGateway;
   merchant: { callbacks: ReceivedCallback[]; failNext: number; callbacksFor(orderId: string): ReceivedCallback[] };
   close(): Promise<void>;
@@ -186,7 +300,8 @@ async function startSandbox(sandbox: WechatSandbox): Promise<Sandbox> {
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const simulator = createWechatSimulator({ sandbox, publicUrl: url, timeScale: 0.001 });
+  const clock: SimulatorClock = () => businessNow ?? new Date();
+  const simulator = createWechatSimulator({ sandbox, publicUrl: url, timeScale: 0.001, clock });
   const gateway = createWechatGateway(wechatSandboxGatewayConfig(sandbox, { baseUrl: url, notifyUrl: `${url}/merchant/wechat/notify` }));
   const merchant: Sandbox["merchant"] = {
     callbacks: [],
@@ -218,7 +333,10 @@ async function startSandbox(sandbox: WechatSandbox): Promise<Sandbox> {
 }
 
 /** The real client, straight, with a plain fetch transport: to see what the simulator says to it. */
-function sdkClient(overrides: { mchid?: string; privateKey?: Buffer }): WxPay {
+/** The last answer sdkClient received: its Wechatpay-Serial, -Signature and the string signed. */
+let lastAnswer: { serial: string | null; signature: string; signed: string } | undefined;
+
+function sdkClient(overrides: { mchid?: string; privateKey?: Buffer; requestSerial?: string }): WxPay {
   const client = new WxPay({
     appid: sandbox.appId,
     mchid: overrides.mchid ?? sandbox.mchId,
@@ -228,8 +346,12 @@ function sdkClient(overrides: { mchid?: string; privateKey?: Buffer }): WxPay {
   });
   const send = async (method: string, sdkUrl: string, headers: Record<string, string>, body?: string) => {
     const { pathname, search } = new URL(sdkUrl);
-    const response = await fetch(`${env.url}${pathname}${search}`, { method, headers, body });
+    const sent = overrides.requestSerial ? { ...headers, "Wechatpay-Serial": overrides.requestSerial } : headers;
+    const response = await fetch(`${env.url}${pathname}${search}`, { method, headers: sent, body });
+    if (pathname.startsWith("/v3/billdownload/")) return { status: response.status, data: Buffer.from(await response.arrayBuffer()) };
     const text = await response.text();
+    const h = (name: string) => response.headers.get(name);
+    lastAnswer = { serial: h("wechatpay-serial"), signature: h("wechatpay-signature") ?? "", signed: `${h("wechatpay-timestamp")}\n${h("wechatpay-nonce")}\n${text}\n` };
     const data = text ? JSON.parse(text) : undefined;
     return response.ok ? { status: response.status, data } : { status: response.status, error: data };
   };

@@ -8,7 +8,8 @@
  *   schedule (time-compressed on request) through the NotificationDispatcher, faults included;
  * - `/payer/wechat/<out_trade_no>` (the code_url) is a page with the amount and Pay / Cancel.
  */
-import { createCipheriv, createSign, createVerify, generateKeyPair, randomBytes, randomInt, randomUUID } from "node:crypto";
+import { createCipheriv, createHash, createSign, createVerify, generateKeyPair, randomBytes, randomInt, randomUUID } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { promisify } from "node:util";
 import express, { type NextFunction, type Request, type Response, Router } from "express";
 import forge from "node-forge";
@@ -16,6 +17,7 @@ import { z } from "zod";
 import { toWechatTime, type WechatGatewayConfig } from "../../server/payments/gateways/wechat";
 import { type NotificationFaults, NotificationDispatcher, WECHAT_RETRY_SCHEDULE_MS } from "./notifier";
 import type { BillFault, ProviderSimulator, SimulatedTrade, SimulatorClock } from "./types";
+import { type FundFlowLine, renderFundFlowBill, renderTradeBill, type TradeBillPayment, type TradeBillRefund } from "./wechatBill";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Sandbox identity.
@@ -94,8 +96,10 @@ function issueSelfSignedCertificate(
 /** A gateway configuration that talks to a simulator holding this sandbox. */
 export function wechatSandboxGatewayConfig(
   sandbox: WechatSandbox,
-  options: { baseUrl: string; notifyUrl: string; platformMode?: "certificate" | "publicKey"; timeoutMs?: number },
+  options: { baseUrl: string; notifyUrl: string; platformMode?: "certificate" | "publicKey" | "certificateAndPublicKey"; timeoutMs?: number },
 ): WechatGatewayConfig {
+  const certificates = { [sandbox.platformSerialNo]: sandbox.platformCertificate };
+  const publicKey = { publicKeyId: sandbox.platformPublicKeyId, publicKey: sandbox.platformPublicKey };
   return {
     appId: sandbox.appId,
     mchId: sandbox.mchId,
@@ -105,8 +109,10 @@ export function wechatSandboxGatewayConfig(
     apiV3Key: sandbox.apiV3Key,
     platform:
       options.platformMode === "publicKey"
-        ? { mode: "publicKey", publicKeyId: sandbox.platformPublicKeyId, publicKey: sandbox.platformPublicKey }
-        : { mode: "certificate", certificates: { [sandbox.platformSerialNo]: sandbox.platformCertificate } },
+        ? { mode: "publicKey", ...publicKey }
+        : options.platformMode === "certificateAndPublicKey"
+          ? { mode: "certificateAndPublicKey", certificates, ...publicKey }
+          : { mode: "certificate", certificates },
     baseUrl: options.baseUrl,
     notifyUrl: options.notifyUrl,
     timeoutMs: options.timeoutMs ?? 5_000,
@@ -164,9 +170,16 @@ export function encryptWechatResource(plaintext: string, apiV3Key: string, origi
   return { algorithm: "AEAD_AES_256_GCM", ciphertext: ciphertext.toString("base64"), associated_data: originalType, original_type: originalType, nonce };
 }
 
-export type WechatEvent = { eventType: "TRANSACTION.SUCCESS" | "REFUND.SUCCESS"; summary: string; originalType: "transaction" | "refund" };
+export type WechatEvent = {
+  eventType: "TRANSACTION.SUCCESS" | "REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED";
+  summary: string;
+  originalType: "transaction" | "refund";
+};
 export const TRANSACTION_SUCCESS: WechatEvent = { eventType: "TRANSACTION.SUCCESS", summary: "支付成功", originalType: "transaction" };
 export const REFUND_SUCCESS: WechatEvent = { eventType: "REFUND.SUCCESS", summary: "退款成功", originalType: "refund" };
+export const REFUND_ABNORMAL: WechatEvent = { eventType: "REFUND.ABNORMAL", summary: "退款异常", originalType: "refund" };
+export const REFUND_CLOSED: WechatEvent = { eventType: "REFUND.CLOSED", summary: "退款关闭", originalType: "refund" };
+const REFUND_EVENTS = { SUCCESS: REFUND_SUCCESS, ABNORMAL: REFUND_ABNORMAL, CLOSED: REFUND_CLOSED } as const;
 
 /** A notification body: the envelope with `resource` encrypted. */
 export function buildWechatNotification(apiV3Key: string, event: WechatEvent, resource: object): string {
@@ -226,22 +239,62 @@ function onRegisteredDomain(url: string | undefined, domains: readonly string[])
 
 const NOTIFY_TIMEOUT_MS = 5_000;
 
-export function createWechatSimulator(options: WechatSimulatorOptions): ProviderSimulator {
-  const signer = wechatPlatformSigner(options.sandbox, options.signWith);
+/** How the simulator settles the next refund it accepts (WeChat: SUCCESS, or ABNORMAL / CLOSED when the payer's side fails). */
+export type WechatRefundOutcome = "SUCCESS" | "ABNORMAL" | "CLOSED";
+
+/** The WeChat simulator with the controls only WeChat Pay has. */
+export type WechatProviderSimulator = ProviderSimulator & {
+  /** The refunds accepted from now on end this way (default SUCCESS), each with its REFUND.* notification. */
+  setRefundOutcome(outcome: WechatRefundOutcome): void;
+  /**
+   * The merchant's available balance (基本账户可用余额), from which refunds are paid: a refund above it is refused
+   * with 403 NOT_ENOUGH and can be retried with the same out_refund_no once topped up. Undefined: unlimited (default).
+   */
+  setAvailableBalance(fen: bigint | undefined): void;
+  availableBalance(): bigint | undefined;
+  /** Issues a new platform certificate and lists it in GET /v3/certificates; responses stay signed as before. */
+  publishPlatformCertificate(): Promise<{ serialNo: string; certificate: string; privateKey: string }>;
+  /** Signs responses and notifications from now on with a published certificate (by serial) or the WeChat Pay public key. */
+  signWith(identity: { certificate: string } | "publicKey"): void;
+  /** Requests to GET /v3/certificates so far (tests count refreshes). */
+  certificateDownloads(): number;
+};
+
+type PlatformCertificate = { serialNo: string; certificate: string; privateKey: string; effectiveAt: Date; expiresAt: Date };
+
+export function createWechatSimulator(options: WechatSimulatorOptions): WechatProviderSimulator {
+  const clock: SimulatorClock = options.clock ?? (() => new Date());
+  const certificates: PlatformCertificate[] = [
+    {
+      serialNo: options.sandbox.platformSerialNo,
+      certificate: options.sandbox.platformCertificate,
+      privateKey: options.sandbox.platformPrivateKey,
+      effectiveAt: new Date(Date.now() - 60_000),
+      expiresAt: new Date(Date.now() + CERTIFICATE_VALIDITY_MS),
+    },
+  ];
+  // one object, mutated in place, so the routers and pending notifications follow a switch
+  const signer: PlatformSigner = { ...wechatPlatformSigner(options.sandbox, options.signWith) };
+  let certificateDownloads = 0;
   const notifier = new NotificationDispatcher({ scheduleMs: WECHAT_RETRY_SCHEDULE_MS, timeScale: options.timeScale ?? 1, faults: options.faults });
-  const book = new WechatOrderBook(options.sandbox, options.publicUrl.replace(/\/+$/, ""), (key, notifyUrl, body) => {
+  const book = new WechatOrderBook(options.sandbox, options.publicUrl.replace(/\/+$/, ""), clock, (key, notifyUrl, body) => {
     const headers = signedHeaders(body, signer);
     notifier.dispatch({ key, send: ({ tampered }) => postNotification(notifyUrl, body, headers, tampered) });
   });
   const publicUrl = options.publicUrl.replace(/\/+$/, "");
   const oauth = new OAuthProvider(options.sandbox);
   const router = Router();
-  router.use("/v3", wechatApiRouter(book, options.sandbox, signer, oauth));
+  const platform = {
+    certificates: () => certificates,
+    countDownload: () => void certificateDownloads++,
+  };
+  router.use("/v3", wechatApiRouter(book, options.sandbox, signer, oauth, platform));
   const domains = options.registeredDomains ?? DEFAULT_REGISTERED_DOMAINS;
   router.use("/payer/wechat", h5CashierRouter(book, domains));
   router.use("/payer/wechat", payerRouter(book, options.sandbox));
   router.use(oauthRouter(oauth, domains));
   router.use(jsBridgeRouter(book, options.sandbox, publicUrl));
+  router.use(controlRouter(book));
   return {
     provider: "wechat",
     router,
@@ -249,7 +302,36 @@ export function createWechatSimulator(options: WechatSimulatorOptions): Provider
     pay: async (orderId) => book.pay(orderId),
     cancel: async (orderId) => book.cancel(orderId),
     trade: (orderId) => book.snapshot(orderId),
-    injectBillFault: (_fault: BillFault) => Promise.reject(new Error("WeChat Pay simulator bills: not built yet (issue 13 in progress)")),
+    injectBillFault: async (fault: BillFault) => book.injectBillFault(fault),
+    setRefundOutcome: (outcome) => void (book.refundOutcome = outcome),
+    setAvailableBalance: (fen) => void (book.balanceFen = fen),
+    availableBalance: () => book.balanceFen,
+    async publishPlatformCertificate() {
+      const keys = await generateRsaKeyPair("rsa", {
+        modulusLength: 2048,
+        publicKeyEncoding: { type: "spki", format: "pem" },
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      });
+      const issued = issueSelfSignedCertificate(keys, { commonName: "WeChat Pay sandbox platform", organization: "Tenpay.com" });
+      certificates.push({
+        serialNo: issued.serialNo,
+        certificate: issued.pem,
+        privateKey: keys.privateKey,
+        effectiveAt: new Date(Date.now() - 60_000),
+        expiresAt: new Date(Date.now() + CERTIFICATE_VALIDITY_MS),
+      });
+      return { serialNo: issued.serialNo, certificate: issued.pem, privateKey: keys.privateKey };
+    },
+    signWith(identity) {
+      if (identity === "publicKey") {
+        Object.assign(signer, wechatPlatformSigner(options.sandbox, "publicKey"));
+        return;
+      }
+      const published = certificates.find((c) => c.serialNo === identity.certificate);
+      if (!published) throw new Error(`no published platform certificate ${identity.certificate}`);
+      Object.assign(signer, { privateKey: published.privateKey, serial: published.serialNo });
+    },
+    certificateDownloads: () => certificateDownloads,
   };
 }
 
@@ -268,8 +350,24 @@ type WechatTrade = SimulatedTrade & {
   prepayIssuedAt?: Date;
   /** H5: the payer_client_ip the merchant reported. */
   payerClientIp?: string;
+  /** Bill faults: paid without anyone being told (queries say NOTPAY), or billed one fen above what was paid. */
+  silent?: boolean;
+  billedFenDelta?: bigint;
 };
-type WechatRefund = { refundId: string; outRefundNo: string; orderId: string; amountFen: bigint; createdAt: Date; succeededAt: Date };
+type WechatRefundStatus = "PROCESSING" | "SUCCESS" | "ABNORMAL" | "CLOSED";
+type WechatRefund = {
+  refundId: string;
+  outRefundNo: string;
+  orderId: string;
+  amountFen: bigint;
+  createdAt: Date;
+  status: WechatRefundStatus;
+  succeededAt?: Date;
+  /** Made in the merchant console, not through the API: nobody is notified. */
+  console?: boolean;
+};
+/** A bill the merchant may download once, by token, for 30 seconds (real time), as WeChat's download_url. */
+type BillFile = { bytes: Buffer; expiresAt: number };
 type NativeOrderRequest = z.infer<typeof nativeOrderSchema>;
 type RefundRequestBody = z.infer<typeof refundRequestSchema>;
 /** Hands a signed-and-retried delivery of `body` to the notifier. */
@@ -291,16 +389,23 @@ class WechatOrderBook {
   /** By out_refund_no, which WeChat keeps unique per merchant. */
   private readonly refunds = new Map<string, WechatRefund>();
 
+  private readonly billFiles = new Map<string, BillFile>();
+  /** How refunds accepted from now on end. */
+  refundOutcome: WechatRefundOutcome = "SUCCESS";
+  /** The merchant's available balance; undefined: refunds are never short of money. */
+  balanceFen: bigint | undefined;
+
   constructor(
     private readonly sandbox: WechatSandbox,
     private readonly publicUrl: string,
+    private readonly clock: SimulatorClock,
     private readonly notify: Notify,
   ) {}
 
-  /** Trades lapse lazily, as WeChat reports them: an unpaid trade past time_expire is CLOSED from then on. */
+  /** Trades lapse lazily, as WeChat reports them: an unpaid trade past time_expire (business time) is CLOSED from then on. */
   find(orderId: string): WechatTrade | undefined {
     const trade = this.trades.get(orderId);
-    if (trade?.status === "pending" && trade.expiresAt && trade.expiresAt.getTime() <= Date.now()) trade.status = "closed";
+    if (trade?.status === "pending" && trade.expiresAt && trade.expiresAt.getTime() <= this.clock().getTime()) trade.status = "closed";
     return trade;
   }
 
@@ -359,14 +464,14 @@ class WechatOrderBook {
     const existing = this.find(order.out_trade_no);
     if (existing) return repeatOrder(existing, order, tradeType);
     const expiresAt = order.time_expire === undefined ? undefined : parseWechatTime(order.time_expire);
-    if (expiresAt && expiresAt.getTime() <= Date.now()) throw new WechatApiError(400, "INVALID_REQUEST", "time_expire已过期");
+    if (expiresAt && expiresAt.getTime() <= this.clock().getTime()) throw new WechatApiError(400, "INVALID_REQUEST", "time_expire已过期");
     const trade: WechatTrade = {
       orderId: order.out_trade_no,
       amountFen: BigInt(order.amount.total),
       status: "pending",
       gatewayTradeNo: `4200${randomDigits(24)}`,
       notifyUrl: order.notify_url,
-      createdAt: new Date(),
+      createdAt: this.clock(),
       ...(expiresAt ? { expiresAt } : {}),
       refundedFen: 0n,
       appId: order.appid,
@@ -388,20 +493,52 @@ class WechatOrderBook {
 
   /** The payer pressed Pay: paid now, and WeChat starts notifying the merchant. */
   pay(orderId: string): void {
-    const trade = this.find(orderId);
-    if (!trade) throw new Error(`no WeChat trade ${orderId}`);
-    if (trade.status !== "pending") throw new Error(`WeChat trade ${orderId} is ${trade.status}: it cannot be paid`);
+    const trade = this.payable(orderId);
     trade.status = "paid";
-    trade.paidAt = new Date();
+    trade.paidAt = this.clock();
     const body = buildWechatNotification(this.sandbox.apiV3Key, TRANSACTION_SUCCESS, transactionView(trade, this.sandbox));
     this.notify(`TRANSACTION.SUCCESS:${orderId}`, trade.notifyUrl, body);
   }
 
+  /**
+   * The payer pressed Cancel (or closed the sheet): nothing happens at WeChat Pay. The trade stays NOTPAY, and the
+   * payer may still scan and pay it, until time_expire passes or the merchant closes it.
+   */
   cancel(orderId: string): void {
     const trade = this.find(orderId);
     if (!trade) throw new Error(`no WeChat trade ${orderId}`);
     if (trade.status === "paid") throw new Error(`WeChat trade ${orderId} is paid: it cannot be cancelled`);
-    trade.status = "closed";
+  }
+
+  private payable(orderId: string): WechatTrade {
+    const trade = this.find(orderId);
+    if (!trade) throw new Error(`no WeChat trade ${orderId}`);
+    if (trade.status !== "pending") throw new Error(`WeChat trade ${orderId} is ${trade.status}: it cannot be paid`);
+    return trade;
+  }
+
+  injectBillFault(fault: BillFault): void {
+    if (fault.kind === "silent_payment") {
+      // paid, and the money is in the bill; WeChat's notification and query both lost track of it
+      const trade = this.payable(fault.orderId);
+      trade.status = "paid";
+      trade.paidAt = this.clock();
+      trade.silent = true;
+      return;
+    }
+    const trade = this.find(fault.orderId);
+    if (!trade || trade.status !== "paid") throw new Error(`WeChat trade ${fault.orderId} is not paid: no bill line to change`);
+    if (fault.kind === "amount_off_by_one_fen") {
+      trade.billedFenDelta = 1n;
+      return;
+    }
+    if (trade.refundedFen + fault.amountFen > trade.amountFen) throw new Error(`WeChat trade ${fault.orderId} has less than ${fault.amountFen} fen left to refund`);
+    // a refund made in the merchant console: its 商户退款单号 is WeChat's own refund number, and no one is notified
+    const refundId = newRefundId();
+    const now = this.clock();
+    trade.refundedFen += fault.amountFen;
+    if (this.balanceFen !== undefined) this.balanceFen -= fault.amountFen;
+    this.refunds.set(refundId, { refundId, outRefundNo: refundId, orderId: trade.orderId, amountFen: fault.amountFen, createdAt: now, status: "SUCCESS", succeededAt: now, console: true });
   }
 
   refund(request: RefundRequestBody): object {
@@ -409,26 +546,42 @@ class WechatOrderBook {
     if (previous) return this.repeatRefund(previous, request);
     const trade = request.out_trade_no ? this.find(request.out_trade_no) : this.findByTransactionId(request.transaction_id);
     if (!trade) throw new WechatApiError(404, "RESOURCE_NOT_EXISTS", "订单不存在");
-    if (trade.status !== "paid") throw new WechatApiError(400, "INVALID_REQUEST", "订单未支付");
+    if (trade.status !== "paid" || trade.silent) throw new WechatApiError(400, "INVALID_REQUEST", "订单未支付");
     if (BigInt(request.amount.total) !== trade.amountFen) throw new WechatApiError(400, "INVALID_REQUEST", "订单金额与原订单不一致");
     const amountFen = BigInt(request.amount.refund);
-    if (trade.refundedFen + amountFen > trade.amountFen) throw new WechatApiError(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额");
+    if (trade.refundedFen + amountFen > trade.amountFen) throw new WechatApiError(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额");
+    // WeChat checks the merchant's available balance when it accepts the refund; nothing is recorded when it is short
+    if (this.balanceFen !== undefined && amountFen > this.balanceFen) throw new WechatApiError(403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起");
     trade.refundedFen += amountFen;
-    const now = new Date();
-    const refund: WechatRefund = { refundId: `50${randomDigits(27)}`, outRefundNo: request.out_refund_no, orderId: trade.orderId, amountFen, createdAt: now, succeededAt: now };
+    if (this.balanceFen !== undefined) this.balanceFen -= amountFen;
+    const now = this.clock();
+    const refund: WechatRefund = { refundId: newRefundId(), outRefundNo: request.out_refund_no, orderId: trade.orderId, amountFen, createdAt: now, status: "PROCESSING" };
     this.refunds.set(refund.outRefundNo, refund);
-    if (request.notify_url) {
-      const body = buildWechatNotification(this.sandbox.apiV3Key, REFUND_SUCCESS, refundResource(refund, trade, this.sandbox.mchId));
-      this.notify(`REFUND.SUCCESS:${refund.outRefundNo}`, request.notify_url, body);
+    const accepted = refundView(refund, trade);
+    // WeChat answers PROCESSING and settles later; the simulator settles at once, so a query already has the outcome.
+    this.settleRefund(refund, trade, request.notify_url);
+    return accepted;
+  }
+
+  private settleRefund(refund: WechatRefund, trade: WechatTrade, notifyUrl: string | undefined): void {
+    refund.status = this.refundOutcome;
+    if (refund.status === "SUCCESS") refund.succeededAt = this.clock();
+    if (refund.status === "CLOSED") {
+      // the money never left: the trade may be refunded again, and the balance has it back
+      trade.refundedFen -= refund.amountFen;
+      if (this.balanceFen !== undefined) this.balanceFen += refund.amountFen;
     }
-    // WeChat answers PROCESSING and settles later; the simulator settles at once, so a query already says SUCCESS.
-    return refundView(refund, trade, "PROCESSING");
+    if (notifyUrl) {
+      const event = REFUND_EVENTS[refund.status as WechatRefundOutcome];
+      const body = buildWechatNotification(this.sandbox.apiV3Key, event, refundResource(refund, trade, this.sandbox.mchId));
+      this.notify(`${event.eventType}:${refund.outRefundNo}`, notifyUrl, body);
+    }
   }
 
   queryRefund(outRefundNo: string): object {
     const refund = this.refunds.get(outRefundNo);
     if (!refund) throw new WechatApiError(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
-    return refundView(refund, this.trades.get(refund.orderId)!, "SUCCESS");
+    return refundView(refund, this.trades.get(refund.orderId)!);
   }
 
   /** Same out_refund_no: the same refund, as long as it asks for the same thing. */
@@ -438,7 +591,69 @@ class WechatOrderBook {
     if (!sameTrade || BigInt(request.amount.refund) !== refund.amountFen) {
       throw new WechatApiError(400, "INVALID_REQUEST", "out_refund_no已用于其他退款");
     }
-    return refundView(refund, trade, "SUCCESS");
+    return refundView(refund, trade);
+  }
+
+  // ---- bills -------------------------------------------------------------------------------------------
+
+  /**
+   * 申请交易账单 / 申请资金账单 for a Beijing day: the bill file's SHA1 (over the file itself, before gzip) and a
+   * download_url. A day not over yet (business time) is STATEMENT_CREATING; a day without trades NO_STATEMENT_EXIST.
+   */
+  applyForBill(kind: "trade" | "fundflow", query: Record<string, unknown>): object {
+    const date = typeof query.bill_date === "string" ? query.bill_date : "";
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(date) || Number.isNaN(Date.parse(`${date}T00:00:00+08:00`))) {
+      throw new WechatApiError(400, "PARAM_ERROR", "bill_date格式错误");
+    }
+    if (kind === "trade" && query.bill_type !== undefined && query.bill_type !== "ALL") throw new WechatApiError(400, "PARAM_ERROR", "bill_type仅模拟ALL");
+    if (kind === "fundflow" && query.account_type !== undefined && query.account_type !== "BASIC") throw new WechatApiError(400, "PARAM_ERROR", "account_type仅模拟BASIC");
+    if (query.tar_type !== undefined && query.tar_type !== "GZIP") throw new WechatApiError(400, "PARAM_ERROR", "tar_type仅支持GZIP");
+    const start = new Date(`${date}T00:00:00+08:00`).getTime();
+    if (this.clock().getTime() < start + 86_400_000) throw new WechatApiError(400, "STATEMENT_CREATING", "账单生成中");
+    const lines = this.billLines(start, start + 86_400_000);
+    if (lines.payments.length === 0 && lines.refunds.length === 0) throw new WechatApiError(400, "NO_STATEMENT_EXIST", "账单文件不存在");
+    const file = kind === "trade" ? renderTradeBill(lines.payments, lines.refunds) : renderFundFlowBill(fundFlowLines(lines), 0n);
+    const bytes = Buffer.from(file, "utf8");
+    const token = randomAlphanumeric(32);
+    this.billFiles.set(token, { bytes: query.tar_type === "GZIP" ? gzipSync(bytes) : bytes, expiresAt: Date.now() + BILL_DOWNLOAD_LIFETIME_MS });
+    return {
+      hash_type: "SHA1",
+      hash_value: createHash("sha1").update(bytes).digest("hex"),
+      download_url: `${this.publicUrl}/v3/billdownload/file?token=${token}`,
+    };
+  }
+
+  downloadBill(token: unknown): Buffer {
+    const file = typeof token === "string" ? this.billFiles.get(token) : undefined;
+    if (!file || file.expiresAt < Date.now()) throw new WechatApiError(400, "INVALID_REQUEST", "下载链接已失效");
+    return file.bytes;
+  }
+
+  private billLines(from: number, to: number): { payments: TradeBillPayment[]; refunds: TradeBillRefund[] } {
+    const within = (at: Date | undefined) => at !== undefined && at.getTime() >= from && at.getTime() < to;
+    const common = (trade: WechatTrade) => ({
+      appId: trade.appId,
+      mchId: this.sandbox.mchId,
+      transactionId: trade.gatewayTradeNo,
+      outTradeNo: trade.orderId,
+      openId: trade.payerOpenId,
+      tradeType: trade.tradeType,
+      description: trade.description,
+    });
+    const payments = [...this.trades.values()]
+      .filter((t) => t.status === "paid" && within(t.paidAt))
+      .map((t) => {
+        const amountFen = t.amountFen + (t.billedFenDelta ?? 0n);
+        return { ...common(t), at: t.paidAt!, amountFen, feeMilliFen: feeMilliFen(amountFen) };
+      });
+    const refunds = [...this.refunds.values()]
+      .filter((r) => r.status === "SUCCESS" && within(r.succeededAt))
+      .map((r) => {
+        const trade = this.trades.get(r.orderId)!;
+        return { ...common(trade), at: r.succeededAt!, refundId: r.refundId, outRefundNo: r.outRefundNo, refundFen: r.amountFen, feeMilliFen: -feeMilliFen(r.amountFen) };
+      });
+    const byTime = (a: { at: Date }, b: { at: Date }) => a.at.getTime() - b.at.getTime();
+    return { payments: payments.sort(byTime), refunds: refunds.sort(byTime) };
   }
 
   private findByTransactionId(transactionId: string | undefined): WechatTrade | undefined {
@@ -455,19 +670,63 @@ function repeatOrder(trade: WechatTrade, order: NativeOrderRequest, tradeType: T
 }
 
 const H5_URL_LIFETIME_MS = 5 * 60_000;
+/** WeChat's download_url is good for 30 seconds. */
+const BILL_DOWNLOAD_LIFETIME_MS = 30_000;
+
+function newRefundId(): string {
+  return `50${randomDigits(27)}`;
+}
+
+/** WeChat's 0.6 % fee, exact: 6 thousandths of a fen per fen. */
+function feeMilliFen(fen: bigint): bigint {
+  return fen * 6n;
+}
+
+/** The BASIC account's movements behind a day's trade bill: each payment comes in, each refund goes out. */
+function fundFlowLines(lines: { payments: TradeBillPayment[]; refunds: TradeBillRefund[] }): FundFlowLine[] {
+  const incomes = lines.payments.map((p): FundFlowLine => ({ at: p.at, businessNo: p.transactionId, flowNo: `${randomDigits(20)}`, kind: "income", amountFen: p.amountFen, voucherNo: p.outTradeNo }));
+  const expenses = lines.refunds.map((r): FundFlowLine => ({ at: r.at, businessNo: r.refundId, flowNo: `${randomDigits(20)}`, kind: "expense", amountFen: r.refundFen, voucherNo: r.outRefundNo }));
+  return [...incomes, ...expenses].sort((a, b) => a.at.getTime() - b.at.getTime());
+}
 const PREPAY_ID_LIFETIME_MS = 2 * 60 * 60_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // HTTP: the v3 API (mounted at /v3) and the payer page (mounted at /payer/wechat).
 
-function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: PlatformSigner, oauth: OAuthProvider): Router {
+type PlatformDirectory = { certificates(): readonly PlatformCertificate[]; countDownload(): void };
+
+function wechatApiRouter(book: WechatOrderBook, sandbox: WechatSandbox, signer: PlatformSigner, oauth: OAuthProvider, platform: PlatformDirectory): Router {
   const api = Router();
   // The merchant's signature covers the exact body bytes, so the API reads bodies as text.
   api.use(express.text({ type: () => true, limit: "64kb" }));
   api.use((req, res, next) => {
     const refusal = merchantSignatureRefusal(req, sandbox);
-    if (refusal) sendSigned(res, signer, 401, { code: "SIGN_ERROR", message: refusal });
-    else next();
+    // WeChat signs its answers only to requests whose signature it verified: a SIGN_ERROR comes unsigned.
+    if (refusal) sendUnsigned(res, 401, { code: "SIGN_ERROR", message: refusal });
+    else {
+      res.locals.signer = requestedSigner(req.get("wechatpay-serial"), sandbox);
+      next();
+    }
+  });
+  api.get("/certificates", (_req, res) => {
+    platform.countDownload();
+    const data = platform.certificates().map((c) => ({
+      serial_no: c.serialNo,
+      effective_time: toWechatTime(c.effectiveAt),
+      expire_time: toWechatTime(c.expiresAt),
+      encrypt_certificate: encryptWechatResource(c.certificate, sandbox.apiV3Key, "certificate"),
+    }));
+    sendSigned(res, signer, 200, { data });
+  });
+  api.get("/bill/tradebill", (req, res) => {
+    sendSigned(res, signer, 200, book.applyForBill("trade", req.query));
+  });
+  api.get("/bill/fundflowbill", (req, res) => {
+    sendSigned(res, signer, 200, book.applyForBill("fundflow", req.query));
+  });
+  // the file itself comes unsigned (WeChat's documented exception): its integrity is the hash_value
+  api.get("/billdownload/file", (req, res) => {
+    res.status(200).type("application/octet-stream").set("Request-ID", randomUUID()).send(book.downloadBill(req.query.token));
   });
   api.post("/pay/transactions/native", (req, res) => {
     sendSigned(res, signer, 200, book.createNativeOrder(parseBody(nativeOrderSchema, req)));
@@ -607,11 +866,25 @@ function verifyRsaSha256(certificatePem: string, message: string, signatureBase6
 // ---------------------------------------------------------------------------------------------------------------
 // Responses.
 
-function sendSigned(res: Response, signer: PlatformSigner, status: number, body?: object): void {
+/**
+ * A request naming the WeChat Pay public key id in Wechatpay-Serial gets its answer signed with the public key's
+ * private key (how a merchant migrating from platform certificates asks for it); otherwise WeChat signs with its
+ * current identity.
+ */
+function requestedSigner(serial: string | undefined, sandbox: WechatSandbox): PlatformSigner | undefined {
+  return serial === sandbox.platformPublicKeyId ? wechatPlatformSigner(sandbox, "publicKey") : undefined;
+}
+
+function sendSigned(res: Response, defaultSigner: PlatformSigner, status: number, body?: object): void {
   const text = body === undefined ? "" : JSON.stringify(body);
+  const signer = (res.locals.signer as PlatformSigner | undefined) ?? defaultSigner;
   res.status(status).set(signWechatMessage(text, signer)).set("Request-ID", randomUUID());
   if (text) res.type("application/json").send(text);
   else res.end();
+}
+
+function sendUnsigned(res: Response, status: number, body: object): void {
+  res.status(status).set("Request-ID", randomUUID()).type("application/json").send(JSON.stringify(body));
 }
 
 function sendApiError(res: Response, signer: PlatformSigner, error: unknown): void {
@@ -630,7 +903,7 @@ function sendApiError(res: Response, signer: PlatformSigner, error: unknown): vo
 
 function tradeState(trade: WechatTrade): { trade_state: string; trade_state_desc: string } {
   if (trade.status === "closed") return { trade_state: "CLOSED", trade_state_desc: "订单已关闭" };
-  if (trade.status === "pending") return { trade_state: "NOTPAY", trade_state_desc: "订单未支付" };
+  if (trade.status === "pending" || trade.silent) return { trade_state: "NOTPAY", trade_state_desc: "订单未支付" };
   if (trade.refundedFen > 0n) return { trade_state: "REFUND", trade_state_desc: "订单发生过退款" };
   return { trade_state: "SUCCESS", trade_state_desc: "支付成功" };
 }
@@ -638,7 +911,7 @@ function tradeState(trade: WechatTrade): { trade_state: string; trade_state_desc
 /** The query answer, and (paid) the decrypted notification resource: the same transaction object. */
 function transactionView(trade: WechatTrade, sandbox: WechatSandbox): object {
   const common = { appid: trade.appId, mchid: sandbox.mchId, out_trade_no: trade.orderId, trade_type: trade.tradeType, ...tradeState(trade), attach: "" };
-  if (trade.status !== "paid") return { ...common, amount: { total: Number(trade.amountFen), currency: "CNY", payer_currency: "CNY" } };
+  if (trade.status !== "paid" || trade.silent) return { ...common, amount: { total: Number(trade.amountFen), currency: "CNY", payer_currency: "CNY" } };
   return {
     ...common,
     transaction_id: trade.gatewayTradeNo,
@@ -649,7 +922,8 @@ function transactionView(trade: WechatTrade, sandbox: WechatSandbox): object {
   };
 }
 
-function refundView(refund: WechatRefund, trade: WechatTrade, status: "PROCESSING" | "SUCCESS"): object {
+function refundView(refund: WechatRefund, trade: WechatTrade): object {
+  const status = refund.status;
   const total = Number(trade.amountFen);
   const refunded = Number(refund.amountFen);
   return {
@@ -660,7 +934,7 @@ function refundView(refund: WechatRefund, trade: WechatTrade, status: "PROCESSIN
     channel: "ORIGINAL",
     user_received_account: "支付用户零钱",
     create_time: toWechatTime(refund.createdAt),
-    ...(status === "SUCCESS" ? { success_time: toWechatTime(refund.succeededAt) } : {}),
+    ...(refund.succeededAt ? { success_time: toWechatTime(refund.succeededAt) } : {}),
     status,
     funds_account: "AVAILABLE",
     amount: {
@@ -676,7 +950,7 @@ function refundView(refund: WechatRefund, trade: WechatTrade, status: "PROCESSIN
   };
 }
 
-/** What a REFUND.SUCCESS notification carries (decrypted). */
+/** What a REFUND.SUCCESS / ABNORMAL / CLOSED notification carries (decrypted); success_time only once it succeeded. */
 function refundResource(refund: WechatRefund, trade: WechatTrade, mchId: string): object {
   return {
     mchid: mchId,
@@ -684,8 +958,8 @@ function refundResource(refund: WechatRefund, trade: WechatTrade, mchId: string)
     out_trade_no: trade.orderId,
     refund_id: refund.refundId,
     out_refund_no: refund.outRefundNo,
-    refund_status: "SUCCESS",
-    success_time: toWechatTime(refund.succeededAt),
+    refund_status: refund.status,
+    ...(refund.succeededAt ? { success_time: toWechatTime(refund.succeededAt) } : {}),
     user_received_account: "支付用户零钱",
     amount: {
       total: Number(trade.amountFen),
@@ -838,6 +1112,30 @@ ${payable ? `<form method="post" action="checkmweb/pay?${escapeHtml(query)}"><bu
     else res.type("html").send(payerMessagePage(action === "pay" ? "Paid" : "Left", `Order ${trade.orderId}`));
   });
   return cashier;
+}
+
+/**
+ * The WeChat-only controls over HTTP, for a simulator in another process (`npm start`, demos):
+ * `PUT /sim/wechat/refund-outcome` `{"outcome":"SUCCESS"|"ABNORMAL"|"CLOSED"}` and
+ * `PUT /sim/wechat/balance` `{"availableFen":"1000"}` (`null`: unlimited).
+ */
+function controlRouter(book: WechatOrderBook): Router {
+  const router = Router();
+  router.put("/sim/wechat/refund-outcome", express.json(), (req, res) => {
+    const outcome = (req.body as { outcome?: unknown } | undefined)?.outcome;
+    if (outcome !== "SUCCESS" && outcome !== "ABNORMAL" && outcome !== "CLOSED") {
+      return void res.status(400).json({ error: "outcome must be SUCCESS, ABNORMAL or CLOSED" });
+    }
+    book.refundOutcome = outcome;
+    res.json({ outcome });
+  });
+  router.put("/sim/wechat/balance", express.json(), (req, res) => {
+    const value = (req.body as { availableFen?: unknown } | undefined)?.availableFen;
+    if (value !== null && !((typeof value === "string" || typeof value === "number") && /^\d+$/.test(String(value)))) return void res.status(400).json({ error: "availableFen must be a whole number of fen or null" });
+    book.balanceFen = value === null ? undefined : BigInt(value);
+    res.json({ availableFen: book.balanceFen === undefined ? null : String(book.balanceFen) });
+  });
+  return router;
 }
 
 type OAuthCode = { appId: string; openId: string; expiresAt: number; used: boolean };

@@ -431,10 +431,15 @@ function wechatConfig(v: Variables, publicUrl: string): WechatGatewayConfig | un
   if (sandbox) return { ...sandbox, ...common, ...(oauth ? { oauth } : {}) };
   const { WECHAT_APP_ID, WECHAT_MCH_ID, WECHAT_MERCHANT_SERIAL_NO, WECHAT_MERCHANT_PRIVATE_KEY, WECHAT_MERCHANT_CERTIFICATE, WECHAT_API_V3_KEY } = v;
   if (!WECHAT_APP_ID || !WECHAT_MCH_ID || !WECHAT_MERCHANT_SERIAL_NO || !WECHAT_MERCHANT_PRIVATE_KEY || !WECHAT_MERCHANT_CERTIFICATE || !WECHAT_API_V3_KEY) return undefined;
+  const publicKey = v.WECHAT_PAY_PUBLIC_KEY && v.WECHAT_PAY_PUBLIC_KEY_ID ? { publicKey: v.WECHAT_PAY_PUBLIC_KEY, publicKeyId: v.WECHAT_PAY_PUBLIC_KEY_ID } : undefined;
+  const certificates = v.WECHAT_PLATFORM_CERTIFICATES_DIR;
+  // both at once while migrating from platform certificates to the public key: each message names its key
   const platform: WechatGatewayConfig["platform"] | undefined =
-    v.WECHAT_PAY_PUBLIC_KEY && v.WECHAT_PAY_PUBLIC_KEY_ID
-      ? { mode: "publicKey", publicKey: v.WECHAT_PAY_PUBLIC_KEY, publicKeyId: v.WECHAT_PAY_PUBLIC_KEY_ID }
-      : v.WECHAT_PLATFORM_CERTIFICATES_DIR && { mode: "certificate", certificates: v.WECHAT_PLATFORM_CERTIFICATES_DIR };
+    publicKey && certificates
+      ? { mode: "certificateAndPublicKey", certificates, ...publicKey }
+      : publicKey
+        ? { mode: "publicKey", ...publicKey }
+        : certificates && { mode: "certificate", certificates };
   if (!platform) return undefined;
   return {
     appId: WECHAT_APP_ID,

@@ -12,6 +12,13 @@ import type { WechatGatewayConfig } from "../payments/gateways/wechat";
 const wechatPlatformKeysSchema = z.discriminatedUnion("mode", [
   z.object({ mode: z.literal("certificate"), certificates: z.record(z.string(), z.string().min(1)) }),
   z.object({ mode: z.literal("publicKey"), publicKeyId: z.string().min(1), publicKey: z.string().min(1) }),
+  // a merchant migrating from platform certificates to the WeChat Pay public key holds both
+  z.object({
+    mode: z.literal("certificateAndPublicKey"),
+    certificates: z.record(z.string(), z.string().min(1)),
+    publicKeyId: z.string().min(1),
+    publicKey: z.string().min(1),
+  }),
 ]);
 
 const wechatSandboxSchema = z.object({
