@@ -91,7 +91,7 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
         const refund = await waitingRefund(order.id, 1_000n);
         assert.equal((await getBalance(stack.db, order.account)).availableFen, 2_000n);
 
-        const abnormal = await refundNotification({ eventType: "REFUND.ABNORMAL", summary: "退款异常", originalType: "refund" } as WechatEvent, {
+        const abnormal = await refundNotification({ eventType: "REFUND.ABNORMAL", summary: "退款异常", originalType: "refund" }, {
           orderId: order.id,
           tradeNo: order.tradeNo,
           refundId: refund.id,
@@ -100,10 +100,11 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
           status: "ABNORMAL",
         });
         assert.equal(abnormal.status, 204, abnormal.text);
-        assert.deepEqual({ ...(await refundRow(refund.id)), succeededAt: null, gatewayRefundNo: null }, { status: "requested", gatewayStatus: "ABNORMAL", succeededAt: null, gatewayRefundNo: null });
+        const marked = await refundRow(refund.id);
+        assert.deepEqual([marked.status, marked.gatewayStatus, marked.succeededAt], ["requested", "ABNORMAL", null]);
         assert.equal((await lastCallback()).outcome, "refund_updated");
 
-        const closed = await refundNotification({ eventType: "REFUND.CLOSED", summary: "退款关闭", originalType: "refund" } as WechatEvent, {
+        const closed = await refundNotification({ eventType: "REFUND.CLOSED", summary: "退款关闭", originalType: "refund" }, {
           orderId: order.id,
           tradeNo: order.tradeNo,
           refundId: refund.id,
@@ -119,7 +120,7 @@ for (const kind of testedDatabaseKinds() as DatabaseKind[]) {
 
       it("a notification for a refund we never asked for is acknowledged and kept, and changes nothing", async () => {
         const order = await paidOrder("wechat", 1_500);
-        const res = await refundNotification({ eventType: "REFUND.SUCCESS", summary: "退款成功", originalType: "refund" } as WechatEvent, {
+        const res = await refundNotification({ eventType: "REFUND.SUCCESS", summary: "退款成功", originalType: "refund" }, {
           orderId: order.id,
           tradeNo: order.tradeNo,
           refundId: "console-refund-0001",
