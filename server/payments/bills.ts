@@ -69,10 +69,13 @@ export async function reconcileBill(db: Database, bill: GatewayBill): Promise<Sc
   }
   await storeBillEntries(db, bill);
   const inBill = new Set<string>();
+  let creditedNowFen = 0n;
   for (const payment of payments) {
     inBill.add(payment.orderId);
     const order = orders.get(payment.orderId) ?? (await orderFacts(db, payment.orderId));
-    differences.push(...(await checkPayment(db, provider, payment, order)));
+    const found = await checkPayment(db, provider, payment, order);
+    if (found.some((d) => d.kind === "missing_credit")) creditedNowFen += payment.amountFen;
+    differences.push(...found);
   }
   for (const order of orders.values()) {
     if (!inBill.has(order.id)) {
@@ -113,6 +116,7 @@ export async function reconcileBill(db: Database, bill: GatewayBill): Promise<Sc
     billPaymentFen: String(sum(payments, (e) => e.amountFen)),
     creditedOrders: String(orders.size),
     creditedFen: String([...orders.values()].reduce((t, o) => t + o.amount_fen, 0n)),
+    creditedNowFen: String(creditedNowFen),
     billRefunds: String(refunds.length),
     billRefundFen: String(sum(refunds, (e) => e.amountFen)),
     succeededRefunds: String(ours.size),

@@ -27,6 +27,7 @@ const FIGURE_LABELS: Record<string, string> = {
   billPaymentFen: "bill paid fen",
   creditedOrders: "orders credited",
   creditedFen: "credited fen",
+  creditedNowFen: "credited by this reconciliation fen",
   billRefunds: "bill refunds",
   billRefundFen: "bill refunded fen",
   succeededRefunds: "refunds succeeded",
@@ -41,7 +42,12 @@ export function formatDayReport(report: DayReport): string {
   for (const r of report.results) {
     const state = r.status === "ties_out" ? "ties out" : r.status === "differences" ? `${r.differences} difference${r.differences === 1 ? "" : "s"}` : r.status.replace("_", " ");
     lines.push(`${r.scope}: ${state}${r.detail ? ` (${r.detail})` : ""}`);
-    const figures = Object.entries(r.figures).map(([k, v]) => `${FIGURE_LABELS[k] ?? k} ${v}`);
+    // in the labels' order (a jsonb object comes back in its own key order), others after
+    const order = Object.keys(FIGURE_LABELS);
+    const rank = (k: string) => (order.includes(k) ? order.indexOf(k) : order.length);
+    const figures = Object.entries(r.figures)
+      .sort(([a], [b]) => rank(a) - rank(b))
+      .map(([k, v]) => `${FIGURE_LABELS[k] ?? k} ${v}`);
     if (figures.length > 0) lines.push(`  ${figures.join(" · ")}`);
     for (const d of report.differences.filter((x) => x.scope === r.scope)) {
       const sides = [d.expected !== undefined ? `ours: ${d.expected}` : "", d.actual !== undefined ? `theirs: ${d.actual}` : ""].filter(Boolean).join("; ");
