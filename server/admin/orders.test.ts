@@ -149,10 +149,18 @@ for (const kind of testedDatabaseKinds()) {
       await pay("alipay", alipay);
       await pay("wechat", wechat);
       const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
-      const a = await stack.request("POST", "/v1/refunds", { orderId: alipay.id, amountFen: 300 }, auth);
-      const w = await stack.request("POST", "/v1/refunds", { orderId: wechat.id, amountFen: 400 }, auth);
-      assert.equal(a.status, 201, a.text);
-      assert.equal(w.status, 201, w.text);
+      const started = await stack.request("POST", "/v1/refunds", { orderId: alipay.id, amountFen: 300 }, auth);
+      const startedW = await stack.request("POST", "/v1/refunds", { orderId: wechat.id, amountFen: 400 }, auth);
+      assert.equal(started.status, 201, started.text);
+      assert.equal(startedW.status, 201, startedW.text);
+      // WeChat answers PROCESSING and its REFUND.SUCCESS notification follows: compare once both are final
+      const settled = async (id: string) => {
+        await eventually(async () => (await stack.request("GET", `/v1/refunds/${id}`, undefined, auth)).body.status !== "requested", 10_000, `refund ${id} final`);
+        return stack.request("GET", `/v1/refunds/${id}`, undefined, auth);
+      };
+      const a = await settled(started.body.id);
+      const w = await settled(startedW.body.id);
+      assert.equal(w.body.status, "succeeded", "the notification completed the WeChat refund");
 
       const detail = await admin.get(`/admin/orders/${alipay.id}`);
       assert.equal(detail.body.order.refundedFen, "300");

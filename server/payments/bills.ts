@@ -9,6 +9,7 @@
  * the bill shows done is recorded as succeeded. Everything else is only reported: money is never moved on a guess.
  */
 import type { Database, Queryable } from "../platform/db/database";
+import { untilAborted } from "../reconciliation/abortable";
 import { type Difference, type ScopeResult, dayBounds } from "../reconciliation/difference";
 import type { BillEntry, GatewayBill, PaymentGateway, Provider } from "./gateway";
 import { creditPaidOrder } from "./orders";
@@ -32,9 +33,10 @@ const REFUND_FACTS = `SELECT r.id, r.order_id, o.provider, r.amount_fen, r.statu
 const fen = (amount: bigint) => `${amount} fen`;
 
 /** Downloads the day's bill from the gateway and reconciles it (`not_ready` while the gateway has not produced it). */
-export async function reconcileBillDay(deps: BillReconcileDeps, day: string): Promise<ScopeResult> {
+export async function reconcileBillDay(deps: BillReconcileDeps, day: string, signal?: AbortSignal): Promise<ScopeResult> {
   const provider = deps.gateway.provider;
-  const download = await deps.gateway.downloadBill(day);
+  const download = await untilAborted(deps.gateway.downloadBill(day), signal);
+  signal?.throwIfAborted();
   if (download.status === "not_ready") return { scope: provider, day, status: "not_ready", figures: {}, differences: [], detail: download.detail };
   return reconcileBill(deps.db, download.bill);
 }

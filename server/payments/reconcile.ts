@@ -19,6 +19,8 @@ export type ReconcileOptions = {
   /** How many orders and refunds one run looks at. */
   batchSize?: number;
   now?: () => Date;
+  /** Stops the pass between orders and refunds (shutdown): one already at its gateway finishes first. */
+  signal?: AbortSignal;
 };
 
 export type ReconcileReport = {
@@ -64,6 +66,7 @@ export async function reconcileOnce(deps: ReconcileDeps, options: ReconcileOptio
   const report: ReconcileReport = { checked: 0, credited: 0, closed: 0, refundsSettled: 0, errors: [] };
 
   for (const order of await openOrdersBefore(deps.db, before, limit)) {
+    if (options.signal?.aborted) return report;
     const gateway = deps.gateways.get(order.provider);
     if (!gateway) continue;
     report.checked++;
@@ -77,6 +80,7 @@ export async function reconcileOnce(deps: ReconcileDeps, options: ReconcileOptio
     }
   }
   for (const refund of await openRefunds(deps.db, before, limit)) {
+    if (options.signal?.aborted) return report;
     try {
       const settled = await settleRefund(deps, refund);
       if (settled.status !== "requested") report.refundsSettled++;
@@ -109,8 +113,9 @@ export type Reconciler = { stop: () => Promise<void>; runNow: () => Promise<Reco
 export function startReconciler(deps: ReconcileDeps, options: ReconcileOptions & { intervalMs: number }): Reconciler {
   let running: Promise<ReconcileReport | undefined> | undefined;
   let stopped = false;
+  const stopping = new AbortController();
   const runNow = () => {
-    running ??= reconcileLocked(deps, options)
+    running ??= reconcileLocked(deps, { ...options, signal: stopping.signal })
       .catch((error: unknown) => {
         deps.log?.warn({ err: (error as Error).message }, "reconcile.failed");
         return undefined;
@@ -128,6 +133,7 @@ export function startReconciler(deps: ReconcileDeps, options: ReconcileOptions &
     runNow,
     stop: async () => {
       stopped = true;
+      stopping.abort();
       clearInterval(timer);
       await running;
     },

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { it } from "node:test";
 import { describeWithDatabases } from "../../devtools/testing/databases";
 import { createMetrics } from "../platform/metrics";
+import { untilAborted } from "./abortable";
 import { type ReconciliationScope, daysToReconcile, reconcileDay, startDailyReconciliation } from "./daily";
 import type { ScopeResult } from "./difference";
 import { resultsOfDay } from "./store";
@@ -84,5 +85,27 @@ describeWithDatabases("the daily reconciliation run", (getDb) => {
     assert.equal((await first).runs[0]!.status, "ties_out");
     assert.equal(calls, 1);
     assert.equal((await resultsOfDay(db, "2026-06-01"))[0]!.runs, 1);
+  });
+
+  it("stopping the schedule while a scope waits on a gateway that never answers returns at once, and stores nothing for it", async () => {
+    const db = getDb();
+    let started!: () => void;
+    const waiting = new Promise<void>((resolve) => (started = resolve));
+    const scopes: ReconciliationScope[] = [
+      {
+        scope: "hangs",
+        // a bill download against a blackholed gateway: never settles
+        reconcile: (_day, signal) => {
+          started();
+          return untilAborted(new Promise<ScopeResult>(() => {}), signal);
+        },
+      },
+    ];
+    const worker = startDailyReconciliation({ db, scopes }, { intervalMs: 3_600_000, lookbackDays: 1, now: () => new Date("2026-05-10T04:00:00Z") });
+    await waiting;
+    const before = Date.now();
+    await worker.stop();
+    assert.ok(Date.now() - before < 5_000, `stopped in ${Date.now() - before} ms`);
+    assert.deepEqual(await resultsOfDay(db, "2026-05-09"), [], "a stopped run is not a failed day");
   });
 });

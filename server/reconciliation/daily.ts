@@ -15,8 +15,11 @@ import type { createMetrics } from "../platform/metrics";
 import { DIFFERENCE_KINDS, type ScopeResult, dayBounds, dayOf } from "./difference";
 import { finalDays, openDifferenceCounts, recentResults, recordResult } from "./store";
 
-/** One thing reconciled per day: a gateway, or a (chain, EntryPoint). */
-export type ReconciliationScope = { scope: string; reconcile: (day: string) => Promise<ScopeResult> };
+/**
+ * One thing reconciled per day: a gateway, or a (chain, EntryPoint). `signal` aborts on shutdown (or when the
+ * advisory lock's connection is lost): a scope gives up before it writes anything (`untilAborted`, ./abortable.ts).
+ */
+export type ReconciliationScope = { scope: string; reconcile: (day: string, signal?: AbortSignal) => Promise<ScopeResult> };
 
 export type DailyDeps = {
   db: Database;
@@ -26,7 +29,7 @@ export type DailyDeps = {
 };
 
 /** What one run of a scope came to: its result, or why there is none (`busy`: another instance holds its lock). */
-export type ScopeRun = ScopeResult | { scope: string; day: string; status: "failed" | "busy"; figures: Record<string, string>; differences: []; detail: string };
+export type ScopeRun = ScopeResult | { scope: string; day: string; status: "failed" | "busy" | "stopped"; figures: Record<string, string>; differences: []; detail: string };
 
 export type DayRun = { day: string; runs: ScopeRun[] };
 
@@ -36,24 +39,29 @@ export function reconciliationLockKey(scope: string, day: string): bigint {
 }
 
 /** Reconciles `day` for every scope (or those named), one after another; never throws for one scope's failure. */
-export async function reconcileDay(deps: DailyDeps, day: string, options: { scopes?: readonly string[] } = {}): Promise<DayRun> {
+export async function reconcileDay(deps: DailyDeps, day: string, options: { scopes?: readonly string[]; signal?: AbortSignal } = {}): Promise<DayRun> {
   dayBounds(day); // a bad day is the caller's error, before anything runs
   const wanted = deps.scopes.filter((s) => !options.scopes || options.scopes.some((name) => s.scope === name || s.scope.startsWith(`${name}:`)));
   const runs: ScopeRun[] = [];
-  for (const scope of wanted) runs.push(await reconcileScope(deps, scope, day));
+  for (const scope of wanted) runs.push(await reconcileScope(deps, scope, day, options.signal));
   await refreshGauges(deps);
   return { day, runs };
 }
 
-async function reconcileScope(deps: DailyDeps, scope: ReconciliationScope, day: string): Promise<ScopeRun> {
+async function reconcileScope(deps: DailyDeps, scope: ReconciliationScope, day: string, stop?: AbortSignal): Promise<ScopeRun> {
   const startedAt = new Date();
   const base = { scope: scope.scope, day, figures: {}, differences: [] as [] };
+  if (stop?.aborted) return { ...base, status: "stopped", detail: "the server is stopping" };
   let run: ScopeRun;
   try {
-    const locked = await deps.db.withAdvisoryLock(reconciliationLockKey(scope.scope, day), () => scope.reconcile(day));
+    const locked = await deps.db.withAdvisoryLock(reconciliationLockKey(scope.scope, day), (lockLost) =>
+      scope.reconcile(day, stop ? AbortSignal.any([stop, lockLost]) : lockLost),
+    );
     if (!locked.acquired) return { ...base, status: "busy", detail: "another instance is reconciling this day" };
     run = locked.result;
   } catch (error) {
+    // stopped mid-run: nothing was written after the abort, and the next start runs the day again
+    if (stop?.aborted) return { ...base, status: "stopped", detail: "the server is stopping" };
     run = { ...base, status: "failed", detail: (error as Error).message };
   }
   try {
@@ -102,9 +110,12 @@ export type DailyScheduleOptions = { intervalMs: number; lookbackDays: number; n
 
 /** Every interval, reconciles each scope's recent days that have no final result yet. */
 export function startDailyReconciliation(deps: DailyDeps, options: DailyScheduleOptions): Worker {
+  // stopping aborts the pass in flight: a bill download can take minutes against a slow gateway, and shutdown must not wait for it
+  const stopping = new AbortController();
   const pass = async () => {
     const days = daysToReconcile(options.now?.() ?? new Date(), options.lookbackDays);
     for (const scope of deps.scopes) {
+      if (stopping.signal.aborted) return;
       let done: Set<string>;
       try {
         done = await finalDays(deps.db, scope.scope, days);
@@ -112,9 +123,19 @@ export function startDailyReconciliation(deps: DailyDeps, options: DailySchedule
         deps.log?.warn({ err: (error as Error).message }, "scheduled reconciliation could not read its results; retrying later");
         return;
       }
-      for (const day of days) if (!done.has(day)) await reconcileScope(deps, scope, day);
+      for (const day of days) {
+        if (stopping.signal.aborted) return;
+        if (!done.has(day)) await reconcileScope(deps, scope, day, stopping.signal);
+      }
     }
     await refreshGauges(deps);
   };
-  return every(options.intervalMs, pass);
+  const worker = every(options.intervalMs, pass);
+  return {
+    tick: worker.tick,
+    stop: async () => {
+      stopping.abort(new Error("the server is stopping"));
+      await worker.stop();
+    },
+  };
 }

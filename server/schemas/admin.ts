@@ -3,7 +3,7 @@
  * `{ items, nextBefore }`, newest first; unknown query parameters are refused.
  */
 import { ENTRY_POINT_VERSIONS } from "../chain/addresses";
-import type { CallbackRejectionCode } from "../payments/gateway";
+import type { CallbackOutcome } from "../payments/callbacks";
 import { ledgerKindSchema } from "./accounts";
 import { orderStatusSchema, providerSchema, refundSchema, refundStatusSchema } from "./payments";
 import {
@@ -57,11 +57,14 @@ export const holdStatusSchema = z.enum(["open", "settled", "released", "merged"]
 export const settlementStatusSchema = z.enum(["settled", "reorged"]);
 
 /** The outcomes a stored payment callback records, whether the gateway was acknowledged, and when. */
-export const CALLBACK_OUTCOMES: Record<CallbackRejectionCode | "credited" | "already_credited", { acknowledged: boolean; when: string }> = {
+export const CALLBACK_OUTCOMES: Record<CallbackOutcome, { acknowledged: boolean; when: string }> = {
   credited: { acknowledged: true, when: "the order is now paid and its account credited" },
   already_credited: { acknowledged: true, when: "a repeat of a notification already credited" },
   not_paid: { acknowledged: true, when: "authentic, but the trade is not paid (nothing to do)" },
-  not_a_payment: { acknowledged: true, when: "authentic, but not a payment (a refund notification)" },
+  not_a_payment: { acknowledged: true, when: "authentic, but neither a payment nor a refund (nothing to do)" },
+  refund_updated: { acknowledged: true, when: "a refund notification: the refund became what the gateway says (succeeded, failed, or still pending as ABNORMAL); nothing credited" },
+  refund_already_final: { acknowledged: true, when: "a refund notification for a refund already succeeded or failed" },
+  refund_unknown: { acknowledged: true, when: "a refund notification for a refund we never asked for (e.g. from the merchant console): kept; the daily reconciliation lists it" },
   bad_request: { acknowledged: false, when: "not parseable, or fields missing" },
   bad_signature: { acknowledged: false, when: "the signature is missing or wrong" },
   unknown_certificate: { acknowledged: false, when: "signed with a WeChat Pay certificate serial we do not hold" },
