@@ -1,5 +1,5 @@
 /**
- * The chain tie-out against a real anvil serving EntryPoint v0.7 and v0.8: operations are sponsored through the REST
+ * The chain tie-out against a real anvil serving EntryPoint v0.7, v0.8 and v0.9: operations are sponsored through the REST
  * API (the server signs and holds), submitted straight to the EntryPoint by a bundler key (so a test controls blocks
  * exactly), and settled by `settleChain`; each test is one CST day of chain time (`evm_setNextBlockTimestamp`), the
  * app's clock following the chain's. Differences are made for real: a cursor set past an operation, a reorg
@@ -25,7 +25,7 @@ import { describeWithDatabases } from "../../devtools/testing/databases";
 import { type SponsorStack, sponsoredOperation, startSponsorStack } from "../../devtools/testing/sponsorStack";
 import { dayBounds, dayOf } from "./difference";
 import { settleChain } from "../sponsorship/settlement";
-import { ENTRY_POINT_V07, ENTRY_POINT_V08 } from "../chain/addresses";
+import { ENTRY_POINT_V07, ENTRY_POINT_V08, ENTRY_POINT_V09 } from "../chain/addresses";
 import type { ChainRuntime } from "../chain/chainRuntime";
 import { depositToPaymaster, withdrawFromPaymaster } from "../chain/operator";
 import { tieOutChainDay } from "./chainTieOut";
@@ -42,7 +42,7 @@ describeWithDatabases("the chain tie-out of a CST day", (db) => {
   let firstDayStart = 0;
   let days = 0;
   before(async () => {
-    stack = await startSponsorStack({ db: db(), rpcProxy: true, entryPointVersions: ["0.7", "0.8"], app: { workers: false, now: () => new Date(Date.now() + clockOffsetMs) } });
+    stack = await startSponsorStack({ db: db(), rpcProxy: true, entryPointVersions: ["0.7", "0.8", "0.9"], app: { workers: false, now: () => new Date(Date.now() + clockOffsetMs) } });
     chain = stack.app.chains.get(stack.chain.anvil.chainId)!;
     bundler = localClients(stack.chain.anvil.rpcUrl, stack.chain.anvil.chainId, DEV_KEYS.bundler).wallet;
     // the days the tests use start the day after tomorrow (CST), one day each
@@ -86,46 +86,57 @@ describeWithDatabases("the chain tie-out of a CST day", (db) => {
     return { userOpHash, cost: event!.actualGasCost };
   }
 
-  /** A v0.8 SimpleAccount's operation sponsored by the server through POST /v1/sponsorships and landed. */
-  async function landV08(): Promise<{ userOpHash: Hex; cost: bigint }> {
-    const account = await newVersionedSimpleAccount(stack.chain.client, "0.8");
+  /** A v0.8 or v0.9 SimpleAccount's operation sponsored by the server through POST /v1/sponsorships and landed. */
+  async function landVersioned(version: "0.8" | "0.9"): Promise<{ userOpHash: Hex; cost: bigint }> {
+    const account = await newVersionedSimpleAccount(stack.chain.client, version);
     await stack.fund(account.smart.address, FUND_FEN);
     const built = await buildVersionedUserOperation(stack.chain.client, account, {
       calls: [{ to: stack.chain.owner.account.address, data: "0x" }],
-      paymaster: stack.chain.paymasters["0.8"],
+      paymaster: stack.chain.paymasters[version],
     });
     const response = await fetch(`${stack.url}/v1/sponsorships`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-api-key": stack.apiKey },
-      body: JSON.stringify({ chainId: stack.chain.anvil.chainId, entryPoint: ENTRY_POINT_V08, userOp: userOpJson(built as never) }),
+      body: JSON.stringify({ chainId: stack.chain.anvil.chainId, entryPoint: version === "0.8" ? ENTRY_POINT_V08 : ENTRY_POINT_V09, userOp: userOpJson(built as never) }),
     });
     assert.equal(response.status, 201, await response.clone().text());
-    const body = (await response.json()) as { paymaster: Address; paymasterData: Hex; paymasterVerificationGasLimit: Hex; paymasterPostOpGasLimit: Hex; userOpHash: Hex };
+    const body = (await response.json()) as {
+      paymaster: Address;
+      paymasterData: Hex;
+      paymasterSignature?: Hex;
+      paymasterVerificationGasLimit: Hex;
+      paymasterPostOpGasLimit: Hex;
+      userOpHash: Hex;
+    };
     const sponsored = {
       ...built,
       paymaster: body.paymaster,
       paymasterData: body.paymasterData,
+      // v0.9: the paymaster's signature travels beside paymasterData, outside the userOpHash
+      ...(version === "0.9" ? { paymasterSignature: body.paymasterSignature } : {}),
       paymasterVerificationGasLimit: BigInt(body.paymasterVerificationGasLimit),
       paymasterPostOpGasLimit: BigInt(body.paymasterPostOpGasLimit),
     };
     const signed = await signAsVersionedAccount(stack.chain.anvil.chainId, account, sponsored);
-    const receipt = await submitOperations(stack.chain.client, bundler, ENTRY_POINTS["0.8"], [signed]);
-    const [event] = userOperationEventsAt(receipt, ENTRY_POINTS["0.8"]);
+    const receipt = await submitOperations(stack.chain.client, bundler, ENTRY_POINTS[version], [signed]);
+    const [event] = userOperationEventsAt(receipt, ENTRY_POINTS[version]);
     assert.equal(event!.userOpHash, body.userOpHash);
     return { userOpHash: body.userOpHash, cost: event!.actualGasCost };
   }
+  const landV08 = () => landVersioned("0.8");
 
   const kinds = (result: { differences: { kind: string; reference: string }[] }) => result.differences.map((d) => [d.kind, d.reference]).sort();
 
-  it("a day whose v0.7 and v0.8 operations, a deposit and a withdrawal were all settled ties out, each EntryPoint with its own figures", async () => {
+  it("a day whose v0.7, v0.8 and v0.9 operations, a deposit and a withdrawal were all settled ties out, each EntryPoint with its own figures", async () => {
     const d = await startDay();
     const a = await landV07();
     const b = await landV08();
+    const e = await landVersioned("0.9");
     await depositToPaymaster(stack.chain.client, stack.chain.owner, stack.chain.paymasters["0.7"], parseEther("1"));
     const c = await landV07();
     await withdrawFromPaymaster(stack.chain.client, stack.chain.owner, stack.chain.paymasters["0.7"], stack.chain.owner.account.address, parseEther("0.25"));
     await endDay(d);
-    assert.equal((await settleChain(db(), chain)).settled, 3);
+    assert.equal((await settleChain(db(), chain)).settled, 4);
 
     const v07 = await tieOut(d.day);
     assert.equal(v07.scope, `chain:${stack.chain.anvil.chainId}:${ENTRY_POINT_V07.toLowerCase()}`);
@@ -168,6 +179,17 @@ describeWithDatabases("the chain tie-out of a CST day", (db) => {
     assert.equal(v08.figures.expectedChargeFen, v08.figures.chargedFen);
     assert.equal(v08.figures.depositsWei, "0");
     assert.equal(BigInt(v08.figures.depositEndWei!), BigInt(v08.figures.depositStartWei!) - b.cost);
+
+    const v09 = await tieOut(d.day, ENTRY_POINT_V09);
+    assert.equal(v09.scope, `chain:${stack.chain.anvil.chainId}:${ENTRY_POINT_V09.toLowerCase()}`);
+    assert.equal(v09.status, "ties_out", JSON.stringify(v09));
+    assert.equal(v09.figures.chainOperations, "1");
+    assert.equal(v09.figures.chainGasCostWei, String(e.cost));
+    assert.equal(v09.figures.settledGasCostWei, String(e.cost));
+    assert.ok(BigInt(v09.figures.chargedFen!) > 0n);
+    assert.equal(v09.figures.expectedChargeFen, v09.figures.chargedFen);
+    assert.equal(v09.figures.ledgerChargeFen, v09.figures.chargedFen);
+    assert.equal(BigInt(v09.figures.depositEndWei!), BigInt(v09.figures.depositStartWei!) - e.cost);
   });
 
   it("a day is not ready while the chain's confirmed head has not passed its end, nor while the settlement cursor has not read its last block", async () => {
@@ -275,7 +297,7 @@ describeWithDatabases("the chain tie-out of a CST day", (db) => {
     await setDeposit(deposit - 12_345n);
     await mineAt(d.start + 5 * 3_600_000);
     await depositToPaymaster(stack.chain.client, stack.chain.owner, paymaster, parseEther("1"));
-    const depositBlock = await stack.chain.client.getBlockNumber();
+    const depositBlock = await stack.chain.client.getBlockNumber({ cacheTime: 0 });
     await landV07();
     // and 100 wei appear
     await setDeposit((await readDeposit()) + 100n);
