@@ -14,6 +14,7 @@ import type { ChainRuntime } from "../chain/chainRuntime";
 import type { Database } from "../platform/db/database";
 import { ADMIN, ADMIN_SECURITY, INTERNAL, NOT_FOUND, type ApiRegistry, type ProblemCase, jsonAnswer, jsonBody, jsonRequest, problems } from "../http/openapiResponses";
 import { AppError } from "../platform/errors";
+import { parseInput } from "../http/parseInput";
 import {
   DEFAULT_LIMIT,
   MAX_LIMIT,
@@ -80,13 +81,6 @@ export type AdminRouterDeps = {
 
 /** What a route answers, checked against its response schema when it compiles. */
 type Answer<T extends z.ZodType> = z.input<T>;
-
-/** Parses a query or a path parameter; the detail names each bad parameter (`where` when the issue has no path). */
-function parseInput<T extends z.ZodType>(schema: T, input: unknown, where: string): z.output<T> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  throw new AppError(400, "invalid_request", result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : where}: ${i.message}`).join("; "));
-}
 
 export function adminRouter(deps: AdminRouterDeps): Router {
   const router = express.Router();

@@ -5,6 +5,7 @@
  */
 import express, { type RequestHandler, type Router } from "express";
 import type { z } from "zod";
+import { parseInput } from "../http/parseInput";
 import { ADMIN, ADMIN_SECURITY, INTERNAL, type ApiRegistry, jsonAnswer, jsonBody, jsonRequest, problems } from "../http/openapiResponses";
 import type { Database } from "../platform/db/database";
 import { AppError } from "../platform/errors";
@@ -17,12 +18,6 @@ import { type StoredDifference, type StoredResult, differencesOfDay, recentResul
 export type ReconciliationRouterDeps = DailyDeps & { requireAdmin: RequestHandler };
 
 type ReportView = z.input<typeof dayReportSchema>;
-
-function parse<T extends z.ZodType>(schema: T, input: unknown, where: string): z.output<T> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  throw new AppError(400, "invalid_request", result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : where}: ${i.message}`).join("; "));
-}
 
 function checkedDay(day: string): string {
   try {
@@ -56,7 +51,7 @@ export function reconciliationRouter(deps: ReconciliationRouterDeps): Router {
   const scopes = deps.scopes.map((s) => s.scope);
 
   router.get("/admin/reconciliation/days", deps.requireAdmin, async (req, res) => {
-    const { limit } = parse(recentDaysQuery, req.query, "query");
+    const { limit } = parseInput(recentDaysQuery, req.query, "query");
     const results = await recentResults(deps.db, limit);
     const days = [...new Set(results.map((r) => r.day))];
     const reports = await Promise.all(days.map(async (day) => dayReport(day, results.filter((r) => r.day === day), await differencesOfDay(deps.db, day), scopes)));
@@ -64,13 +59,13 @@ export function reconciliationRouter(deps: ReconciliationRouterDeps): Router {
   });
 
   router.get("/admin/reconciliation/days/:day", deps.requireAdmin, async (req, res) => {
-    const { day } = parse(dayParams, req.params, "day");
+    const { day } = parseInput(dayParams, req.params, "day");
     res.json(reportView(await readDayReport(deps.db, checkedDay(day), scopes)));
   });
 
   router.post("/admin/reconciliation/days/:day/run", deps.requireAdmin, express.json({ limit: "16kb" }), async (req, res) => {
-    const { day } = parse(dayParams, req.params, "day");
-    const input = parse(runDayRequest, req.body ?? {}, "body");
+    const { day } = parseInput(dayParams, req.params, "day");
+    const input = parseInput(runDayRequest, req.body ?? {}, "body");
     const known = input.scopes?.filter((s) => !deps.scopes.some((x) => x.scope === s || x.scope.startsWith(`${s}:`)));
     if (known?.length) throw new AppError(400, "invalid_request", `scopes: ${known.join(", ")} ${known.length === 1 ? "is" : "are"} not reconciled here; there are ${scopes.join(", ") || "none"}`);
     await reconcileDay(deps, checkedDay(day), { scopes: input.scopes });

@@ -144,9 +144,10 @@ export async function openDifferenceCounts(db: Queryable): Promise<{ scope: stri
 /** Days (of those asked) whose result is final: reconciled, with or without differences. */
 export async function finalDays(db: Queryable, scope: string, days: readonly string[]): Promise<Set<string>> {
   if (days.length === 0) return new Set();
+  const sorted = [...days].sort();
   const { rows } = await db.query<{ day: string }>(
     `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM daily_reconciliations WHERE scope = $1 AND status IN ('ties_out', 'differences') AND day >= $2 AND day <= $3`,
-    [scope, [...days].sort()[0], [...days].sort().at(-1)],
+    [scope, sorted[0], sorted.at(-1)],
   );
   return new Set(rows.map((r) => r.day));
 }
