@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const databaseUrl = url.toString();
   const db = connectPostgres({ connectionString: databaseUrl, max: 8 });
   // a deposit that covers every hold this run makes (nothing lands on chain, so holds only grow)
-  const chain = await startLocalChain({ deposit: parseEther("5000") });
+  const chain = await startLocalChain({ deposit: parseEther("5000"), args: ["--balance", "100000"] });
   const servers: ChildProcess[] = [];
   try {
     await migrate(db);
