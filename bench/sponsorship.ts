@@ -1,24 +1,31 @@
 /**
  * Sponsorship throughput benchmark: pm_getPaymasterData answered per second, with p50/p99 latency, by the real
- * server (its own process, on real PostgreSQL with a pool of 64 and durable commits) under 64 requests in
- * flight spread over many funded senders — next to the baseline measured in this same run: how many paymaster
- * signatures one core makes per second with the native secp256k1 binding (and with viem's pure JS).
+ * server (`server/main.ts` in its own processes, SERVER_PROCESSES of them, on real PostgreSQL with durable
+ * commits) — at 64 requests in flight for a minute (the server's RSS printed every 5 s) and at 8 in flight (a
+ * wallet's latency) — with 100,000 holds already open in the database, beside the ceilings measured in this same
+ * run on this machine:
+ *   - a bare Node HTTP server (node:http, as many processes) answering the same requests from the same generator;
+ *   - raw native signing: paymaster signatures per second on one core;
+ *   - raw group-committed inserts on the same PostgreSQL: rows per second that 64 writers get, one row each,
+ *     committed durably in group transactions.
+ * Each figure is printed with its ratio to its ceiling.
  *
  * Every answered request did everything the service does: parse and check the userOp, API key, policy, gas
- * caps, fee, deposit, price, sign, and commit its hold and signed operation (group-committed) before answering.
- * (Rate limits are set to 0, off: one load generator from one IP would only measure the limiter refusing.)
- * Afterwards the run checks that every signed answer has its signed operation on record and that the ledger is
- * consistent; a mismatch fails the run.
+ * caps, fee, nonce (an eth_call), deposit, price, sign, and commit its hold and signed operation (group-committed)
+ * before answering. Each request is a new operation (a nonce key of its own, round-robin over the senders).
+ * Rate limits are off (0): one load generator from one IP would only measure the limiter refusing. The load
+ * generator (autocannon, bench/loadgen.ts) runs in its own process. Afterwards the run checks that every signed
+ * answer has its signed operation on record and that the ledger is consistent; a mismatch fails the run.
  *
  *   npm run bench:sponsorship
- *   DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SECONDS (10), BENCH_IN_FLIGHT (64),
- *   BENCH_SENDERS (2000), BENCH_POOL_SIZE (64), BENCH_INSTANCES (1: server processes behind the load generator),
- *   BENCH_PROFILE_DIR (write the server processes' V8 CPU profiles there)
+ *   DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SECONDS (60), BENCH_LOW_SECONDS (10),
+ *   BENCH_CEILING_SECONDS (10), BENCH_IN_FLIGHT (64), BENCH_LOW_IN_FLIGHT (8), BENCH_SENDERS (20000),
+ *   BENCH_OPEN_HOLDS (100000), BENCH_PROCESSES (server processes; default one per core), BENCH_POOL_SIZE (16 per
+ *   process), BENCH_PROFILE_DIR (write the server processes' V8 CPU profiles there)
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import http from "node:http";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -26,39 +33,45 @@ import pg from "pg";
 import { keccak256, parseEther, toHex } from "viem";
 import { freePort } from "../devtools/chain/anvil";
 import { DEV_KEYS, startLocalChain } from "../devtools/chain/localChain";
-import { createApp } from "../server/app";
 import { ENTRY_POINT_V07 } from "../server/chain/addresses";
-import { type Config, loadConfig } from "../server/config/env";
-import { connectPostgres } from "../server/platform/db/database";
+import { connectPostgres, type Database } from "../server/platform/db/database";
+import { GroupCommitter } from "../server/platform/db/groupCommit";
 import { migrate } from "../server/platform/db/migrate";
-import { checkLedger, creditTopUp } from "../server/ledger/ledger";
-import { createApiKeyAuthenticator, generateApiKey } from "../server/sponsorship/apiKeys";
+import { type BatchEntry, applyEntries, checkLedger } from "../server/ledger/ledger";
+import { generateApiKey } from "../server/sponsorship/apiKeys";
 import { createLocalSigner } from "../server/sponsorship/signing/signer";
+import type { LoadJob, LoadResult } from "./loadgen";
 
 const ROOT = path.resolve(__dirname, "..");
 const RESULTS_FILE = path.join(__dirname, "results", "sponsorship.json");
 const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
-const TARGET = { perSecond: 2_000, p99Ms: 50 };
+const TARGET = { perSecond: 3_000, p99Ms: 50, lowP50Ms: 5, lowP99Ms: 15 };
+/** The server's RSS is read this often during the long run. */
+const RSS_EVERY_MS = 5_000;
 
 class SettingsError extends Error {
   override name = "SettingsError";
 }
 
 function settings(env: NodeJS.ProcessEnv) {
-  const int = (name: string, fallback: number): number => {
+  const int = (name: string, fallback: number, min = 1): number => {
     const text = env[name];
     if (text === undefined || text === "") return fallback;
     const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < 1) throw new SettingsError(`${name} must be a positive integer: got ${text}`);
+    if (!Number.isSafeInteger(value) || value < min) throw new SettingsError(`${name} must be a whole number of at least ${min}: got ${text}`);
     return value;
   };
   return {
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
-    seconds: int("BENCH_SECONDS", 10),
+    seconds: int("BENCH_SECONDS", 60),
+    lowSeconds: int("BENCH_LOW_SECONDS", 10),
+    ceilingSeconds: int("BENCH_CEILING_SECONDS", 10),
     inFlight: int("BENCH_IN_FLIGHT", 64),
-    senders: int("BENCH_SENDERS", 2_000),
-    poolSize: int("BENCH_POOL_SIZE", 64),
-    instances: int("BENCH_INSTANCES", 1),
+    lowInFlight: int("BENCH_LOW_IN_FLIGHT", 8),
+    senders: int("BENCH_SENDERS", 20_000),
+    openHolds: int("BENCH_OPEN_HOLDS", 100_000, 0),
+    processes: int("BENCH_PROCESSES", os.availableParallelism()),
+    poolSize: int("BENCH_POOL_SIZE", 16),
   };
 }
 
@@ -75,30 +88,225 @@ async function signingRate(native: boolean, ms: number): Promise<number> {
   return count / ((performance.now() - start) / 1000);
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+/** Runs one load job in a child process (bench/loadgen.ts) and returns its result. */
+function load(job: LoadJob): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ["--import", "tsx", path.join(__dirname, "loadgen.ts"), JSON.stringify(job)], { cwd: ROOT, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`the load generator failed: ${stderr || error.message}`));
+      resolve(JSON.parse(stdout.trim().split("\n").pop()!) as LoadResult);
+    });
+  });
 }
 
-async function waitReady(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}):\n${output()}`);
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
   }
-  throw new Error(`the server did not become ready:\n${output()}`);
 }
+
+function rssMiB(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The pids of `root` and its descendants (the cluster's primary and its server processes). */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirNumeric("/proc")) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), entry]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    out.push(pid);
+    for (const child of children.get(pid) ?? []) walk(child);
+  };
+  walk(root);
+  return out;
+}
+
+function readdirNumeric(dir: string): number[] {
+  return readdirSync(dir).filter((d) => /^\d+$/.test(d)).map(Number);
+}
+
+/** CPU seconds of every process whose command name is `comm` (e.g. postgres). */
+function cpuOf(comm: string): number {
+  let total = 0;
+  for (const pid of readdirNumeric("/proc")) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm) total += cpuSeconds(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+type CpuSample = { server: number; postgres: number; anvil: number; at: number };
+function cpuSample(serverPids: () => number[]): CpuSample {
+  return { server: serverPids().reduce((sum, pid) => sum + cpuSeconds(pid), 0), postgres: cpuOf("postgres"), anvil: cpuOf("anvil"), at: performance.now() };
+}
+function cpuShares(a: CpuSample, b: CpuSample) {
+  const s = (b.at - a.at) / 1000;
+  return { server: (b.server - a.server) / s, postgres: (b.postgres - a.postgres) / s, anvil: (b.anvil - a.anvil) / s };
+}
+
+/** Starts `server/main.ts` with `env`; resolves once every server process listens. */
+async function startServer(env: NodeJS.ProcessEnv, processes: number): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const port = await freePort();
+  let output = "";
+  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE_DIR] : [];
+  const child = spawn(process.execPath, [...profile, "--import", "tsx", "server/main.ts"], {
+    cwd: ROOT,
+    env: { ...env, PORT: String(port), SERVER_PROCESSES: String(processes), LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 90_000;
+  const ready = processes > 1 ? () => output.includes("every server process listens") : () => output.includes("fiat-paymaster listening");
+  while (!ready()) {
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}):\n${output}`);
+    if (Date.now() > deadline) throw new Error(`the server did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, url, output: () => output };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+/**
+ * The HTTP ceiling: a bare node:http server (as many processes, node:cluster) that reads each POST's JSON body and
+ * answers a JSON-RPC result of the size the service answers, with nothing else.
+ */
+const BARE_SERVER = `
+const cluster = require("node:cluster");
+const http = require("node:http");
+const n = Number(process.env.PROCESSES);
+if (cluster.isPrimary && n > 1) { for (let i = 0; i < n; i++) cluster.fork(); }
+else {
+  const answer = JSON.stringify({ jsonrpc: "2.0", id: 1, result: { paymaster: "0x" + "ab".repeat(20), paymasterData: "0x" + "cd".repeat(77), paymasterVerificationGasLimit: "0xea60", paymasterPostOpGasLimit: "0x88b8", sponsor: { name: "fiat-paymaster" }, isFinal: false } });
+  http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      const text = answer.replace('"id":1', '"id":' + JSON.stringify(body.id));
+      res.writeHead(200, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+    });
+  }).listen(Number(process.env.PORT), "127.0.0.1", () => console.log("bare listening"));
+}`;
+
+async function startBareServer(processes: number, dir: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const file = path.join(dir, "bare-server.cjs");
+  writeFileSync(file, BARE_SERVER);
+  const child = spawn(process.execPath, [file], { env: { ...process.env, PORT: String(port), PROCESSES: String(processes) }, stdio: ["ignore", "pipe", "inherit"] });
+  let listening = 0;
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (c: Buffer) => {
+      listening += c.toString().split("bare listening").length - 1;
+      if (listening >= processes) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`the bare server exited (${code})`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * The database ceiling: `writers` concurrent writers each inserting one row at a time (about the size of a hold
+ * and its signed operation), group-committed (server/platform/db/groupCommit.ts, as the holds are) on `db`.
+ */
+async function groupCommitRate(db: Database, writers: number, ms: number): Promise<{ perSecond: number; meanBatch: number }> {
+  await db.query("CREATE TABLE bench_rows (id text PRIMARY KEY, account text NOT NULL, amount_fen bigint NOT NULL, user_op_hash text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())");
+  const committer = new GroupCommitter<{ id: string; account: string; hash: string }, true>(
+    async (items) =>
+      db.transaction(async (tx) => {
+        await tx.query("INSERT INTO bench_rows (id, account, amount_fen, user_op_hash) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])", [
+          items.map((i) => i.id),
+          items.map((i) => i.account),
+          items.map(() => "123456"),
+          items.map((i) => i.hash),
+        ]);
+        return items.map(() => true as const);
+      }),
+    { maxBatch: 256, maxConcurrent: 2 },
+  );
+  let n = 0;
+  const end = performance.now() + ms;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (performance.now() < end) {
+        const i = n++;
+        await committer.submit({ id: `r${i}`, account: `0x${i.toString(16).padStart(40, "0")}`, hash: `0x${i.toString(16).padStart(64, "0")}` });
+      }
+    }),
+  );
+  const stats = committer.stats();
+  return { perSecond: n / ((performance.now() - started) / 1000), meanBatch: stats.items / Math.max(1, stats.batches) };
+}
+
+/** Funds `senders` (one top-up entry each) and opens `openHolds` holds spread over them, with their ledger entries. */
+async function seed(db: Database, senders: string[], openHolds: number, chainId: number, maxCostWei: bigint): Promise<void> {
+  const CHUNK = 5_000;
+  for (let i = 0; i < senders.length; i += CHUNK) {
+    const chunk = senders.slice(i, i + CHUNK);
+    await db.transaction(async (tx) => {
+      await tx.query("INSERT INTO accounts (address) SELECT unnest($1::text[])", [chunk]);
+      await applyEntries(tx, chunk.map((account) => ({ account, kind: "topup" as BatchEntry["kind"], availableDeltaFen: 10n ** 12n, heldDeltaFen: 0n, reference: `bench-${account}` })));
+    });
+  }
+  const validUntil = new Date(Date.now() + 6 * 3_600_000).toISOString();
+  for (let i = 0; i < openHolds; i += CHUNK) {
+    const n = Math.min(CHUNK, openHolds - i);
+    const ids = Array.from({ length: n }, (_, j) => `h_seed_${i + j}`);
+    const accounts = ids.map((_, j) => senders[(i + j) % senders.length]!);
+    // nonce keys far above the ones the load generator uses
+    const nonces = ids.map((_, j) => ((1n << 150n) + BigInt(i + j)) << 64n);
+    await db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO holds (id, chain_id, entry_point, account, nonce, status, amount_fen, max_cost_wei, revision, valid_until)
+         SELECT id, $2, $3, account, nonce, 'open', 1000, $4::numeric, 1, $5::timestamptz FROM unnest($1::text[], $6::text[], $7::text[]) AS t(id, account, nonce)`,
+        [ids, chainId, ENTRY_POINT_V07.toLowerCase(), maxCostWei.toString(), validUntil, accounts, nonces.map(String)],
+      );
+      await applyEntries(tx, ids.map((id, j) => ({ account: accounts[j]!, kind: "hold", availableDeltaFen: -1000n, heldDeltaFen: 1000n, reference: `hold:${id}:1` })));
+    });
+  }
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en");
+const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 async function main(): Promise<void> {
   const s = settings(process.env);
-  console.log(`sponsorship benchmark: ${os.cpus().length} cores (${os.cpus()[0]?.model}), Node ${process.version}`);
-  console.log(`  ${s.seconds} s at ${s.inFlight} requests in flight over ${s.senders} senders; PostgreSQL pool ${s.poolSize}; ${s.instances} server process(es)\n`);
+  const cpu = os.cpus();
+  console.log(`sponsorship benchmark: ${cpu.length} cores (${cpu[0]?.model}), Node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log(`  ${s.seconds} s at ${s.inFlight} in flight and ${s.lowSeconds} s at ${s.lowInFlight}, over ${fmt(s.senders)} senders with ${fmt(s.openHolds)} holds open; ${s.processes} server process(es), pool ${s.poolSize} each\n`);
 
-  console.log("baseline: paymaster signatures per second on one core …");
+  console.log("ceiling: paymaster signatures per second on one core …");
   const nativeRate = await signingRate(true, 2_000);
-  const viemRate = await signingRate(false, 1_000);
-  console.log(`  native secp256k1: ${Math.round(nativeRate).toLocaleString("en")}/s   viem (pure JS): ${Math.round(viemRate).toLocaleString("en")}/s\n`);
 
   const benchDb = `fp_bench_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: s.databaseUrl, connectionTimeoutMillis: 5_000 });
@@ -117,19 +325,20 @@ async function main(): Promise<void> {
   const db = connectPostgres({ connectionString: databaseUrl, max: 8 });
   // a deposit that covers every hold this run makes (nothing lands on chain, so holds only grow)
   const chain = await startLocalChain({ deposit: parseEther("5000"), args: ["--balance", "100000"] });
-  const servers: ChildProcess[] = [];
+  const work = mkdtempSync(path.join(os.tmpdir(), "fp-bench-"));
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let bare: Awaited<ReturnType<typeof startBareServer>> | undefined;
   try {
     await migrate(db);
-    console.log(`funding ${s.senders} senders (one top-up ledger entry each) …`);
+    const gasPrice = await chain.client.getGasPrice();
+    const maxCostWei = (100_000n + 500_000n + 50_000n + 60_000n + 35_000n) * gasPrice * 2n;
+    console.log(`funding ${fmt(s.senders)} senders and opening ${fmt(s.openHolds)} holds …`);
     const senders = Array.from({ length: s.senders }, () => `0x${randomBytes(20).toString("hex")}`);
-    for (let i = 0; i < senders.length; i += 250) {
-      await db.transaction(async (tx) => {
-        for (const account of senders.slice(i, i + 250)) await creditTopUp(tx, { account, orderId: `bench-${account}`, amountFen: 10n ** 12n });
-      });
-    }
+    await seed(db, senders, s.openHolds, chain.anvil.chainId, maxCostWei);
+    const sendersFile = path.join(work, "senders.txt");
+    writeFileSync(sendersFile, senders.join("\n"));
 
     const { key: apiKey } = generateApiKey();
-    const gasPrice = await chain.client.getGasPrice();
     const env = {
       ...process.env,
       DATABASE_URL: databaseUrl,
@@ -138,6 +347,7 @@ async function main(): Promise<void> {
       SIGNER_PRIVATE_KEY: DEV_KEYS.signer,
       BOOTSTRAP_API_KEY: apiKey,
       RECONCILE: "off",
+      RECONCILE_DAILY: "off",
       // holds pile up (nothing lands on chain in this run): allow them, and take rate limits out of the measurement
       MAX_HOLDS_PER_SENDER: "1000",
       MAX_HOLDS_PER_SENDER_PER_API_KEY: "1000",
@@ -145,200 +355,119 @@ async function main(): Promise<void> {
       RATE_LIMIT_IP_PER_MINUTE: "0",
       RATE_LIMIT_API_KEY_PER_MINUTE: "0",
       RATE_LIMIT_SENDER_PER_MINUTE: "0",
-      LOG_LEVEL: "warn",
       HOST: "127.0.0.1",
+      TRUST_PROXY: "false",
     };
-    // the service alone, in this process, without HTTP: what the checks, signing and group-committed holds cost
-    const inProcess = await measureInProcess(loadConfig(env), senders, gasPrice, chain.anvil.chainId, s);
-    console.log(`  in-process sponsor service: ${Math.round(inProcess.perSecond).toLocaleString("en")}/s, p99 ${inProcess.p99.toFixed(1)} ms, mean group commit ${inProcess.meanBatch.toFixed(1)} holds\n`);
+    server = await startServer(env, s.processes);
+    const serverPids = () => processTree(server!.child.pid!);
 
-    const ports: number[] = [];
-    for (let i = 0; i < s.instances; i++) {
-      const port = await freePort();
-      ports.push(port);
-      let output = "";
-      const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE_DIR] : [];
-      const child = spawn(process.execPath, [...profile, "--import", "tsx", "server/main.ts"], { cwd: ROOT, env: { ...env, PORT: String(port) }, stdio: ["ignore", "pipe", "pipe"] });
-      child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
-      child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
-      servers.push(child);
-      await waitReady(`http://127.0.0.1:${port}`, child, () => output);
+    let nonceKeys = 0;
+    const okFiles: string[] = [];
+    const job = (connections: number, seconds: number, target: string, record = true): LoadJob => {
+      const base = nonceKeys;
+      const okFile = path.join(work, `ok-${base}.txt`);
+      if (record) okFiles.push(okFile);
+      nonceKeys += 10_000_000; // every phase its own nonce keys: each request a new operation
+      return {
+        url: target,
+        path: "/rpc",
+        connections,
+        seconds,
+        headers: { "content-type": "application/json", "x-api-key": apiKey },
+        okText: '"result"',
+        ...(record ? { okFile } : {}),
+        body: { kind: "sponsorship", sendersFile, nonceKeyBase: String(base), entryPoint: ENTRY_POINT_V07, chainId: chain.anvil.chainId, maxFeePerGas: toHex(gasPrice * 2n), maxPriorityFeePerGas: toHex(gasPrice) },
+      };
+    };
+
+    console.log("warming up (3 s) …");
+    const warmUp = await load(job(s.inFlight, 3, server.url));
+    console.log(`measuring ${s.seconds} s at ${s.inFlight} in flight …`);
+    const rss: Array<{ second: number; mib: number }> = [];
+    const startedAt = performance.now();
+    const readRss = () => rss.push({ second: Math.round((performance.now() - startedAt) / 1000), mib: serverPids().reduce((sum, pid) => sum + rssMiB(pid), 0) });
+    readRss();
+    const rssTimer = setInterval(readRss, RSS_EVERY_MS);
+    const cpu0 = cpuSample(serverPids);
+    const high = await load(job(s.inFlight, s.seconds, server.url));
+    const cpu1 = cpuSample(serverPids);
+    clearInterval(rssTimer);
+    readRss();
+    console.log(`measuring ${s.lowSeconds} s at ${s.lowInFlight} in flight …`);
+    const low = await load(job(s.lowInFlight, s.lowSeconds, server.url));
+    const openHolds = Number((await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open'")).rows[0]!.n);
+    await stop(server.child);
+    server = undefined;
+
+    console.log("ceiling: the bare Node HTTP server, same requests, same generator …");
+    bare = await startBareServer(s.processes, work);
+    await load(job(s.inFlight, 2, bare.url, false));
+    const bareHigh = await load(job(s.inFlight, s.ceilingSeconds, bare.url, false));
+    const bareLow = await load(job(s.lowInFlight, Math.min(s.ceilingSeconds, s.lowSeconds), bare.url, false));
+    await stop(bare.child);
+    bare = undefined;
+
+    console.log("ceiling: group-committed inserts on the same PostgreSQL …");
+    const dbCeiling = await groupCommitRate(db, s.inFlight, 5_000);
+
+    // every signed answer has its hold and signed operation on record (by the nonce it was asked for); the
+    // generator stops with requests in flight, which the server may have committed without the answer being read
+    const { rows: recordRows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM sponsored_operations");
+    const signedAnswers = warmUp.ok + high.ok + low.ok;
+    const onRecord = Number(recordRows[0]!.n);
+    let answeredOnRecord = 0;
+    for (const file of okFiles) {
+      const nonces = readFileSync(file, "utf8").split("\n").filter(Boolean);
+      for (let i = 0; i < nonces.length; i += 50_000) {
+        const { rows } = await db.query<{ n: bigint }>(
+          `SELECT count(DISTINCT h.nonce)::bigint AS n FROM holds h JOIN sponsored_operations so ON so.hold_id = h.id
+            WHERE h.nonce = ANY($1::text[]) AND h.id NOT LIKE 'h_seed_%'`,
+          [nonces.slice(i, i + 50_000)],
+        );
+        answeredOnRecord += Number(rows[0]!.n);
+      }
     }
-
-    const agent = new http.Agent({ keepAlive: true, maxSockets: s.inFlight });
-    const nonces = new Map<string, number>();
-    const body = (sender: string): string => {
-      const nonce = nonces.get(sender) ?? 0;
-      nonces.set(sender, nonce + 1);
-      return JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "pm_getPaymasterData",
-        params: [
-          {
-            sender,
-            // sequence 0 of its own nonce key: the sender's next nonce for that key, as the server requires
-            nonce: toHex(BigInt(nonce) << 64n),
-            callData: "0xb61d27f6" + "00".repeat(128),
-            callGasLimit: "0x186a0",
-            verificationGasLimit: "0x7a120",
-            preVerificationGas: "0xc350",
-            maxFeePerGas: toHex(gasPrice * 2n),
-            maxPriorityFeePerGas: toHex(gasPrice),
-            paymasterVerificationGasLimit: "0xea60",
-            signature: "0x",
-          },
-          ENTRY_POINT_V07,
-          toHex(chain.anvil.chainId),
-          null,
-        ],
-      });
-    };
-    const post = (port: number, payload: string): Promise<{ ok: boolean; code?: number }> =>
-      new Promise((resolve, reject) => {
-        const req = http.request({ host: "127.0.0.1", port, path: "/rpc", method: "POST", agent, headers: { "content-type": "application/json", "x-api-key": apiKey, "content-length": Buffer.byteLength(payload) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            const answer = JSON.parse(Buffer.concat(chunks).toString()) as { result?: unknown; error?: { code: number } };
-            resolve(answer.result ? { ok: true } : { ok: false, code: answer.error?.code });
-          });
-        });
-        req.on("error", reject);
-        req.end(payload);
-      });
-
-    let next = 0;
-    const run = async (ms: number) => {
-      const latencies: number[] = [];
-      const errors = new Map<number | undefined, number>();
-      let ok = 0;
-      const end = performance.now() + ms;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: s.inFlight }, async (_, worker) => {
-          const port = ports[worker % ports.length]!;
-          while (performance.now() < end) {
-            const payload = body(senders[next++ % senders.length]!);
-            const t0 = performance.now();
-            const answer = await post(port, payload);
-            latencies.push(performance.now() - t0);
-            if (answer.ok) ok++;
-            else errors.set(answer.code, (errors.get(answer.code) ?? 0) + 1);
-          }
-        }),
-      );
-      const seconds = (performance.now() - started) / 1000;
-      const sorted = Float64Array.from(latencies).sort();
-      return { ok, errors, seconds, perSecond: ok / seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
-    };
-
-    console.log("warming up (2 s) …");
-    const warmUp = await run(2_000);
-    console.log(`measuring (${s.seconds} s) …`);
-    const result = await run(s.seconds * 1_000);
-    agent.destroy();
-
-    const { rows: holdRows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM sponsored_operations");
-    const signedAnswers = inProcess.signed + warmUp.ok + result.ok;
-    const onRecord = Number(holdRows[0]!.n);
+    const abandoned = onRecord - signedAnswers;
+    const inFlightAtStops = s.inFlight * 2 + s.lowInFlight;
     const ledger = await checkLedger(db);
-    const errorText = [...result.errors].map(([code, n]) => `${n} × code ${code}`).join(", ") || "none";
-    const ratio = result.perSecond / nativeRate;
-    const pass = result.perSecond >= TARGET.perSecond && result.p99 <= TARGET.p99Ms;
-    console.log(`
-  pm_getPaymasterData, end to end        ${Math.round(result.perSecond).toLocaleString("en")}/s   p50 ${result.p50.toFixed(1)} ms   p99 ${result.p99.toFixed(1)} ms
-  the service in-process, no HTTP         ${Math.round(inProcess.perSecond).toLocaleString("en")}/s   p50 ${inProcess.p50.toFixed(1)} ms   p99 ${inProcess.p99.toFixed(1)} ms
-  raw native signing, one core            ${Math.round(nativeRate).toLocaleString("en")}/s
-  ratio (sponsorships / raw signatures)   ${ratio.toFixed(3)}
-  viem pure-JS signing, one core          ${Math.round(viemRate).toLocaleString("en")}/s
+    const shares = cpuShares(cpu0, cpu1);
+    const generatorShare = high.cpuMs / 1000 / high.seconds;
+    const pass = high.okPerSecond >= TARGET.perSecond && high.latencyMs.p99 < TARGET.p99Ms && low.latencyMs.p50 <= TARGET.lowP50Ms && low.latencyMs.p99 <= TARGET.lowP99Ms;
+    const rssFirst = rss[1]?.mib ?? rss[0]!.mib;
+    const rssLast = rss[rss.length - 1]!.mib;
+    const failed = (r: LoadResult) => (r.failed + r.errors + r.timeouts > 0 ? `; failed ${r.failed}, errors ${r.errors}, timeouts ${r.timeouts}${r.failures.length ? ` (${r.failures[0]})` : ""}` : "");
 
-  answered ${result.ok.toLocaleString("en")} signed in ${result.seconds.toFixed(1)} s; refused/failed: ${errorText}
-  signed answers ${signedAnswers.toLocaleString("en")} (all phases), signed operations on record ${onRecord.toLocaleString("en")}; ledger mismatches: ${ledger.mismatches.length}
-  PostgreSQL ${pgSettings.map((r) => `${r.name}=${r.setting}`).join(" ")}
-  target ≥ ${TARGET.perSecond.toLocaleString("en")}/s with p99 < ${TARGET.p99Ms} ms: ${pass ? "PASS" : "MISS"}`);
+    console.log(`
+                                       answered/s   p50        p99        ceiling          ratio
+  ${String(s.inFlight).padStart(3)} in flight, ${s.seconds} s                ${fmt(high.okPerSecond).padStart(8)}   ${ms(high.latencyMs.p50).padEnd(9)}  ${ms(high.latencyMs.p99).padEnd(9)}  bare HTTP ${fmt(bareHigh.okPerSecond).padStart(6)}/s  ${(high.okPerSecond / bareHigh.okPerSecond).toFixed(3)}
+  ${String(s.lowInFlight).padStart(3)} in flight, ${s.lowSeconds} s                ${fmt(low.okPerSecond).padStart(8)}   ${ms(low.latencyMs.p50).padEnd(9)}  ${ms(low.latencyMs.p99).padEnd(9)}  bare HTTP ${fmt(bareLow.okPerSecond).padStart(6)}/s  ${(low.okPerSecond / bareLow.okPerSecond).toFixed(3)}  (bare p50 ${ms(bareLow.latencyMs.p50)}, p99 ${ms(bareLow.latencyMs.p99)})
+  bare Node HTTP, ${s.inFlight} in flight              ${fmt(bareHigh.okPerSecond).padStart(8)}   ${ms(bareHigh.latencyMs.p50).padEnd(9)}  ${ms(bareHigh.latencyMs.p99).padEnd(9)}
+  raw native signing, one core          ${fmt(nativeRate).padStart(8)}/s                         sponsorships / signatures on ${s.processes} core(s): ${(high.okPerSecond / (nativeRate * s.processes)).toFixed(3)}
+  raw group-committed inserts           ${fmt(dbCeiling.perSecond).padStart(8)}/s  (${s.inFlight} writers, mean batch ${dbCeiling.meanBatch.toFixed(1)})   sponsorships / rows: ${(high.okPerSecond / dbCeiling.perSecond).toFixed(3)}
+
+  CPU during the ${s.inFlight}-in-flight run (cores): server ${shares.server.toFixed(2)} (${((shares.server * 1000) / high.okPerSecond).toFixed(3)} ms per sponsorship), PostgreSQL ${shares.postgres.toFixed(2)}, anvil ${shares.anvil.toFixed(2)}, load generator ${generatorShare.toFixed(2)}
+  server RSS (all processes), every ${RSS_EVERY_MS / 1000} s: ${rss.map((r) => `${r.mib.toFixed(0)}`).join(" ")} MiB — ${rssLast - rssFirst >= 0 ? "+" : ""}${(rssLast - rssFirst).toFixed(1)} MiB from ${rss[1] ? `${rss[1].second} s` : "the start"} to the end
+  open holds at the end: ${fmt(openHolds)} (${fmt(s.openHolds)} seeded)
+  signed answers ${fmt(signedAnswers)} (all phases), ${fmt(answeredOnRecord)} of them on record; signed operations on record ${fmt(onRecord)} (${abandoned} committed for requests the generator left in flight at its stops, at most ${inFlightAtStops}); ledger mismatches: ${ledger.mismatches.length}${failed(high)}${failed(low)}
+  PostgreSQL ${pgSettings.map((r) => `${r.name}=${r.setting}`).join(" ")}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}
+  targets ≥ ${fmt(TARGET.perSecond)}/s with p99 < ${TARGET.p99Ms} ms at ${s.inFlight}; p50 ≤ ${TARGET.lowP50Ms} ms, p99 ≤ ${TARGET.lowP99Ms} ms at ${s.lowInFlight}: ${pass ? "PASS" : "MISS"}`);
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(
       RESULTS_FILE,
-      JSON.stringify(
-        {
-          at: new Date().toISOString(),
-          settings: s,
-          perSecond: result.perSecond,
-          inProcess,
-          p50Ms: result.p50,
-          p99Ms: result.p99,
-          nativeSignaturesPerSecond: nativeRate,
-          viemSignaturesPerSecond: viemRate,
-          ratio,
-          errors: Object.fromEntries(result.errors),
-          ledgerMismatches: ledger.mismatches.length,
-          pass,
-        },
-        null,
-        2,
-      ),
+      JSON.stringify({ at: new Date().toISOString(), settings: { ...s, databaseUrl: undefined }, high, low, bareHigh, bareLow, nativeSignaturesPerSecond: nativeRate, dbCeiling, cpu: { ...shares, generator: generatorShare }, rss, openHolds, signedAnswers, answeredOnRecord, onRecord, ledgerMismatches: ledger.mismatches.length, pass }, null, 2),
     );
-    if (ledger.mismatches.length > 0 || onRecord !== signedAnswers) {
+    if (ledger.mismatches.length > 0 || answeredOnRecord !== signedAnswers || abandoned < 0 || abandoned > inFlightAtStops) {
       console.error("FAILED: a signed answer without its record, or a ledger mismatch");
       process.exitCode = 1;
     }
   } finally {
-    for (const child of servers) child.kill("SIGTERM");
-    await Promise.all(servers.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
+    if (server) await stop(server.child);
+    if (bare) await stop(bare.child);
     await chain.stop();
     await db.close();
     await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`);
     await admin.end();
-  }
-}
-
-async function measureInProcess(config: Config, senders: string[], gasPrice: bigint, chainId: number, s: ReturnType<typeof settings>) {
-  const app = await createApp(config, { workers: false });
-  try {
-    const apiKey = (await createApiKeyAuthenticator(app.db)(config.bootstrapApiKey))!;
-    const params = (sender: string, nonce: number) => ({
-      userOp: {
-        sender,
-        nonce: toHex(BigInt(1_000_000 + nonce) << 64n),
-        callData: "0xb61d27f6" + "00".repeat(128),
-        callGasLimit: "0x186a0",
-        verificationGasLimit: "0x7a120",
-        preVerificationGas: "0xc350",
-        maxFeePerGas: toHex(gasPrice * 2n),
-        maxPriorityFeePerGas: toHex(gasPrice),
-        signature: "0x",
-      },
-      entryPoint: ENTRY_POINT_V07,
-      chainId: toHex(chainId),
-    });
-    let next = 0;
-    let signed = 0;
-    const run = async (ms: number) => {
-      const latencies: number[] = [];
-      const end = performance.now() + ms;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: s.inFlight }, async () => {
-          while (performance.now() < end) {
-            const n = next++;
-            const t0 = performance.now();
-            await app.sponsor!.sponsor(params(senders[n % senders.length]!, n), { apiKey, ip: "127.0.0.1" });
-            latencies.push(performance.now() - t0);
-            signed++;
-          }
-        }),
-      );
-      const sorted = Float64Array.from(latencies).sort();
-      return { perSecond: latencies.length / ((performance.now() - started) / 1000), p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
-    };
-    await run(1_000);
-    const before = app.holdStats!();
-    const result = await run(Math.min(5, s.seconds) * 1_000);
-    const after = app.holdStats!();
-    return { ...result, signed, meanBatch: (after.items - before.items) / Math.max(1, after.batches - before.batches) };
-  } finally {
-    await app.close();
+    rmSync(work, { recursive: true, force: true });
   }
 }
 
@@ -346,4 +475,3 @@ main().catch((error: unknown) => {
   console.error(error instanceof SettingsError ? `error: ${error.message}` : error);
   process.exit(1);
 });
-

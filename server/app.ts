@@ -54,6 +54,11 @@ export type AppOptions = {
   workers?: boolean;
   /** Serve /rpc through express only, without the fast path in front (the /rpc tests run against both). */
   rpcFastPath?: boolean;
+  /**
+   * One of several server processes (server/cluster.ts): only the first runs the background work (settlement,
+   * reconcilers, the callback purge); each watches the deposit. `/metrics` answers with `metricsText`.
+   */
+  process?: { index: number; metricsText: (metrics: Metrics) => () => Promise<string> };
 };
 
 export type App = {
@@ -149,9 +154,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
   const signer = options.signer ?? (sp.signerKey ? createLocalSigner(sp.signerKey) : undefined);
   const holds = createHoldReserver(db);
-  const workers = options.workers !== false && chains.size > 0;
+  // the background work runs in one process of several; every process watches the deposit its sponsorships check
+  const firstProcess = (options.process?.index ?? 0) === 0;
+  const background = options.workers !== false && firstProcess;
+  const workers = background && chains.size > 0;
   const depositMonitor = new DepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs });
-  if (workers) depositMonitor.start();
+  if (options.workers !== false && chains.size > 0) depositMonitor.start();
   const sponsor =
     signer && chains.size > 0
       ? createSponsorService({
@@ -199,6 +207,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.use(
     probeRoutes({
       metrics,
+      metricsText: options.process?.metricsText(metrics),
       readiness,
       publicUrl: config.publicUrl,
       describe: () => ({ database: db.kind, providers: [...gateways.keys()], sponsorship: sponsor ? "on" : "off" }),
@@ -244,7 +253,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.use((req, _res, next) => next(new AppError(404, "not_found", `no route ${req.method} ${req.path}`)));
   app.use(problemHandler(log));
 
-  const reconciler = config.reconcile.enabled
+  const reconciler = config.reconcile.enabled && firstProcess
     ? startReconciler(
         { db, gateways, log },
         { afterMs: config.reconcile.afterSeconds * 1000, intervalMs: config.reconcile.intervalSeconds * 1000 },
@@ -262,7 +271,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     : undefined;
   // forged or broken callbacks are kept for the retention period only (one instance at a time does the purge)
   const dailyReconciliation =
-    options.workers !== false && config.dailyReconciliation.enabled
+    background && config.dailyReconciliation.enabled
       ? startDailyReconciliation(
           { db, scopes, log, metrics },
           { intervalMs: config.dailyReconciliation.intervalSeconds * 1000, lookbackDays: config.dailyReconciliation.lookbackDays },
@@ -270,7 +279,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       : undefined;
   // every instance shows the stored results in its gauges, whichever instance ran the day
   if (!dailyReconciliation) void refreshGauges({ db, scopes, log, metrics });
-  const callbackRetention = options.workers !== false ? startCallbackPurge({ db, log, retentionHours: config.callbacks.unverifiedRetentionHours }) : undefined;
+  const callbackRetention = background ? startCallbackPurge({ db, log, retentionHours: config.callbacks.unverifiedRetentionHours }) : undefined;
 
   return {
     app,

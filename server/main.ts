@@ -1,8 +1,35 @@
-/** The server process: `npm run server`. Configuration from the environment (see README); shutdown in shutdown.ts. */
+/**
+ * The server process: `npm run server`. Configuration from the environment (see README); shutdown in shutdown.ts.
+ * With SERVER_PROCESSES > 1 this process is the primary of that many server processes (cluster.ts).
+ */
 import { type Server, createServer } from "node:http";
 import { createApp } from "./app";
+import { clusterMetrics, isClusterWorker, processIndex, runPrimary } from "./cluster";
 import { shutDownOnSignals } from "./shutdown";
-import { ConfigError, loadConfig } from "./config/env";
+import { type Config, ConfigError, loadConfig } from "./config/env";
+import { createLogger } from "./platform/logger";
+
+async function serve(config: Config): Promise<void> {
+  const clustered = isClusterWorker();
+  const service = await createApp(
+    config,
+    clustered ? { log: createLogger(config.logLevel, { process: processIndex() }), process: { index: processIndex(), metricsText: (metrics) => clusterMetrics(metrics.registry) } } : {},
+  );
+  const server: Server = createServer(service.handler).listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => server.once("listening", resolve).once("error", reject));
+  service.log.info(
+    {
+      url: config.publicUrl,
+      database: service.db.kind,
+      providers: [...service.gateways.keys()],
+      reconcile: config.reconcile.enabled,
+      ...(clustered ? { pid: process.pid } : {}),
+    },
+    "fiat-paymaster listening",
+  );
+
+  shutDownOnSignals(service, server, { delayMs: config.shutdownDelayMs, drainMs: config.shutdownDrainMs });
+}
 
 async function main(): Promise<void> {
   let config;
@@ -15,15 +42,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const service = await createApp(config);
-  const server: Server = createServer(service.handler).listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => server.once("listening", resolve).once("error", reject));
-  service.log.info(
-    { url: config.publicUrl, database: service.db.kind, providers: [...service.gateways.keys()], reconcile: config.reconcile.enabled },
-    "fiat-paymaster listening",
-  );
-
-  shutDownOnSignals(service, server, { delayMs: config.shutdownDelayMs, drainMs: config.shutdownDrainMs });
+  if (config.serverProcesses > 1 && !isClusterWorker()) return runPrimary(config.serverProcesses, createLogger(config.logLevel));
+  await serve(config);
 }
 
 main().catch((error: unknown) => {

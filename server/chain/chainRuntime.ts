@@ -12,6 +12,7 @@
  */
 import { type Address, type Hex, type PublicClient, createPublicClient, defineChain, getAddress, http, parseAbi, toFunctionSelector } from "viem";
 import type { ChainConfig, EntryPointConfig } from "../config/chains";
+import { createRpcBatcher } from "./rpcBatch";
 
 /** One EntryPoint served on the chain, with our paymaster for it. */
 export type EntryPointRuntime = EntryPointConfig & {
@@ -147,6 +148,8 @@ export function createChainRuntime(
     STALE_FEE_MS,
   );
   const nonces = new Map<string, Promise<bigint>>();
+  // the nonce read runs for every sponsorship: batched, without viem's fetch-based transport (rpcBatch.ts)
+  const nonceReads = createRpcBatcher(config.rpcUrl, { timeoutMs: options.rpcRequestTimeoutMs ?? 2_000 });
   const currentNonce = (entryPoint: Address, sender: Address, nonce: bigint) => {
     const key = nonce >> 64n;
     const id = `${entryPoint.toLowerCase()}:${sender.toLowerCase()}:${key}`;
@@ -156,8 +159,8 @@ export function createChainRuntime(
       // a plain eth_call with the calldata laid out by hand: this runs for every sponsorship, and viem's generic
       // readContract (ABI encoding and decoding) was most of its cost
       const data = `${GET_NONCE_SELECTOR}${sender.slice(2).toLowerCase().padStart(64, "0")}${key.toString(16).padStart(64, "0")}` as Hex;
-      read = requestClient
-        .request({ method: "eth_call", params: [{ to: entryPoint, data }, "latest"] })
+      read = nonceReads
+        .call("eth_call", [{ to: entryPoint, data }, "latest"])
         .then((result) => {
           if (typeof result !== "string" || !/^0x[0-9a-fA-F]{1,64}$/.test(result)) throw new Error(`getNonce answered ${String(result).slice(0, 80)}`);
           return BigInt(result);

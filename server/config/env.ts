@@ -5,6 +5,7 @@
  * all reported together, each naming its variable; secret values never appear in messages.
  */
 import { readFileSync, readdirSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { type ChainConfig, ChainConfigError, parseChains } from "./chains";
@@ -54,6 +55,11 @@ export type Config = {
    */
   shutdownDelayMs: number;
   shutdownDrainMs: number;
+  /**
+   * Server processes behind the one port (node:cluster): 1 runs the service in this process; more need PostgreSQL
+   * (PGlite belongs to one process). Each process has its own database pool of `database.poolSize`.
+   */
+  serverProcesses: number;
   /**
    * Sandbox mode (SANDBOX_DIR: the gateway simulator): the demo DApp page may learn the chain's RPC and bundler
    * URLs and the bootstrap API key from /v1/config. Never on in production.
@@ -197,6 +203,14 @@ function flowList<const T extends readonly [string, ...string[]]>(flows: T): z.Z
   );
 }
 
+/** How many server processes: a number, or `auto` for one per core the machine gives this process. */
+const serverProcesses = z.string().transform((raw, ctx): number => {
+  if (raw === "auto") return os.availableParallelism();
+  if (/^\d{1,3}$/.test(raw) && Number(raw) >= 1 && Number(raw) <= 256) return Number(raw);
+  ctx.issues.push({ code: "custom", message: `SERVER_PROCESSES must be auto or a whole number from 1 to 256: got ${raw.slice(0, 40)}`, input: raw });
+  return z.NEVER;
+});
+
 const minutely = (fallback: number) => variable(wholeNumber(0, 10_000_000), fallback);
 
 // ---- The environment ---------------------------------------------------------------------------------------
@@ -241,6 +255,7 @@ const variables = z.object({
   SPONSOR_ICON: optional(iconDataUri),
   BOOTSTRAP_API_KEY: secret(text),
   SHUTDOWN_DELAY_MS: variable(wholeNumber(0, 600_000), 0),
+  SERVER_PROCESSES: variable(serverProcesses, 1),
   SHUTDOWN_DRAIN_MS: variable(wholeNumber(0, 600_000), 10_000),
   SANDBOX_DIR: optional(sandboxDir),
 
@@ -297,6 +312,9 @@ export const VARIABLES = Object.keys(variables.shape) as (keyof Variables)[];
 /** What no single variable can say: limits that contradict each other, a gateway configured in part. */
 function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
   const problem = (message: string) => ctx.addIssue({ code: "custom", message, input: undefined, continue: true });
+  if (v.SERVER_PROCESSES > 1 && v.DATABASE_URL === undefined) {
+    problem(`SERVER_PROCESSES=${v.SERVER_PROCESSES} needs DATABASE_URL (PostgreSQL): the embedded PGlite database belongs to one process`);
+  }
   if (v.ORDER_MIN_FEN > v.ORDER_MAX_FEN) problem(`ORDER_MIN_FEN (${v.ORDER_MIN_FEN}) is above ORDER_MAX_FEN (${v.ORDER_MAX_FEN})`);
   const missing = (names: readonly (keyof Variables)[]) => names.filter((n) => v[n] === undefined);
   const partly = (names: readonly (keyof Variables)[], provider: string) => {
@@ -385,6 +403,7 @@ function toConfig(v: Variables): Config {
     sponsorIcon: v.SPONSOR_ICON,
     bootstrapApiKey: v.BOOTSTRAP_API_KEY,
     shutdownDelayMs: v.SHUTDOWN_DELAY_MS,
+    serverProcesses: v.SERVER_PROCESSES,
     shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
     sandbox: v.SANDBOX_DIR !== undefined,
   };

@@ -11,6 +11,8 @@ import type { Readiness } from "./readiness";
 
 export type ProbeRoutesOptions = {
   metrics: Metrics;
+  /** What `/metrics` answers (default: this process's registry; several processes: all of theirs, server/cluster.ts). */
+  metricsText?: () => Promise<string>;
   readiness: Readiness;
   publicUrl: string;
   /** What a ready answer reports besides the chains: the database kind, the providers, whether sponsorship is on. */
@@ -19,8 +21,15 @@ export type ProbeRoutesOptions = {
 
 export function probeRoutes(options: ProbeRoutesOptions): Router {
   const router = express.Router();
+  const metricsText = options.metricsText ?? (() => options.metrics.registry.metrics());
   router.get("/metrics", async (_req, res) => {
-    res.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+    let text: string;
+    try {
+      text = await metricsText();
+    } catch (error) {
+      return sendProblem(res, 503, "unavailable", `metrics are not available: ${(error as Error).message}`);
+    }
+    res.type(options.metrics.registry.contentType).send(text);
   });
   router.get("/openapi.json", (_req, res) => {
     res.json(openApiDocument(options.publicUrl));

@@ -264,20 +264,21 @@ export async function checkLedger(db: Queryable): Promise<LedgerCheck> {
 export type BatchEntry = { account: string; kind: "hold" | "release" | "charge"; availableDeltaFen: bigint; heldDeltaFen: bigint; reference: string };
 
 /**
- * Appends many entries in two statements (the hot path of sponsorship group-commits its holds). Entries whose
- * (kind, reference) exists are skipped, and balances move by exactly the entries written, as in applyEntry.
- * Returns the references written.
+ * The ledger part of a batch statement: CTEs `entry` (the entries inserted; an entry whose (kind, reference)
+ * exists is skipped) and `moved` (each account's balances moved by exactly the entries written), reading the
+ * entries from the parameters `$first` … `$first+4`. A statement that writes other rows too appends this to its
+ * WITH list, so the whole batch is one round trip; `applyEntries` is the statement of its own.
  */
-export async function applyEntries(tx: Queryable, entries: readonly BatchEntry[]): Promise<Set<string>> {
-  if (entries.length === 0) return new Set();
+export function ledgerEntriesSql(first: number, entries: readonly BatchEntry[]): { sql: string; params: unknown[] } {
   for (const e of entries) {
     normalizeAccount(e.account);
     if (!e.reference) throw new LedgerInputError("a ledger entry needs a reference");
   }
-  const { rows } = await tx.query<{ kind: string; reference: string }>(
-    `WITH entry AS (
+  const [a, k, av, h, r] = [first, first + 1, first + 2, first + 3, first + 4];
+  return {
+    sql: `entry AS (
        INSERT INTO ledger_entries (account, kind, available_delta_fen, held_delta_fen, reference)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+       SELECT * FROM unnest($${a}::text[], $${k}::text[], $${av}::bigint[], $${h}::bigint[], $${r}::text[])
        ON CONFLICT ON CONSTRAINT ledger_entry_once DO NOTHING
        RETURNING account, kind, reference, available_delta_fen, held_delta_fen
      ), moved AS (
@@ -286,16 +287,25 @@ export async function applyEntries(tx: Queryable, entries: readonly BatchEntry[]
          FROM (SELECT account, SUM(available_delta_fen)::bigint AS available, SUM(held_delta_fen)::bigint AS held
                  FROM entry GROUP BY account) d
         WHERE a.address = d.account
-     )
-     SELECT kind, reference FROM entry`,
-    [
+     )`,
+    params: [
       entries.map((e) => e.account.toLowerCase()),
       entries.map((e) => e.kind),
       entries.map((e) => e.availableDeltaFen.toString()),
       entries.map((e) => e.heldDeltaFen.toString()),
       entries.map((e) => e.reference),
     ],
-  );
+  };
+}
+
+/**
+ * Appends many entries in one statement (ledgerEntriesSql). Entries whose (kind, reference) exists are skipped,
+ * and balances move by exactly the entries written, as in applyEntry. Returns the references written.
+ */
+export async function applyEntries(tx: Queryable, entries: readonly BatchEntry[]): Promise<Set<string>> {
+  if (entries.length === 0) return new Set();
+  const ledger = ledgerEntriesSql(1, entries);
+  const { rows } = await tx.query<{ kind: string; reference: string }>(`WITH ${ledger.sql} SELECT kind, reference FROM entry`, ledger.params);
   return new Set(rows.map((r) => `${r.kind}:${r.reference}`));
 }
 

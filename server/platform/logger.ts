@@ -12,10 +12,11 @@ declare module "express-serve-static-core" {
 }
 
 /** JSON logs. Secrets never reach them: credentials are not logged, and these paths are redacted anyway. */
-export function createLogger(level: string): Logger {
+/** The service's logger; `base` adds fields to every line (one of several server processes: its index). */
+export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
   return pino({
     level,
-    base: { service: "fiat-paymaster" },
+    base: { service: "fiat-paymaster", ...base },
     redact: { paths: ["req.headers.authorization", "req.headers['x-api-key']", "*.privateKey", "*.apiV3Key", "*.token"], censor: "[redacted]" },
   });
 }

@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics (`GET /metrics`). One registry per app, so tests that build several apps in one process
- * do not collide. Names follow Prometheus conventions; amounts in fen are counters of integers.
+ * do not collide. Names follow Prometheus conventions; amounts in fen are counters of integers. With several
+ * server processes (server/cluster.ts) counters and histograms are summed over them; a gauge of shared state
+ * (the deposit, open holds, reconciliation) is not: each says how its processes' figures combine.
  */
 import type { RequestHandler } from "express";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -45,29 +47,29 @@ export function createMetrics() {
       name: "fiat_paymaster_settlement_cursor_age_seconds",
       help: "Wall-clock age of the newest block settlement has read: holds expire only on chain time this far behind",
       labelNames: ["chain"],
-      registers: [registry],
+      aggregator: "max", registers: [registry],
     }),
     unknownOperations: new Counter({ name: "fiat_paymaster_unknown_operations_total", help: "Operations our paymaster paid for with no hold (alert)", labelNames: ["chain"], registers: [registry] }),
     reorgs: new Counter({ name: "fiat_paymaster_reorgs_total", help: "Settlements undone by a reorg", labelNames: ["chain"], registers: [registry] }),
-    settlementLagBlocks: new Gauge({ name: "fiat_paymaster_settlement_lag_blocks", help: "Chain head minus the settlement cursor", labelNames: ["chain"], registers: [registry] }),
-    depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain", "entry_point"], registers: [registry] }),
-    outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
-    depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    settlementLagBlocks: new Gauge({ name: "fiat_paymaster_settlement_lag_blocks", help: "Chain head minus the settlement cursor", labelNames: ["chain"], aggregator: "max", registers: [registry] }),
+    depositWei: new Gauge({ name: "fiat_paymaster_deposit_wei", help: "The paymaster's EntryPoint deposit", labelNames: ["chain", "entry_point"], aggregator: "max", registers: [registry] }),
+    outstandingWei: new Gauge({ name: "fiat_paymaster_outstanding_holds_wei", help: "Worst-case cost of open holds", labelNames: ["chain", "entry_point"], aggregator: "max", registers: [registry] }),
+    depositHealthy: new Gauge({ name: "fiat_paymaster_deposit_healthy", help: "1 while the deposit covers open holds plus the threshold; 0 refuses sponsorship", labelNames: ["chain", "entry_point"], aggregator: "min", registers: [registry] }),
     reconciliationDifferences: new Gauge({
       name: "fiat_paymaster_reconciliation_differences",
       help: "Daily reconciliation differences still open (found by their day's latest run, not acted on), by scope and kind (alert above 0)",
       labelNames: ["scope", "kind"],
-      registers: [registry],
+      aggregator: "max", registers: [registry],
     }),
-    reconciliationTiesOut: new Gauge({ name: "fiat_paymaster_reconciliation_ties_out", help: "1 when the scope's latest reconciled day tied out, 0 when it has differences", labelNames: ["scope"], registers: [registry] }),
+    reconciliationTiesOut: new Gauge({ name: "fiat_paymaster_reconciliation_ties_out", help: "1 when the scope's latest reconciled day tied out, 0 when it has differences", labelNames: ["scope"], aggregator: "min", registers: [registry] }),
     reconciliationLastDay: new Gauge({
       name: "fiat_paymaster_reconciliation_last_day_timestamp_seconds",
       help: "Start (China Standard Time midnight, as Unix time) of the latest day the scope was reconciled: alert when it falls behind",
       labelNames: ["scope"],
-      registers: [registry],
+      aggregator: "max", registers: [registry],
     }),
     reconciliationRuns: new Counter({ name: "fiat_paymaster_reconciliation_runs_total", help: "Daily reconciliation runs by scope and status (ties_out, differences, not_ready, failed, busy)", labelNames: ["scope", "status"], registers: [registry] }),
-    openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain", "entry_point"], registers: [registry] }),
+    openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain", "entry_point"], aggregator: "max", registers: [registry] }),
   };
   return metrics;
 }

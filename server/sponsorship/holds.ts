@@ -14,9 +14,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Hex } from "viem";
-import type { Database, Queryable } from "../platform/db/database";
+import { type Database, type Queryable, sqlTextArray } from "../platform/db/database";
 import { GroupCommitter } from "../platform/db/groupCommit";
-import { type BatchEntry, applyEntries, lockBalance, release } from "../ledger/ledger";
+import { type BatchEntry, ledgerEntriesSql, lockBalance, release } from "../ledger/ledger";
 import { SponsorError } from "./errors";
 import type { ApiKey } from "./apiKeys";
 import type { SelectedPolicy } from "./context";
@@ -80,6 +80,9 @@ type OpenHold = {
   policyId: string | null;
 };
 
+/** A sender as holds store it: a lower-case address (the only thing inlined into the batch's first script). */
+const ACCOUNT_PATTERN = /^0x[0-9a-f]{40}$/;
+
 /** Decides and writes one batch of hold requests in the transaction `tx`. */
 export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest[]): Promise<Array<HoldResult | SponsorError | HoldWindowConflict>> {
   const accounts = [...new Set(requests.map((r) => r.account))].sort();
@@ -88,28 +91,29 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
   // lock the batch's accounts (in address order: batches never deadlock), then read their open holds. Two
   // statements on purpose: under READ COMMITTED a statement that waited for a lock still reads with the snapshot
   // it started with, so holds committed by the batch that held the lock are only visible to the next statement.
-  const { rows: locked } = await tx.query<{ address: string; available_fen: bigint }>(
-    "SELECT address, available_fen FROM accounts WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE",
-    [accounts],
-  );
-  for (const row of locked) balances.set(row.address, row.available_fen);
-  const { rows: existing } = await tx.query<{
-    id: string;
-    chain_id: bigint;
-    entry_point: string;
-    account: string;
-    nonce: string;
-    amount_fen: bigint;
-    revision: number;
-    max_cost_wei: string;
-    valid_until: Date;
-    api_key_id: string | null;
-    client_ip: string | null;
-  }>(
-    `SELECT id, chain_id, entry_point, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
-       FROM holds WHERE status = 'open' AND account = ANY($1::text[])`,
-    [accounts],
-  );
+  // One round trip for both (and the transaction's BEGIN): a script, each statement with its own snapshot.
+  const list = sqlTextArray(accounts, ACCOUNT_PATTERN);
+  const [locked, existing] = (await tx.script(
+    `SELECT address, available_fen FROM accounts WHERE address = ANY(${list}) ORDER BY address FOR UPDATE;
+     SELECT id, chain_id, entry_point, account, nonce, amount_fen, revision, max_cost_wei::text AS max_cost_wei, valid_until, api_key_id, client_ip
+       FROM holds WHERE status = 'open' AND account = ANY(${list})`,
+  )) as [
+    Array<{ address: string; available_fen: bigint }>,
+    Array<{
+      id: string;
+      chain_id: bigint;
+      entry_point: string;
+      account: string;
+      nonce: string;
+      amount_fen: bigint;
+      revision: number;
+      max_cost_wei: string;
+      valid_until: Date;
+      api_key_id: string | null;
+      client_ip: string | null;
+    }>,
+  ];
+  for (const row of locked) balances.set(row.address, BigInt(row.available_fen));
   for (const h of existing) {
     const list = open.get(h.account) ?? [];
     list.push({
@@ -117,11 +121,11 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       chainId: Number(h.chain_id),
       entryPoint: h.entry_point,
       nonce: h.nonce,
-      amountFen: h.amount_fen,
+      amountFen: BigInt(h.amount_fen),
       revision: h.revision,
       isNew: false,
       maxCostWei: BigInt(h.max_cost_wei),
-      validUntil: h.valid_until,
+      validUntil: new Date(h.valid_until),
       apiKeyId: h.api_key_id,
       clientIp: h.client_ip,
       policyId: null,
@@ -196,7 +200,8 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
 
   if (operations.length === 0) return results;
   const held = [...touched.values()];
-  // one statement for the holds (new and raised) and the signed operations, one for the ledger
+  // one statement for the holds (new and raised), the signed operations and the ledger: one round trip
+  const ledger = ledgerEntriesSql(20, entries);
   await tx.query(
     `WITH incoming AS (
        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::int[], $9::timestamptz[], $10::boolean[], $17::text[], $18::text[], $19::text[])
@@ -207,10 +212,12 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
      ), raised AS (
        UPDATE holds h SET amount_fen = i.amount_fen, max_cost_wei = i.max_cost_wei, revision = i.revision, valid_until = i.valid_until, updated_at = now()
          FROM incoming i WHERE NOT i.is_new AND h.id = i.id
-     )
-     INSERT INTO sponsored_operations (user_op_hash, hold_id, fen_per_native, markup_bps, max_charge_fen, valid_until)
-     SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::int[], $15::bigint[], $16::timestamptz[])
-     ON CONFLICT (user_op_hash) DO NOTHING`,
+     ), signed AS (
+       INSERT INTO sponsored_operations (user_op_hash, hold_id, fen_per_native, markup_bps, max_charge_fen, valid_until)
+       SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::int[], $15::bigint[], $16::timestamptz[])
+       ON CONFLICT (user_op_hash) DO NOTHING
+     ), ${ledger.sql}
+     SELECT count(*) FROM entry`,
     [
       held.map((t) => t.hold.id),
       held.map((t) => t.request.chainId),
@@ -231,9 +238,9 @@ export async function reserveHolds(tx: Queryable, requests: readonly HoldRequest
       held.map((t) => t.hold.clientIp),
       held.map((t) => t.hold.policyId),
       held.map((t) => t.hold.entryPoint),
+      ...ledger.params,
     ],
   );
-  await applyEntries(tx, entries);
   return results;
 }
 

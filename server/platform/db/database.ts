@@ -14,6 +14,22 @@ export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+  /**
+   * Runs several statements without parameters in one round trip and returns each one's rows, in order. Each
+   * statement reads with its own snapshot (READ COMMITTED), as if sent one by one: a statement after one that
+   * waited for a row lock sees what the lock holder committed. Values must be inlined: only ever from
+   * `sqlTextArray` or constants.
+   */
+  script(sql: string): Promise<Array<Record<string, unknown>[]>>;
+}
+
+/**
+ * A text[] literal for a script (Queryable.script) of values that `allowed` accepts (e.g. lower-case addresses):
+ * anything else is refused, so nothing a caller sent is ever spliced into SQL unchecked.
+ */
+export function sqlTextArray(values: readonly string[], allowed: RegExp): string {
+  for (const value of values) if (!allowed.test(value)) throw new Error(`refusing to inline ${JSON.stringify(value.slice(0, 60))} into SQL`);
+  return `'{${values.join(",")}}'::text[]`;
 }
 
 export interface Database extends Queryable {
@@ -162,6 +178,15 @@ export function connectPostgres(options: PostgresOptions): Database {
       throw classified(error);
     }
   };
+  /** A multi-statement simple query: pg answers one result per statement (a single result for one). */
+  const runScript = async (client: pg.Pool | pg.PoolClient, sql: string): Promise<Array<Record<string, unknown>[]>> => {
+    try {
+      const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+      return (Array.isArray(result) ? result : [result]).map((r) => r.rows as Record<string, unknown>[]);
+    } catch (error) {
+      throw classified(error);
+    }
+  };
   return {
     kind: "postgres",
     query: async (sql, params) => {
@@ -172,6 +197,10 @@ export function connectPostgres(options: PostgresOptions): Database {
       open();
       await run(pool, sql);
     },
+    script: async (sql) => {
+      open();
+      return runScript(pool, sql);
+    },
     transaction: (fn) =>
       retrying(async () => {
         const client = await checkout();
@@ -181,21 +210,36 @@ export function connectPostgres(options: PostgresOptions): Database {
         const onError = (error: unknown) => (lost ??= error);
         client.on("error", onError);
         let failure: unknown;
-        try {
+        // BEGIN goes out with the transaction's first statement: a script carries it in the same round trip
+        let begun = false;
+        const begin = async () => {
+          if (begun) return;
+          begun = true;
           await client.query("BEGIN");
+        };
+        try {
           const result = await fn({
-            query: (sql, params) => run(client, sql, params),
+            query: async (sql, params) => {
+              await begin();
+              return run(client, sql, params);
+            },
             exec: async (sql) => {
+              await begin();
               await run(client, sql);
             },
+            script: async (sql) => {
+              if (begun) return runScript(client, sql);
+              begun = true;
+              return (await runScript(client, `BEGIN;\n${sql}`)).slice(1);
+            },
           });
-          await client.query("COMMIT");
+          if (begun) await client.query("COMMIT");
           return result;
         } catch (error) {
           failure = lost ?? error;
           // after a connection failure there is nothing to roll back (the server ends the transaction with the
           // session) and a ROLLBACK would only wait for the same dead socket
-          if (!isDatabaseUnavailable(failure)) await client.query("ROLLBACK").catch((e: unknown) => (failure = e));
+          if (begun && !isDatabaseUnavailable(failure)) await client.query("ROLLBACK").catch((e: unknown) => (failure = e));
           throw classified(error);
         } finally {
           client.release(failure !== undefined && isDatabaseUnavailable(failure) ? (failure as Error) : undefined);
@@ -259,6 +303,10 @@ export async function openPglite(dataDir?: string): Promise<Database> {
       open();
       await db.exec(sql);
     },
+    script: async (sql) => {
+      open();
+      return (await db.exec(sql)).map((r) => r.rows as Record<string, unknown>[]);
+    },
     transaction: async (fn) => {
       open();
       return db.transaction((tx) =>
@@ -267,6 +315,7 @@ export async function openPglite(dataDir?: string): Promise<Database> {
           exec: async (sql) => {
             await tx.exec(sql);
           },
+          script: async (sql) => (await tx.exec(sql)).map((r) => r.rows as Record<string, unknown>[]),
         }),
       );
     },
