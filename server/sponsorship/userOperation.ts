@@ -143,7 +143,23 @@ function parseEip7702Auth(value: unknown): Eip7702Auth {
 }
 
 /** The entryPoint parameter: an address (compared case-insensitively by the caller). */
+/**
+ * Entry points already parsed: every request names one of very few, and the EIP-55 check (a keccak of the address)
+ * was a few percent of a sponsorship. Bounded: a caller sending new strings only refills it.
+ */
+const entryPoints = new Map<string, Address>();
+const ENTRY_POINTS_KEPT = 64;
+
 export function parseEntryPoint(value: unknown): Address {
+  const known = typeof value === "string" ? entryPoints.get(value) : undefined;
+  if (known) return known;
+  const address = parseEntryPointOnce(value);
+  if (entryPoints.size >= ENTRY_POINTS_KEPT) entryPoints.clear();
+  entryPoints.set(value as string, address);
+  return address;
+}
+
+function parseEntryPointOnce(value: unknown): Address {
   const problem = typeof value === "string" ? addressProblem(value) : "format";
   if (problem === "format") throw invalidParams(`entryPoint must be a 20-byte 0x-prefixed address: got ${describe(value)}`);
   if (problem === "checksum") throw invalidParams(`entryPoint ${CHECKSUM_MESSAGE}: got ${describe(value)}`);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { startFaultProxy } from "../../../devtools/testing/faultProxy";
-import { type Database, DatabaseUnavailableError, connectPostgres } from "./database";
+import { type Database, DatabaseUnavailableError, connectPostgres, sqlTextArray } from "./database";
 import { loadMigrations, migrate } from "./migrate";
 import { createTestDatabase, describeWithDatabases } from "../../../devtools/testing/databases";
 import { skipWithoutPostgres } from "../../../devtools/testing/services";
@@ -29,6 +29,50 @@ describeWithDatabases("database", (db, kind) => {
       /abort/,
     );
     assert.equal((await db().query("SELECT 1 FROM accounts WHERE address = $1", [`0x${"ab".repeat(20)}`])).rowCount, 0);
+  });
+
+  it("a script answers each statement's rows; in a transaction it carries the BEGIN and rolls back with it", async () => {
+    const address = `0x${"cd".repeat(20)}`;
+    const [first, second] = await db().script("SELECT 1::int AS one; SELECT 2::bigint AS two, 'x' AS text");
+    assert.deepEqual(first, [{ one: 1 }]);
+    assert.equal(BigInt(second![0]!.two as bigint), 2n);
+    await assert.rejects(
+      db().transaction(async (tx) => {
+        const [inserted, seen] = await tx.script(`INSERT INTO accounts (address) VALUES ('${address}') RETURNING address; SELECT count(*)::int AS n FROM accounts WHERE address = '${address}'`);
+        assert.deepEqual(inserted, [{ address }]);
+        assert.deepEqual(seen, [{ n: 1 }], "the second statement sees the first one's row");
+        throw new Error("abort");
+      }),
+      /abort/,
+    );
+    assert.equal((await db().query("SELECT 1 FROM accounts WHERE address = $1", [address])).rowCount, 0, "the script's insert was rolled back");
+    assert.throws(() => sqlTextArray(["0xab", "x'); DROP TABLE accounts; --"], /^0x[0-9a-f]+$/), /refusing to inline/);
+    assert.equal(sqlTextArray(["0xab", "0xcd"], /^0x[0-9a-f]+$/), "'{0xab,0xcd}'::text[]");
+  });
+
+  it("each statement of a script reads with its own snapshot: one after a row lock wait sees what the lock holder committed", { skip: kind === "pglite" ? "PGlite is one connection: nothing else commits in between" : false }, async () => {
+    const address = `0x${"ef".repeat(20)}`;
+    const other = `0x${"fe".repeat(20)}`;
+    await db().query("INSERT INTO accounts (address) VALUES ($1)", [address]);
+    let release!: () => void;
+    const locked = new Promise<void>((r) => (release = r));
+    let holding!: () => void;
+    const held = new Promise<void>((r) => (holding = r));
+    const holder = db().transaction(async (tx) => {
+      await tx.query("SELECT 1 FROM accounts WHERE address = $1 FOR UPDATE", [address]);
+      holding();
+      await locked;
+      await tx.query("INSERT INTO accounts (address) VALUES ($1)", [other]);
+    });
+    await held;
+    const waiter = db().transaction((tx) =>
+      tx.script(`SELECT address FROM accounts WHERE address = '${address}' FOR UPDATE; SELECT count(*)::int AS n FROM accounts WHERE address = '${other}'`),
+    );
+    await new Promise((r) => setTimeout(r, 200)); // the waiter is blocked on the row lock now
+    release();
+    await holder;
+    const [, entries] = await waiter;
+    assert.deepEqual(entries, [{ n: 1 }]);
   });
 
   it("only one holder of an advisory lock runs at a time", async () => {
