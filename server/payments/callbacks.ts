@@ -88,9 +88,18 @@ async function storeCallbacks(db: Queryable, records: readonly AuditRecord[]): P
       records.map((r) => r.detail ?? null),
       stored.map((s) => JSON.stringify(s.headers)),
       stored.map((s) => s.rawBody),
-      records.map((r) => (r.payload === undefined ? null : JSON.stringify(r.payload, (_k, v) => (typeof v === "bigint" ? v.toString() : v)))),
+      records.map((r) => (r.payload === undefined ? null : payloadJson(r.payload))),
     ],
   );
+}
+
+/** A stored payload's JSON, bigints as decimal strings (a replacer slows every stringify: only when there is one). */
+function payloadJson(payload: unknown): string {
+  try {
+    return JSON.stringify(payload);
+  } catch {
+    return JSON.stringify(payload, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+  }
 }
 
 /** A verified payment notification on its way to be credited. */

@@ -45,9 +45,10 @@ describeWithDatabases("crediting paid orders", (db) => {
     const mismatched = await pendingOrder(db(), "alipay", 700n);
     const otherProvider = await pendingOrder(db(), "wechat", 300n);
     const paidAt = new Date("2026-01-02T03:04:05Z");
+    const payingA = trade(a, { paidAt });
     const results = await db().transaction((tx) =>
       creditPaidOrders(tx, [
-        trade(a, { paidAt }),
+        payingA,
         trade(mismatched, { amountFen: 701n }),
         trade(a),
         trade(b),
@@ -60,9 +61,10 @@ describeWithDatabases("crediting paid orders", (db) => {
       ["credited", "amount_mismatch", "already_credited", "credited", "unknown_order", "unknown_order"],
     );
     assert.equal(results[0]!.order?.status, "paid");
-    assert.deepEqual(results[0]!.order?.paidAt, paidAt, "the gateway's payment time");
     assert.equal(results[2]!.order?.status, "paid", "the duplicate sees the order the batch paid");
     assert.equal(results[1]!.order?.amountFen, 700n, "a mismatch names the order's amount");
+    const { rows: paid } = await db().query("SELECT status, paid_at, gateway_trade_no FROM orders WHERE id = $1", [a.id]);
+    assert.deepEqual(paid[0], { status: "paid", paid_at: paidAt, gateway_trade_no: payingA.gatewayTradeNo }, "paid at the gateway's time, with its trade number (the first trade's)");
 
     assert.deepEqual(await topUps(db(), a.id), [1_000n]);
     assert.deepEqual(await topUps(db(), b.id), [2_500n]);

@@ -226,7 +226,10 @@ export type PaidTrade = { orderId: string; provider: Provider; amountFen: bigint
 
 export type CreditOutcome = "credited" | "already_credited" | "unknown_order" | "amount_mismatch";
 
-export type CreditResult = { outcome: CreditOutcome; order?: Order };
+/** What a credit is decided on: the locked order's owner, amount and state. */
+export type CreditedOrder = Pick<Order, "id" | "account" | "provider" | "amountFen" | "status">;
+
+export type CreditResult = { outcome: CreditOutcome; order?: CreditedOrder };
 
 /**
  * Marks the order paid and credits its account, in the caller's transaction, exactly once: the order row is
@@ -245,33 +248,36 @@ export async function creditPaidOrder(tx: Queryable, trade: PaidTrade): Promise<
  */
 export async function creditPaidOrders(tx: Queryable, trades: readonly PaidTrade[]): Promise<CreditResult[]> {
   const ids = [...new Set(trades.map((t) => t.orderId))];
-  const { rows } = await tx.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`, [ids]);
-  const locked = new Map(rows.map((r) => [r.id, toOrder(r)]));
-  const paying = new Map<string, PaidTrade>();
-  const decided = trades.map((trade): CreditResult => {
+  const { rows } = await tx.query<{ id: string; account: string; provider: Provider; amount_fen: bigint; status: OrderStatus }>(
+    "SELECT id, account, provider, amount_fen, status FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+    [ids],
+  );
+  const locked = new Map(rows.map((r): [string, CreditedOrder] => [r.id, { id: r.id, account: r.account, provider: r.provider, amountFen: r.amount_fen, status: r.status }]));
+  const paying = new Map<string, { order: CreditedOrder; trade: PaidTrade }>();
+  const results = trades.map((trade): CreditResult => {
     const order = locked.get(trade.orderId);
     if (!order || order.provider !== trade.provider) return { outcome: "unknown_order" };
-    if (order.status === "paid" || paying.has(order.id)) return { outcome: "already_credited", order };
+    if (order.status === "paid") return { outcome: "already_credited", order };
     if (order.amountFen !== trade.amountFen) return { outcome: "amount_mismatch", order };
-    paying.set(order.id, trade);
-    return { outcome: "credited", order };
+    // a later trade for this order, in this batch, finds it paid
+    locked.set(order.id, { ...order, status: "paid" });
+    paying.set(order.id, { order, trade });
+    return { outcome: "credited", order: locked.get(order.id) };
   });
-  if (paying.size === 0) return decided;
+  if (paying.size === 0) return results;
 
   const payments = [...paying.values()];
-  const { rows: updated } = await tx.query<OrderRow>(
+  await tx.query(
     `UPDATE orders SET status = 'paid', paid_at = COALESCE(t.notified_paid_at, now()), gateway_trade_no = t.trade_no, updated_at = now()
        FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS t(order_id, notified_paid_at, trade_no)
-      WHERE id = t.order_id
-      RETURNING ${ORDER_COLUMNS}`,
-    [payments.map((t) => t.orderId), payments.map((t) => t.paidAt?.toISOString() ?? null), payments.map((t) => t.gatewayTradeNo)],
+      WHERE id = t.order_id`,
+    [payments.map((p) => p.order.id), payments.map((p) => p.trade.paidAt?.toISOString() ?? null), payments.map((p) => p.trade.gatewayTradeNo)],
   );
   await creditTopUps(
     tx,
-    updated.map((r) => ({ account: r.account, orderId: r.id, amountFen: r.amount_fen })),
+    payments.map(({ order }) => ({ account: order.account, orderId: order.id, amountFen: order.amountFen })),
   );
-  const paid = new Map(updated.map((r) => [r.id, toOrder(r)]));
-  return decided.map((r) => (r.order && paid.has(r.order.id) ? { ...r, order: paid.get(r.order.id)! } : r));
+  return results;
 }
 
 /** Marks an unpaid order closed (expired or cancelled at the gateway). */
