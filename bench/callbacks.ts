@@ -491,7 +491,7 @@ const NOTIFY_PATH = (provider: Provider) => `/v1/payments/${provider}/notify`;
 /** The gateways' success replies: Alipay's failure reply is also 200, so its body is compared too. */
 const SUCCESS: Record<Provider, LoadRequest["expected"]> = { alipay: { status: 200, body: "success" }, wechat: { status: 204 } };
 
-type Pass = LoadResult & CpuUse;
+type Pass = LoadResult & CpuUse & { transactions?: number };
 
 async function measuredPass(
   generator: LoadGenerator,
@@ -549,6 +549,18 @@ async function checkOutcome(db: Database, orders: readonly BenchOrder[]): Promis
     topUpEntries: Number(topUps.rows[0]!.count),
     ledger: { accounts: ledger.accounts, entries: ledger.entries, mismatches: ledger.mismatches.length },
   };
+}
+
+/**
+ * How many transactions stored a pass's callbacks: received_at is the storing transaction's start (now()), so the
+ * callbacks one transaction stored share it. Callbacks per transaction is the mean group-commit batch.
+ */
+async function transactionsOf(db: Database, orders: readonly BenchOrder[], outcome: "credited" | "already_credited"): Promise<number> {
+  const { rows } = await db.query<{ n: bigint }>("SELECT count(DISTINCT received_at)::bigint AS n FROM payment_callbacks WHERE order_id = ANY($1::text[]) AND outcome = $2", [
+    orders.map((o) => o.id),
+    outcome,
+  ]);
+  return Number(rows[0]!.n);
 }
 
 function outcomeProblems(check: OutcomeCheck): string[] {
@@ -613,6 +625,11 @@ function printNotes(figures: Record<Provider, ProviderFigures>, inserts: InsertC
   );
   for (const provider of PROVIDERS) {
     const f = figures[provider];
+    const batch = (p: Pass) => `${(p.sent / p.transactions!).toFixed(1)} callbacks per transaction (${p.transactions!.toLocaleString("en-US")})`;
+    console.log(`  ${provider}: first deliveries ${batch(f.firstDelivery)}; duplicates ${batch(f.duplicates)}`);
+  }
+  for (const provider of PROVIDERS) {
+    const f = figures[provider];
     const busy = (p: Pass) => `machine ${p.machineBusyCores.toFixed(1)}/${machine.cores} cores busy, generator ${ms(p.generatorCpuMsPerRequest)} ms CPU/req`;
     console.log(`  ${provider}: first deliveries ${busy(f.firstDelivery)}; duplicates ${busy(f.duplicates)}; bare HTTP ${busy(f.bareHttp)}`);
   }
@@ -657,17 +674,17 @@ async function main(): Promise<void> {
     // Setup, not measured: orders in bulk, every notification built and signed (keys parsed once), written to files
     const setupStarted = performance.now();
     const signers: Signers = { alipay: createPrivateKey(simulator.sandbox.alipay.alipayPrivateKey), wechat: createPrivateKey(simulator.sandbox.wechat.platformPrivateKey) };
-    const orders = {} as Record<Provider, BenchOrder[]>;
+    const timedOrders = {} as Record<Provider, BenchOrder[]>;
+    const warmUpOrders = {} as Record<Provider, BenchOrder[]>;
     const files = {} as Record<Provider, { warmUp: string; timed: string }>;
     const prepared = {} as Record<Provider, PreparedRequest[]>;
     for (const provider of PROVIDERS) {
-      const warmUpOrders = await insertOrders(db, simulator, provider, WARMUP_ORDERS);
-      orders[provider] = await insertOrders(db, simulator, provider, ordersPerProvider);
-      prepared[provider] = notificationsFor(simulator, signers, orders[provider]);
+      warmUpOrders[provider] = await insertOrders(db, simulator, provider, WARMUP_ORDERS);
+      timedOrders[provider] = await insertOrders(db, simulator, provider, ordersPerProvider);
+      prepared[provider] = notificationsFor(simulator, signers, timedOrders[provider]);
       files[provider] = { warmUp: path.join(dir, `${provider}-warmup.json`), timed: path.join(dir, `${provider}.json`) };
-      writeFileSync(files[provider].warmUp, JSON.stringify(notificationsFor(simulator, signers, warmUpOrders)));
+      writeFileSync(files[provider].warmUp, JSON.stringify(notificationsFor(simulator, signers, warmUpOrders[provider])));
       writeFileSync(files[provider].timed, JSON.stringify(prepared[provider]));
-      orders[provider].push(...warmUpOrders);
     }
     const setupSeconds = (performance.now() - setupStarted) / 1000;
     console.log(`setup (not measured): ${(2 * (ordersPerProvider + WARMUP_ORDERS)).toLocaleString("en-US")} orders inserted, their notifications built and signed, in ${setupSeconds.toFixed(1)} s`);
@@ -712,6 +729,10 @@ async function main(): Promise<void> {
     }
     await service.stop();
     const loadAtEnd = loadAverage();
+    for (const provider of PROVIDERS) {
+      delivered[provider].firstDelivery.transactions = await transactionsOf(db, timedOrders[provider], "credited");
+      delivered[provider].duplicates.transactions = await transactionsOf(db, timedOrders[provider], "already_credited");
+    }
 
     const figures = Object.fromEntries(
       PROVIDERS.map((p) => [p, { crypto: crypto[p], adapter: adapter[p], bareHttp: bareHttp[p], ...delivered[p] }]),
@@ -725,7 +746,7 @@ async function main(): Promise<void> {
       console.log(`target ≥ ${rate(TARGET_FIRST_DELIVERIES_PER_SECOND)} first deliveries credited/s, ${provider}: ${rate(perSecond)}/s — ${perSecond >= TARGET_FIRST_DELIVERIES_PER_SECOND ? "MET" : "MISSED"}`);
     }
 
-    const allOrders = PROVIDERS.flatMap((p) => orders[p]);
+    const allOrders = PROVIDERS.flatMap((p) => [...timedOrders[p], ...warmUpOrders[p]]);
     const check = await checkOutcome(db, allOrders);
     const unanswered = PROVIDERS.flatMap((p) => [delivered[p].firstDelivery, delivered[p].duplicates]).filter((p) => p.failures > 0);
     const problems = [...unanswered.map((p) => `${p.failures} requests not answered with success, e.g. ${p.failureExamples[0] ?? "(no answer)"}`), ...outcomeProblems(check)];
