@@ -8,7 +8,7 @@
  *   schedule (time-compressed on request) through the NotificationDispatcher, faults included;
  * - `/payer/wechat/<out_trade_no>` (the code_url) is a page with the amount and Pay / Cancel.
  */
-import { createCipheriv, createHash, createSign, createVerify, generateKeyPair, randomBytes, randomInt, randomUUID } from "node:crypto";
+import { type KeyObject, createCipheriv, createHash, createSign, createVerify, generateKeyPair, randomBytes, randomInt, randomUUID } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { promisify } from "node:util";
 import express, { type NextFunction, type Request, type Response, Router } from "express";
@@ -129,7 +129,8 @@ export const WECHAT_JSBRIDGE_SHIM_PATH = "/sim/wechat/jsbridge.js";
 // ---------------------------------------------------------------------------------------------------------------
 // Platform-side crypto, exported so tests can craft notifications (stale, foreign, broken) the simulator never sends.
 
-export type PlatformSigner = { privateKey: string; serial: string };
+/** The platform key as PEM, or parsed once (a KeyObject) by a caller that signs many messages. */
+export type PlatformSigner = { privateKey: string | KeyObject; serial: string };
 
 export function wechatPlatformSigner(sandbox: WechatSandbox, signWith: "certificate" | "publicKey" = "certificate"): PlatformSigner {
   return { privateKey: sandbox.platformPrivateKey, serial: signWith === "publicKey" ? sandbox.platformPublicKeyId : sandbox.platformSerialNo };

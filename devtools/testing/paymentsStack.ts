@@ -33,6 +33,8 @@ export type StackOptions = {
   clock?: () => Date;
   /** X-Forwarded-For hops to believe (tests that need several client IPs). */
   trustProxy?: number;
+  /** A migrated database of the caller's (e.g. reached through a fault proxy) instead of a fresh one; the caller closes it. */
+  db?: Database;
 };
 
 export type Stack = {
@@ -57,7 +59,7 @@ async function listen(server: Server): Promise<number> {
 
 export async function startPaymentsStack(kind: DatabaseKind, options: StackOptions = {}): Promise<Stack> {
   const simulator = await startSimulator({ timeScale: options.timeScale ?? 0.0005, faults: options.faults, wechatSignWith: options.wechatSignWith, clock: options.clock });
-  const database = await createTestDatabase(kind, { poolSize: options.poolSize });
+  const database = options.db ? { db: options.db, drop: async () => {} } : await createTestDatabase(kind, { poolSize: options.poolSize });
   const http = createServer();
   const port = await listen(http);
   const url = `http://127.0.0.1:${port}`;
@@ -118,7 +120,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     simulator,
     service,
     db: database.db,
-    ...(database.url ? { databaseUrl: database.url } : {}),
+    ...("url" in database && database.url ? { databaseUrl: database.url } : {}),
     config,
     requestsByPath,
     request,

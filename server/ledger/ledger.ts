@@ -260,8 +260,8 @@ export async function checkLedger(db: Queryable): Promise<LedgerCheck> {
   return { accounts: rows.length, entries: Number(entries), mismatches };
 }
 
-/** One entry of a batch; the caller has locked the accounts and checked the balances it moves. */
-export type BatchEntry = { account: string; kind: "hold" | "release" | "charge"; availableDeltaFen: bigint; heldDeltaFen: bigint; reference: string };
+/** One entry of a batch; the caller has locked the accounts (lockAccounts) and checked the balances it moves. */
+export type BatchEntry = { account: string; kind: "topup" | "hold" | "release" | "charge"; availableDeltaFen: bigint; heldDeltaFen: bigint; reference: string };
 
 /**
  * The ledger part of a batch statement: CTEs `entry` (the entries inserted; an entry whose (kind, reference)
@@ -299,14 +299,45 @@ export function ledgerEntriesSql(first: number, entries: readonly BatchEntry[]):
 }
 
 /**
- * Appends many entries in one statement (ledgerEntriesSql). Entries whose (kind, reference) exists are skipped,
- * and balances move by exactly the entries written, as in applyEntry. Returns the references written.
+ * Appends many entries in one statement (ledgerEntriesSql; the hot paths group-commit: sponsorship its holds,
+ * payment callbacks their credits). Entries whose (kind, reference) exists are skipped, and balances move by exactly
+ * the entries written, as in applyEntry. Every account must have its row. Returns the `kind:reference` of the
+ * entries written.
  */
 export async function applyEntries(tx: Queryable, entries: readonly BatchEntry[]): Promise<Set<string>> {
   if (entries.length === 0) return new Set();
   const ledger = ledgerEntriesSql(1, entries);
   const { rows } = await tx.query<{ kind: string; reference: string }>(`WITH ${ledger.sql} SELECT kind, reference FROM entry`, ledger.params);
   return new Set(rows.map((r) => `${r.kind}:${r.reference}`));
+}
+
+/**
+ * Creates the accounts that have no row yet and locks every one, in address order: two batches that share accounts
+ * take them in the same order, so they never deadlock (the hold reservations lock theirs in that order too).
+ */
+export async function lockAccounts(tx: Queryable, accounts: readonly string[]): Promise<void> {
+  const addresses = [...new Set(accounts.map(normalizeAccount))].sort();
+  if (addresses.length === 0) return;
+  // one statement: rows this statement creates are new and ours alone; the others are locked by the SELECT
+  await tx.query(
+    `WITH created AS (INSERT INTO accounts (address) SELECT unnest($1::text[]) ON CONFLICT (address) DO NOTHING)
+     SELECT address FROM accounts WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE`,
+    [addresses],
+  );
+}
+
+/**
+ * Credits many paid top-up orders at once (callbacks group-commit their credits): the same entry creditTopUp
+ * writes for each — kind topup, the order id as reference, so an order is credited once however often it is
+ * applied — with the accounts created and locked first. Returns the order ids credited now.
+ */
+export async function creditTopUps(tx: Queryable, credits: ReadonlyArray<{ account: string; orderId: string; amountFen: bigint }>): Promise<Set<string>> {
+  const entries = credits.map(
+    (c): BatchEntry => ({ account: normalizeAccount(c.account), kind: "topup", availableDeltaFen: positive(c.amountFen, "a top-up"), heldDeltaFen: 0n, reference: c.orderId }),
+  );
+  await lockAccounts(tx, entries.map((e) => e.account));
+  const written = await applyEntries(tx, entries);
+  return new Set(entries.filter((e) => written.has(`topup:${e.reference}`)).map((e) => e.reference));
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { Database, Queryable } from "../platform/db/database";
+import { GroupCommitter } from "../platform/db/groupCommit";
 import { type Worker, every } from "../platform/every";
 import type { Logger } from "../platform/logger";
-import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway } from "./gateway";
-import { type CreditOutcome, creditPaidOrder } from "./orders";
+import type { CallbackReply, CallbackRejectionCode, IncomingCallback, PaymentGateway, Provider, VerifiedPaymentNotification } from "./gateway";
+import { type CreditOutcome, creditPaidOrders } from "./orders";
 import { type RefundNotificationOutcome, applyRefundNotification } from "./refunds";
 
 export type CallbackOutcome = Exclude<CreditOutcome, "unknown_order" | "amount_mismatch"> | CallbackRejectionCode | RefundNotificationOutcome;
@@ -71,83 +72,114 @@ export async function purgeUnverifiedCallbacks(db: Queryable, p: { retentionHour
   return rowCount;
 }
 
-async function storeCallback(db: Queryable, record: AuditRecord): Promise<void> {
-  const stored = auditedCallback(record);
+/** Stores callbacks with their outcomes, in one statement however many. */
+async function storeCallbacks(db: Queryable, records: readonly AuditRecord[]): Promise<void> {
+  const stored = records.map(auditedCallback);
   await db.query(
     `INSERT INTO payment_callbacks (provider, order_id, outcome, verified, detail, headers, raw_body, payload)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+     SELECT provider, order_id, outcome, verified, detail, headers::jsonb, raw_body, payload::jsonb
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::text[], $7::text[], $8::text[])
+         AS t(provider, order_id, outcome, verified, detail, headers, raw_body, payload)`,
     [
-      record.provider,
-      record.orderId ?? null,
-      record.outcome,
-      record.verified,
-      record.detail ?? null,
-      JSON.stringify(stored.headers),
-      stored.rawBody,
-      record.payload === undefined ? null : JSON.stringify(record.payload, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
+      records.map((r) => r.provider),
+      records.map((r) => r.orderId ?? null),
+      records.map((r) => r.outcome),
+      records.map((r) => r.verified),
+      records.map((r) => r.detail ?? null),
+      stored.map((s) => JSON.stringify(s.headers)),
+      stored.map((s) => s.rawBody),
+      records.map((r) => (r.payload === undefined ? null : payloadJson(r.payload))),
     ],
   );
 }
 
+/** A stored payload's JSON, bigints as decimal strings (a replacer slows every stringify: only when there is one). */
+function payloadJson(payload: unknown): string {
+  try {
+    return JSON.stringify(payload);
+  } catch {
+    return JSON.stringify(payload, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+  }
+}
+
+/** A verified payment notification on its way to be credited. */
+type PaidNotification = { provider: Provider; notification: VerifiedPaymentNotification; callback: IncomingCallback };
+type CreditedNotification = { outcome: CreditOutcome; detail?: string };
+
 /**
- * Handles one payment notification: verify it (signature, timestamp, decryption, merchant ids), then credit
- * the order in one transaction with the order's state change and the audit record. A duplicate of a credited
- * notification is acknowledged as success. Every callback, valid or not, is stored with its outcome.
+ * Credits a batch of paid notifications in the transaction `tx`: every order locked, each notification decided as
+ * creditPaidOrder decides it (a duplicate is `already_credited`), then the paid orders, their ledger entries and
+ * every notification's audit row written with a few array statements.
  */
-export async function handlePaymentCallback(db: Database, gateway: PaymentGateway, callback: IncomingCallback): Promise<CallbackResult> {
-  const provider = gateway.provider;
-  const verification = await gateway.verifyCallback(callback);
-  if (!verification.ok) {
-    await storeCallback(db, {
-      provider,
-      outcome: verification.code,
-      verified: AUTHENTIC_REJECTIONS.has(verification.code),
-      detail: verification.detail,
-      callback,
-    });
-    return reply(gateway, { outcome: verification.code }, verification.detail);
-  }
-  if (verification.kind === "refund") {
-    const r = verification.refund;
-    const { outcome, refund } = await applyRefundNotification(db, provider, r);
-    const detail = `${r.gatewayStatus} for refund ${r.refundId ?? "(not ours)"}${refund ? `: now ${refund.status}` : ""}`;
-    await storeCallback(db, { provider, orderId: r.orderId, outcome, verified: true, detail, callback, payload: r.payload });
-    return reply(gateway, { outcome, orderId: r.orderId });
-  }
-
-  const n = verification.notification;
-  const base = { provider, orderId: n.orderId, verified: true, callback, payload: n.payload };
-  if (!n.paid) {
-    await storeCallback(db, { ...base, outcome: "not_paid", detail: `gateway status ${n.gatewayStatus}` });
-    return reply(gateway, { outcome: "not_paid", orderId: n.orderId });
-  }
-
-  // A duplicate of a credited notification (gateways resend, and retry whatever timed out) needs no transaction:
-  // paid is final, so one read and the audit row are enough.
-  const { rows: current } = await db.query<{ status: string; provider: string }>("SELECT status, provider FROM orders WHERE id = $1", [n.orderId]);
-  if (current[0]?.status === "paid" && current[0].provider === provider) {
-    await storeCallback(db, { ...base, outcome: "already_credited" });
-    return reply(gateway, { outcome: "already_credited", orderId: n.orderId });
-  }
-
-  const result = await db.transaction(async (tx) => {
-    const { outcome, order } = await creditPaidOrder(tx, {
-      orderId: n.orderId,
-      provider,
-      amountFen: n.amountFen,
-      gatewayTradeNo: n.gatewayTradeNo,
-      paidAt: n.paidAt,
-    });
-    if (outcome === "credited" || outcome === "already_credited") await storeCallback(tx, { ...base, outcome });
-    const detail =
-      outcome === "amount_mismatch" ? `notified ${n.amountFen} fen, order is ${order?.amountFen} fen` : outcome === "unknown_order" ? `no ${provider} order ${n.orderId}` : undefined;
-    return { outcome, detail };
+async function creditNotifications(tx: Queryable, batch: readonly PaidNotification[]): Promise<CreditedNotification[]> {
+  const credits = await creditPaidOrders(
+    tx,
+    batch.map(({ provider, notification: n }) => ({ orderId: n.orderId, provider, amountFen: n.amountFen, gatewayTradeNo: n.gatewayTradeNo, paidAt: n.paidAt })),
+  );
+  const results = credits.map(({ outcome, order }, i): CreditedNotification => {
+    const { provider, notification: n } = batch[i]!;
+    if (outcome === "amount_mismatch") return { outcome, detail: `notified ${n.amountFen} fen, order is ${order?.amountFen} fen` };
+    if (outcome === "unknown_order") return { outcome, detail: `no ${provider} order ${n.orderId}` };
+    return { outcome };
   });
-  if (result.outcome === "unknown_order" || result.outcome === "amount_mismatch") {
-    // stored outside the (rolled-forward, untouched) transaction: nothing was credited
-    await storeCallback(db, { ...base, outcome: result.outcome, detail: result.detail });
+  await storeCallbacks(
+    tx,
+    batch.map(({ provider, notification: n, callback }, i) => ({ provider, orderId: n.orderId, verified: true, callback, payload: n.payload, ...results[i]! })),
+  );
+  return results;
+}
+
+export type CallbackHandler = {
+  /**
+   * Handles one callback: verify it (signature, timestamp, decryption, merchant ids), then credit the order in one
+   * transaction with the order's state change and the audit record — group-committed with the callbacks arriving
+   * meanwhile. A duplicate of a credited notification is acknowledged as success. Every callback, valid or not, is
+   * stored with its outcome. A database outage rejects (DatabaseUnavailableError): nothing is acknowledged then.
+   */
+  handle(gateway: PaymentGateway, callback: IncomingCallback): Promise<CallbackResult>;
+  /** Group-commit figures of the credits: items / batches is the mean batch. */
+  stats(): { batches: number; items: number; queued: number; running: number };
+};
+
+/** The callback handling of one service: one group committer for the credits on `db`. */
+export function createCallbackHandler(db: Database, options: { maxBatch?: number; maxConcurrent?: number } = {}): CallbackHandler {
+  // No timer: a lone callback commits at once in a batch of its own; under load, those arriving while a transaction
+  // runs share the next one. Duplicates go the same way: their share of a batch costs less than a read and an audit
+  // row committed on their own. One transaction at a time, on PostgreSQL too: what limits callbacks is this process's
+  // CPU, not the disk, and a second transaction in flight halves the batches — more statements per callback — for
+  // fewer credits a second (npm run bench:callbacks: 2 in flight ~1,350–1,550/s with ~12 callbacks per transaction,
+  // 3 ~900/s; 1 ~1,600/s with ~31).
+  const credits = new GroupCommitter<PaidNotification, CreditedNotification>((batch) => db.transaction((tx) => creditNotifications(tx, batch)), {
+    maxBatch: options.maxBatch ?? 256,
+    maxConcurrent: options.maxConcurrent ?? 1,
+  });
+
+  async function handle(gateway: PaymentGateway, callback: IncomingCallback): Promise<CallbackResult> {
+    const provider = gateway.provider;
+    const verification = await gateway.verifyCallback(callback);
+    if (!verification.ok) {
+      const verified = AUTHENTIC_REJECTIONS.has(verification.code);
+      await storeCallbacks(db, [{ provider, outcome: verification.code, verified, detail: verification.detail, callback }]);
+      return reply(gateway, { outcome: verification.code }, verification.detail);
+    }
+    if (verification.kind === "refund") {
+      const r = verification.refund;
+      const { outcome, refund } = await applyRefundNotification(db, provider, r);
+      const detail = `${r.gatewayStatus} for refund ${r.refundId ?? "(not ours)"}${refund ? `: now ${refund.status}` : ""}`;
+      await storeCallbacks(db, [{ provider, orderId: r.orderId, outcome, verified: true, detail, callback, payload: r.payload }]);
+      return reply(gateway, { outcome, orderId: r.orderId });
+    }
+    const n = verification.notification;
+    if (!n.paid) {
+      const detail = `gateway status ${n.gatewayStatus}`;
+      await storeCallbacks(db, [{ provider, orderId: n.orderId, outcome: "not_paid", verified: true, detail, callback, payload: n.payload }]);
+      return reply(gateway, { outcome: "not_paid", orderId: n.orderId });
+    }
+    const { outcome, detail } = await credits.submit({ provider, notification: n, callback });
+    return reply(gateway, { outcome, orderId: n.orderId }, detail);
   }
-  return reply(gateway, { outcome: result.outcome, orderId: n.orderId }, result.detail);
+
+  return { handle, stats: () => credits.stats() };
 }
 
 function reply(gateway: PaymentGateway, result: { outcome: CallbackOutcome; orderId?: string }, detail?: string): CallbackResult {

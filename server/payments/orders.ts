@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Database, Queryable } from "../platform/db/database";
-import { creditTopUp } from "../ledger/ledger";
+import { creditTopUps } from "../ledger/ledger";
 import { NotFoundError, PaymentConflictError, PaymentInputError } from "./errors";
 import { GatewayError, type JsapiPayParams, PROVIDER_FLOWS, type PaymentFlow, type PaymentGateway, type Provider } from "./gateway";
 
@@ -226,24 +226,58 @@ export type PaidTrade = { orderId: string; provider: Provider; amountFen: bigint
 
 export type CreditOutcome = "credited" | "already_credited" | "unknown_order" | "amount_mismatch";
 
+/** What a credit is decided on: the locked order's owner, amount and state. */
+export type CreditedOrder = Pick<Order, "id" | "account" | "provider" | "amountFen" | "status">;
+
+export type CreditResult = { outcome: CreditOutcome; order?: CreditedOrder };
+
 /**
  * Marks the order paid and credits its account, in the caller's transaction, exactly once: the order row is
  * locked, a paid order is left alone, and the ledger's unique (topup, order id) backs that up. A trade whose
  * amount differs from the order's credits nothing.
  */
-export async function creditPaidOrder(tx: Queryable, trade: PaidTrade): Promise<{ outcome: CreditOutcome; order?: Order }> {
-  const { rows } = await tx.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE`, [trade.orderId]);
-  const row = rows[0];
-  if (!row || row.provider !== trade.provider) return { outcome: "unknown_order" };
-  if (row.status === "paid") return { outcome: "already_credited", order: toOrder(row) };
-  if (row.amount_fen !== trade.amountFen) return { outcome: "amount_mismatch", order: toOrder(row) };
-  const updated = await tx.query<OrderRow>(
-    `UPDATE orders SET status = 'paid', paid_at = COALESCE($2, now()), gateway_trade_no = $3, updated_at = now()
-      WHERE id = $1 RETURNING ${ORDER_COLUMNS}`,
-    [row.id, trade.paidAt ?? null, trade.gatewayTradeNo],
+export async function creditPaidOrder(tx: Queryable, trade: PaidTrade): Promise<CreditResult> {
+  return (await creditPaidOrders(tx, [trade]))[0]!;
+}
+
+/**
+ * creditPaidOrder for many trades in a few statements (callbacks group-commit their credits): the orders are locked
+ * in id order (batches never deadlock), each trade is decided against its locked order as creditPaidOrder decides it
+ * — in the order given, so a second trade for an order the batch pays is `already_credited` — and the paid orders
+ * and their ledger entries are written together. Results are in the order of `trades`.
+ */
+export async function creditPaidOrders(tx: Queryable, trades: readonly PaidTrade[]): Promise<CreditResult[]> {
+  const ids = [...new Set(trades.map((t) => t.orderId))];
+  const { rows } = await tx.query<{ id: string; account: string; provider: Provider; amount_fen: bigint; status: OrderStatus }>(
+    "SELECT id, account, provider, amount_fen, status FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+    [ids],
   );
-  await creditTopUp(tx, { account: row.account, orderId: row.id, amountFen: row.amount_fen });
-  return { outcome: "credited", order: toOrder(updated.rows[0]!) };
+  const locked = new Map(rows.map((r): [string, CreditedOrder] => [r.id, { id: r.id, account: r.account, provider: r.provider, amountFen: r.amount_fen, status: r.status }]));
+  const paying = new Map<string, { order: CreditedOrder; trade: PaidTrade }>();
+  const results = trades.map((trade): CreditResult => {
+    const order = locked.get(trade.orderId);
+    if (!order || order.provider !== trade.provider) return { outcome: "unknown_order" };
+    if (order.status === "paid") return { outcome: "already_credited", order };
+    if (order.amountFen !== trade.amountFen) return { outcome: "amount_mismatch", order };
+    // a later trade for this order, in this batch, finds it paid
+    locked.set(order.id, { ...order, status: "paid" });
+    paying.set(order.id, { order, trade });
+    return { outcome: "credited", order: locked.get(order.id) };
+  });
+  if (paying.size === 0) return results;
+
+  const payments = [...paying.values()];
+  await tx.query(
+    `UPDATE orders SET status = 'paid', paid_at = COALESCE(t.notified_paid_at, now()), gateway_trade_no = t.trade_no, updated_at = now()
+       FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS t(order_id, notified_paid_at, trade_no)
+      WHERE id = t.order_id`,
+    [payments.map((p) => p.order.id), payments.map((p) => p.trade.paidAt?.toISOString() ?? null), payments.map((p) => p.trade.gatewayTradeNo)],
+  );
+  await creditTopUps(
+    tx,
+    payments.map(({ order }) => ({ account: order.account, orderId: order.id, amountFen: order.amountFen })),
+  );
+  return results;
 }
 
 /** Marks an unpaid order closed (expired or cancelled at the gateway). */

@@ -26,7 +26,7 @@ import {
   wechatNotificationHeaders,
 } from "../schemas/payments";
 import { orderIdSchema } from "../schemas/primitives";
-import { type CallbackResult, handlePaymentCallback, isAuthentic } from "./callbacks";
+import { type CallbackResult, createCallbackHandler, isAuthentic } from "./callbacks";
 import { PaymentInputError } from "./errors";
 import { PROVIDERS, type PaymentGateway, type Provider } from "./gateway";
 import { type Order, type OrderLimits, completeJsapiOrder, createOrder, findOrder, getOrder } from "./orders";
@@ -95,6 +95,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   const publicUrl = (deps.publicUrl ?? "").replace(/\/+$/, "");
   const json = express.json({ limit: "16kb" });
   const callbacks = new AdmissionQueue(deps.callbackAdmission);
+  const callbackHandler = createCallbackHandler(deps.db);
 
   router.post("/v1/orders", json, async (req, res) => {
     const input = createOrderRequest.parse(req.body ?? {});
@@ -173,7 +174,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
       }
       let handled: Awaited<ReturnType<typeof callbacks.run<CallbackResult>>>;
       try {
-        handled = await callbacks.run(() => handlePaymentCallback(deps.db, gateway, { headers: req.headers, rawBody }));
+        handled = await callbacks.run(() => callbackHandler.handle(gateway, { headers: req.headers, rawBody }));
       } catch (error) {
         if (!isDatabaseUnavailable(error)) throw error;
         // nothing was credited or stored: the gateway's failure reply makes it retry on its schedule

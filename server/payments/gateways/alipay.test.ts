@@ -4,8 +4,17 @@ import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { AlipaySdk } from "alipay-sdk";
 import express from "express";
-import { ALIPAY_GATEWAY_PATH, type AlipaySandbox, type AlipaySimulator, createAlipaySimulator, generateAlipaySandbox, signNotification } from "../../../devtools/simulator/alipay";
+import {
+  ALIPAY_GATEWAY_PATH,
+  type AlipaySandbox,
+  type AlipaySimulator,
+  alipayPaymentFields,
+  createAlipaySimulator,
+  generateAlipaySandbox,
+  signNotification,
+} from "../../../devtools/simulator/alipay";
 import {
   type AlipayGatewayConfig,
   createAlipayGateway,
@@ -247,6 +256,53 @@ describe("Alipay gateway: callback verification", () => {
     const downgraded = withForm(genuine, (form) => (form.sign_type = "RSA"));
     assert.deepEqual(pick(await gateway.verifyCallback(unsigned)), { ok: false, code: "bad_signature" });
     assert.deepEqual(pick(await gateway.verifyCallback(downgraded)), { ok: false, code: "bad_signature" });
+  });
+
+  it("accepts exactly the signatures alipay-sdk's checkNotifySignV2 accepts (sign_type signed or not, present or not; empty values; raw %-escapes)", async () => {
+    const sdk = new AlipaySdk({ appId: sandbox.appId, privateKey: sandbox.merchantPrivateKey, alipayPublicKey: sandbox.alipayPublicKey });
+    const fields = alipayPaymentFields({
+      appId: sandbox.appId,
+      sellerId: sandbox.sellerId,
+      orderId: newOrder(1n).orderId,
+      tradeNo: "2026000000000000000001",
+      subject: "Gas quota top-up 100% + tax",
+      amountFen: 12_345n,
+      createdAt: new Date(),
+      paidAt: new Date(),
+    });
+    /** Signs `content` (a form) the way a variant signer would: every field but `leaveOut`, sorted, `k=v&…`. */
+    const signOver = (form: Record<string, string>, leaveOut: string[], key = sandbox.alipayPrivateKey) => {
+      const text = Object.keys(form)
+        .filter((name) => !leaveOut.includes(name))
+        .sort()
+        .map((name) => `${name}=${form[name]}`)
+        .join("&");
+      return createSign("RSA-SHA256").update(text, "utf8").sign(key, "base64");
+    };
+    const genuine = signNotification(fields, sandbox.alipayPrivateKey);
+    const withoutType = (({ sign_type: _t, ...rest }) => rest)(fields);
+    const forms: Record<string, Record<string, string>> = {
+      "as Alipay signs (sign_type sent, not signed)": genuine,
+      "sign_type sent and signed": { ...fields, sign_type: "RSA2", sign: signOver({ ...fields, sign_type: "RSA2" }, ["sign"]) },
+      "no sign_type, signed without": { ...withoutType, sign: signOver(withoutType, []) },
+      "no sign_type, signed as RSA2": { ...withoutType, sign: signOver({ ...withoutType, sign_type: "RSA2" }, []) },
+      "an empty value, signed as k=": { ...fields, buyer_id: "", sign_type: "RSA2", sign: signOver({ ...fields, buyer_id: "" }, ["sign", "sign_type"]) },
+      "an empty value left out of the signature": { ...fields, buyer_id: "", sign_type: "RSA2", sign: signOver((({ buyer_id: _b, ...rest }) => rest)(fields), ["sign", "sign_type"]) },
+      "a field without a name": { ...genuine, "": "x" },
+      "an amount changed after signing": { ...genuine, total_amount: "123.46" },
+      "signed by another key": { ...fields, sign_type: "RSA2", sign: signOver(fields, [], stranger.alipayPrivateKey) },
+      "a sign of the wrong length": { ...genuine, sign: "AAAA" },
+      "a sign that is not base64": { ...genuine, sign: "!!not base64!!" },
+      "an empty sign": { ...genuine, sign: "" },
+    };
+    for (const [name, form] of Object.entries(forms)) {
+      const callback = { headers: { "content-type": "application/x-www-form-urlencoded" }, rawBody: new URLSearchParams(form).toString() };
+      const parsed = Object.fromEntries(new URLSearchParams(callback.rawBody));
+      const result = await gateway.verifyCallback(callback);
+      const ours = result.ok || result.code !== "bad_signature";
+      assert.equal(ours, sdk.checkNotifySignV2(parsed), `${name}: verifyCallback ${ours ? "accepts" : "refuses"} it, alipay-sdk does not`);
+    }
+    assert.deepEqual(pick(await gateway.verifyCallback({ headers: {}, rawBody: new URLSearchParams(genuine).toString() })), { ok: true }, "the genuine one verifies");
   });
 
   it("rejects a body that is not an Alipay form (bad_request)", async () => {
