@@ -6,7 +6,8 @@
  * Input schemas (what a caller may send) parse and normalise; output schemas (what an answer carries: fen as a
  * decimal string, an address in lower case) only describe, and are what the OpenAPI document names.
  */
-import { type Address, getAddress, isAddress } from "viem";
+import type { Address } from "viem";
+import { checksumAddress } from "../platform/keccak";
 import { z } from "./zod";
 
 // ---- Addresses ------------------------------------------------------------------------------------------
@@ -23,12 +24,12 @@ export const CHECKSUM_MESSAGE = "has a wrong EIP-55 checksum (send it lower-case
 export function addressProblem(value: string): "format" | "checksum" | undefined {
   if (!ADDRESS_PATTERN.test(value)) return "format";
   const hex = value.slice(2);
-  if (hex === hex.toLowerCase() || hex === hex.toUpperCase() || isAddress(value, { strict: true })) return undefined;
+  if (hex === hex.toLowerCase() || hex === hex.toUpperCase() || checksumAddress(value) === value) return undefined;
   return "checksum";
 }
 
 /** An address that passed `addressProblem`, in its checksummed form. */
-export const checksummed = (value: string): Address => getAddress(value.toLowerCase());
+export const checksummed = (value: string): Address => checksumAddress(value);
 
 /**
  * A 20-byte 0x-prefixed hex address, normalised to its checksummed form. `message` replaces the format message

@@ -1,38 +1,17 @@
 /**
- * The hashes of the sponsorship hot path, computed on byte buffers with a native keccak-256 (the `keccak`
- * package's prebuilt binding, ~6× @noble/hashes here). A signed sponsorship needs about eight keccaks — the
+ * The hashes of the sponsorship hot path, computed on byte buffers with the native keccak-256 of
+ * platform/keccak.ts. A signed sponsorship needs about eight keccaks — the
  * paymaster hash, the EIP-191 digest, the userOpHash — and through viem's generic ABI encoder they were the
  * largest cost of a request. `getPaymasterHash` (paymasterData.ts) and viem's `getUserOperationHash` stay the
  * readable references; the tests check these against them on random operations.
  */
-import path from "node:path";
-import { type Address, type Hex, keccak256 as viemKeccak256 } from "viem";
+import type { Address, Hex } from "viem";
 import { getUserOperationHash } from "viem/account-abstraction";
 import type { EntryPointVersion } from "../../chain/addresses";
+import { keccak256Buffer } from "../../platform/keccak";
 import { STUB_SIGNATURE, type SponsoredUserOperation, initCodeForHash } from "./paymasterData";
 
-/** The `keccak` package's native sponge. Its public API wraps each hash in a stream object; this skips that. */
-type KeccakState = { initialize(rate: number, capacity: number): void; absorb(data: Buffer): void; squeeze(bytes: number): Buffer };
-
-function loadNativeKeccak(): (new () => KeccakState) | undefined {
-  try {
-    const addon = (require("node-gyp-build") as (dir: string) => unknown)(path.dirname(require.resolve("keccak/package.json")));
-    return typeof addon === "function" ? (addon as new () => KeccakState) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-const NativeKeccak = loadNativeKeccak();
-
-export const keccakImplementation: "native" | "js" = NativeKeccak ? "native" : "js";
-
-export function keccak256Buffer(data: Buffer): Buffer {
-  if (!NativeKeccak) return Buffer.from(viemKeccak256(data, "bytes"));
-  const state = new NativeKeccak();
-  state.initialize(1088, 512); // keccak-256: rate 1088 bits, capacity 512, the original (pre-SHA-3) padding
-  state.absorb(data);
-  return state.squeeze(32);
-}
+export { keccak256Buffer, keccakImplementation } from "../../platform/keccak";
 
 const hexBuffer = (hex: string): Buffer => Buffer.from(hex.length % 2 === 0 ? hex.slice(2) : `0${hex.slice(2)}`, "hex");
 
