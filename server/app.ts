@@ -39,6 +39,7 @@ import { createWechatGateway } from "./payments/gateways/wechat";
 import { createApiKey, createApiKeyAuthenticator } from "./sponsorship/apiKeys";
 import { createHoldReserver } from "./sponsorship/holds";
 import { rpcFastPath, rpcOffRouter, rpcRouter } from "./sponsorship/rpc";
+import { AdmissionQueue, YieldToSponsorship } from "./payments/admission";
 import { sponsorRoutes } from "./sponsorship/routes";
 import { type PaymasterSigner, createLocalSigner } from "./sponsorship/signing/signer";
 import { type SponsorService, createSponsorService } from "./sponsorship/service";
@@ -160,6 +161,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const workers = background && chains.size > 0;
   const depositMonitor = new DepositMonitor({ db, chains: [...chains.values()], log, metrics, intervalMs: sp.depositIntervalMs });
   if (options.workers !== false && chains.size > 0) depositMonitor.start();
+  // callbacks are admitted here, and give way while sponsorship requests are served and the event loop runs late
+  const callbackAdmission = new AdmissionQueue({ concurrency: config.callbacks.concurrency, maxWaitMs: config.callbacks.maxWaitMs });
+  metrics.callbackConcurrency.set(callbackAdmission.limit);
+  const yieldToSponsorship =
+    config.callbacks.yieldLagMs > 0
+      ? new YieldToSponsorship(callbackAdmission, config.callbacks.concurrency, { lagMs: config.callbacks.yieldLagMs, minConcurrency: config.callbacks.minConcurrency }, (limit, lagMs) => {
+          metrics.callbackConcurrency.set(limit);
+          metrics.eventLoopLag.set(lagMs / 1000);
+        })
+      : undefined;
   const sponsor =
     signer && chains.size > 0
       ? createSponsorService({
@@ -178,6 +189,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           deposits: depositMonitor,
           recheckTimeoutMs: sp.rpcRequestTimeoutMs,
           now: options.now,
+          onRequest: yieldToSponsorship && (() => yieldToSponsorship.sponsorshipSeen()),
         })
       : undefined;
   if (signer) log.info({ signer: signer.address, chains: [...chains.keys()] }, "sponsorship signer ready");
@@ -236,7 +248,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       gateways,
       limits: config.orders,
       requireAdmin,
-      callbackAdmission: config.callbacks,
+      callbackAdmission,
       rateLimiter,
       onCallback: (provider, result, req) =>
         req.log[result.outcome === "credited" || result.outcome === "already_credited" || result.outcome.startsWith("refund_") ? "info" : "warn"](
@@ -300,6 +312,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     beginShutdown: () => readiness.shutDown(),
     close: async () => {
       readiness.shutDown();
+      yieldToSponsorship?.stop();
       await Promise.all([reconciler?.stop(), dailyReconciliation?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop()]);
       // the hold reserver's last batch commits before the pool goes
       await holds.drain();

@@ -76,7 +76,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
     dailyReconciliation: { enabled: false, intervalSeconds: 3600, lookbackDays: 3 },
     gatewayTimeoutMs: 5_000,
-    callbacks: { concurrency: 16, maxWaitMs: 3_000, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
+    callbacks: { concurrency: 16, maxWaitMs: 3_000, yieldLagMs: 20, minConcurrency: 4, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
     orderRateLimits: options.orderRateLimits ?? { perIp: 0, perAccount: 0 },
     trustProxy: options.trustProxy ?? false,
     alipay: {

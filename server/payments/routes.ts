@@ -80,8 +80,8 @@ export type PaymentsRouterDeps = {
   gateways: ReadonlyMap<Provider, PaymentGateway>;
   limits: OrderLimits;
   requireAdmin: RequestHandler;
-  /** How many callbacks are processed at once, and how long one may wait for its turn before a 503. */
-  callbackAdmission: { concurrency: number; maxWaitMs: number };
+  /** Admits callbacks (how many at once, how long one may wait for its turn before a 503). */
+  callbackAdmission: AdmissionQueue;
   /**
    * Order creation per client IP and per account (scopes orderIp, orderAccount), and callbacks that fail
    * verification per client IP (notifyIp): an IP over that limit is answered 429 unread until the minute passes.
@@ -94,7 +94,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   const router = express.Router();
   const publicUrl = (deps.publicUrl ?? "").replace(/\/+$/, "");
   const json = express.json({ limit: "16kb" });
-  const callbacks = new AdmissionQueue(deps.callbackAdmission);
+  const callbacks = deps.callbackAdmission;
   const callbackHandler = createCallbackHandler(deps.db);
 
   router.post("/v1/orders", json, async (req, res) => {

@@ -69,6 +69,17 @@ export function createMetrics() {
       aggregator: "max", registers: [registry],
     }),
     reconciliationRuns: new Counter({ name: "fiat_paymaster_reconciliation_runs_total", help: "Daily reconciliation runs by scope and status (ties_out, differences, not_ready, failed, busy)", labelNames: ["scope", "status"], registers: [registry] }),
+    callbackConcurrency: new Gauge({
+      name: "fiat_paymaster_callback_concurrency_limit",
+      help: "Payment callbacks this process processes at once now (CALLBACK_CONCURRENCY, less while they yield to sponsorship)",
+      registers: [registry],
+    }),
+    eventLoopLag: new Gauge({
+      name: "fiat_paymaster_event_loop_lag_p99_seconds",
+      help: "The event loop's p99 delay over the last 200 ms, which callback admission reacts to",
+      aggregator: "max",
+      registers: [registry],
+    }),
     openHolds: new Gauge({ name: "fiat_paymaster_open_holds", help: "Open holds", labelNames: ["chain", "entry_point"], aggregator: "max", registers: [registry] }),
   };
   return metrics;

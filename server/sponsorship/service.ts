@@ -110,6 +110,8 @@ export type SponsorServiceOptions = {
   recheckTimeoutMs?: number;
   /** Replaceable clock, for tests of validity windows. */
   now?: () => Date;
+  /** Called as each sponsorship request (stub or final) starts: callbacks yield to this traffic. */
+  onRequest?: () => void;
 };
 
 /** A replacement whose hold's window has less than this left is refused (nonce_held) rather than signed. */
@@ -119,7 +121,8 @@ const MIN_USEFUL_WINDOW_MS = 10_000;
  * Counts each request's outcome per (chain, EntryPoint version); only configured chains and EntryPoints become
  * label values (a caller cannot mint series).
  */
-async function measured<T>(options: Pick<SponsorServiceOptions, "chains" | "metrics">, method: string, params: SponsorshipParams, run: () => Promise<T>): Promise<T> {
+async function measured<T>(options: Pick<SponsorServiceOptions, "chains" | "metrics" | "onRequest">, method: string, params: SponsorshipParams, run: () => Promise<T>): Promise<T> {
+  options.onRequest?.();
   const count = (outcome: string) => {
     let chain = "unsupported";
     let entryPoint = "unsupported";
