@@ -53,7 +53,9 @@ export type PreparedBodies = { kind: "prepared"; file: string };
 
 export type LoadJob = {
   url: string;
-  path: string;
+  /** The path and expected answer of every request that does not name its own. */
+  path?: string;
+  expected?: ExpectedAnswer;
   connections: number;
   /** How long a sponsorship job runs at most (a prepared job ends once every request is answered). */
   seconds?: number;
@@ -61,7 +63,6 @@ export type LoadJob = {
   rate?: number;
   headers?: Record<string, string>;
   bodies: SponsorshipBodies | PreparedBodies;
-  expected: ExpectedAnswer;
   okFile?: string;
   /** Where `bySecond` counts from (epoch ms), so that two generators' seconds line up; default the first request sent. */
   secondsFrom?: number;
@@ -180,6 +181,8 @@ const running = new Map<number, { stop: () => void }>();
 async function run(id: number, job: LoadJob): Promise<LoadResult> {
   const source = job.bodies.kind === "prepared" ? preparedSource(job.bodies.file) : sponsorshipSource(job.bodies);
   if (source.total !== undefined && source.total < job.connections) throw new Error(`${source.total} requests cannot keep ${job.connections} connections busy`);
+  const unchecked = job.bodies.kind === "prepared" ? preparedRequests(job.bodies.file).some((r) => !r.expected) : true;
+  if (!job.expected && unchecked) throw new Error("every request needs an expected answer: the job's or its own");
   const sentAt: number[] = [];
   const answeredAt: number[] = [];
   const latencies: number[] = [];
