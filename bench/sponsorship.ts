@@ -14,7 +14,7 @@
  * caps, fee, nonce (an eth_call), deposit, price, sign, and commit its hold and signed operation (group-committed)
  * before answering. Each request is a new operation (a nonce key of its own, round-robin over the senders).
  * Rate limits are off (0): one load generator from one IP would only measure the limiter refusing. The load
- * generator (autocannon, bench/loadgen.ts) runs in its own process. Afterwards the run checks that every signed
+ * generator (autocannon, bench/load/loadGenerator.ts) runs in its own process. Afterwards the run checks that every signed
  * answer has its signed operation on record and that the ledger is consistent; a mismatch fails the run.
  *
  *   npm run bench:sponsorship
@@ -23,44 +23,35 @@
  *   BENCH_OPEN_HOLDS (100000), BENCH_PROCESSES (server processes; default one per core), BENCH_POOL_SIZE (16 per
  *   process), BENCH_PROFILE_DIR (write the server processes' V8 CPU profiles there)
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import pg from "pg";
-import { keccak256, parseEther, toHex } from "viem";
+import { keccak256, toHex } from "viem";
 import { freePort } from "../devtools/chain/anvil";
-import { DEV_KEYS, startLocalChain } from "../devtools/chain/localChain";
-import { ENTRY_POINT_V07 } from "../server/chain/addresses";
+import { DEV_KEYS } from "../devtools/chain/localChain";
 import { connectPostgres, type Database } from "../server/platform/db/database";
 import { GroupCommitter } from "../server/platform/db/groupCommit";
 import { migrate } from "../server/platform/db/migrate";
-import { type BatchEntry, applyEntries, checkLedger } from "../server/ledger/ledger";
+import { checkLedger } from "../server/ledger/ledger";
 import { generateApiKey } from "../server/sponsorship/apiKeys";
 import { createLocalSigner } from "../server/sponsorship/signing/signer";
-import type { LoadJob, LoadResult } from "./loadgen";
+import { type LoadResult, startLoadGenerator } from "./load/client";
+import { commandCpuMs, treeCpuMs } from "./lib/cpu";
+import { DEFAULT_DATABASE_URL, DatabaseUnreachableError, createBenchDatabase } from "./lib/database";
+import { exited } from "./lib/exited";
+import { type Service, startService } from "./lib/service";
+import { SettingsError, integerSettings } from "./lib/settings";
+import { checkSignedAnswersOnRecord, maxCostWei, newSenders, seedSenders, sponsorshipEnv, sponsorshipJobs, startBenchChain } from "./lib/sponsorship";
 
-const ROOT = path.resolve(__dirname, "..");
 const RESULTS_FILE = path.join(__dirname, "results", "sponsorship.json");
-const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 const TARGET = { perSecond: 3_000, p99Ms: 50, lowP50Ms: 5, lowP99Ms: 15 };
 /** The server's RSS is read this often during the long run. */
 const RSS_EVERY_MS = 5_000;
 
-class SettingsError extends Error {
-  override name = "SettingsError";
-}
-
 function settings(env: NodeJS.ProcessEnv) {
-  const int = (name: string, fallback: number, min = 1): number => {
-    const text = env[name];
-    if (text === undefined || text === "") return fallback;
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) throw new SettingsError(`${name} must be a whole number of at least ${min}: got ${text}`);
-    return value;
-  };
+  const int = integerSettings(env);
   return {
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     seconds: int("BENCH_SECONDS", 60),
@@ -88,27 +79,6 @@ async function signingRate(native: boolean, ms: number): Promise<number> {
   return count / ((performance.now() - start) / 1000);
 }
 
-/** Runs one load job in a child process (bench/loadgen.ts) and returns its result. */
-function load(job: LoadJob): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ["--import", "tsx", path.join(__dirname, "loadgen.ts"), JSON.stringify(job)], { cwd: ROOT, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      if (error) return reject(new Error(`the load generator failed: ${stderr || error.message}`));
-      resolve(JSON.parse(stdout.trim().split("\n").pop()!) as LoadResult);
-    });
-  });
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 function rssMiB(pid: number): number {
   try {
     const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
@@ -118,81 +88,20 @@ function rssMiB(pid: number): number {
   }
 }
 
-/** The pids of `root` and its descendants (the cluster's primary and its server processes). */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirNumeric("/proc")) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), entry]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (pid: number) => {
-    out.push(pid);
-    for (const child of children.get(pid) ?? []) walk(child);
-  };
-  walk(root);
-  return out;
-}
-
-function readdirNumeric(dir: string): number[] {
-  return readdirSync(dir).filter((d) => /^\d+$/.test(d)).map(Number);
-}
-
-/** CPU seconds of every process whose command name is `comm` (e.g. postgres). */
-function cpuOf(comm: string): number {
-  let total = 0;
-  for (const pid of readdirNumeric("/proc")) {
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm) total += cpuSeconds(pid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
-
 type CpuSample = { server: number; postgres: number; anvil: number; at: number };
-function cpuSample(serverPids: () => number[]): CpuSample {
-  return { server: serverPids().reduce((sum, pid) => sum + cpuSeconds(pid), 0), postgres: cpuOf("postgres"), anvil: cpuOf("anvil"), at: performance.now() };
+function cpuSample(serverPid: number): CpuSample {
+  return { server: treeCpuMs(serverPid) / 1000, postgres: commandCpuMs("postgres") / 1000, anvil: commandCpuMs("anvil") / 1000, at: performance.now() };
 }
 function cpuShares(a: CpuSample, b: CpuSample) {
   const s = (b.at - a.at) / 1000;
   return { server: (b.server - a.server) / s, postgres: (b.postgres - a.postgres) / s, anvil: (b.anvil - a.anvil) / s };
 }
 
-/** Starts `server/main.ts` with `env`; resolves once every server process listens. */
-async function startServer(env: NodeJS.ProcessEnv, processes: number): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const port = await freePort();
-  let output = "";
-  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE_DIR] : [];
-  const child = spawn(process.execPath, [...profile, "--import", "tsx", "server/main.ts"], {
-    cwd: ROOT,
-    env: { ...env, PORT: String(port), SERVER_PROCESSES: String(processes), LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
-  child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 90_000;
-  const ready = processes > 1 ? () => output.includes("every server process listens") : () => output.includes("fiat-paymaster listening");
-  while (!ready()) {
-    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}):\n${output}`);
-    if (Date.now() > deadline) throw new Error(`the server did not start:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, url, output: () => output };
-}
-
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
+  const stopped = exited(child);
   child.kill("SIGTERM");
-  await exited;
+  await stopped;
 }
 
 /**
@@ -268,34 +177,6 @@ async function groupCommitRate(db: Database, writers: number, ms: number): Promi
   return { perSecond: n / ((performance.now() - started) / 1000), meanBatch: stats.items / Math.max(1, stats.batches) };
 }
 
-/** Funds `senders` (one top-up entry each) and opens `openHolds` holds spread over them, with their ledger entries. */
-async function seed(db: Database, senders: string[], openHolds: number, chainId: number, maxCostWei: bigint): Promise<void> {
-  const CHUNK = 5_000;
-  for (let i = 0; i < senders.length; i += CHUNK) {
-    const chunk = senders.slice(i, i + CHUNK);
-    await db.transaction(async (tx) => {
-      await tx.query("INSERT INTO accounts (address) SELECT unnest($1::text[])", [chunk]);
-      await applyEntries(tx, chunk.map((account) => ({ account, kind: "topup" as BatchEntry["kind"], availableDeltaFen: 10n ** 12n, heldDeltaFen: 0n, reference: `bench-${account}` })));
-    });
-  }
-  const validUntil = new Date(Date.now() + 6 * 3_600_000).toISOString();
-  for (let i = 0; i < openHolds; i += CHUNK) {
-    const n = Math.min(CHUNK, openHolds - i);
-    const ids = Array.from({ length: n }, (_, j) => `h_seed_${i + j}`);
-    const accounts = ids.map((_, j) => senders[(i + j) % senders.length]!);
-    // nonce keys far above the ones the load generator uses
-    const nonces = ids.map((_, j) => ((1n << 150n) + BigInt(i + j)) << 64n);
-    await db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO holds (id, chain_id, entry_point, account, nonce, status, amount_fen, max_cost_wei, revision, valid_until)
-         SELECT id, $2, $3, account, nonce, 'open', 1000, $4::numeric, 1, $5::timestamptz FROM unnest($1::text[], $6::text[], $7::text[]) AS t(id, account, nonce)`,
-        [ids, chainId, ENTRY_POINT_V07.toLowerCase(), maxCostWei.toString(), validUntil, accounts, nonces.map(String)],
-      );
-      await applyEntries(tx, ids.map((id, j) => ({ account: accounts[j]!, kind: "hold", availableDeltaFen: -1000n, heldDeltaFen: 1000n, reference: `hold:${id}:1` })));
-    });
-  }
-}
-
 const fmt = (n: number) => Math.round(n).toLocaleString("en");
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 
@@ -308,102 +189,55 @@ async function main(): Promise<void> {
   console.log("ceiling: paymaster signatures per second on one core …");
   const nativeRate = await signingRate(true, 2_000);
 
-  const benchDb = `fp_bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: s.databaseUrl, connectionTimeoutMillis: 5_000 });
-  try {
-    await admin.connect();
-  } catch (error) {
-    throw new SettingsError(`cannot reach PostgreSQL at ${s.databaseUrl.replace(/:[^:@/]*@/, ":***@")}: ${(error as Error).message}`);
-  }
-  const { rows: pgSettings } = await admin.query<{ name: string; setting: string }>(
-    "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'server_version')",
-  );
-  await admin.query(`CREATE DATABASE ${benchDb}`);
-  const url = new URL(s.databaseUrl);
-  url.pathname = `/${benchDb}`;
-  const databaseUrl = url.toString();
-  const db = connectPostgres({ connectionString: databaseUrl, max: 8 });
-  // a deposit that covers every hold this run makes (nothing lands on chain, so holds only grow)
-  const chain = await startLocalChain({ deposit: parseEther("5000"), args: ["--balance", "100000"] });
+  const database = await createBenchDatabase(s.databaseUrl, "fp_bench");
+  const db = connectPostgres({ connectionString: database.url, max: 8 });
+  const chain = await startBenchChain();
   const work = mkdtempSync(path.join(os.tmpdir(), "fp-bench-"));
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  const generator = startLoadGenerator();
+  let server: Service | undefined;
   let bare: Awaited<ReturnType<typeof startBareServer>> | undefined;
   try {
     await migrate(db);
     const gasPrice = await chain.client.getGasPrice();
-    const maxCostWei = (100_000n + 500_000n + 50_000n + 60_000n + 35_000n) * gasPrice * 2n;
     console.log(`funding ${fmt(s.senders)} senders and opening ${fmt(s.openHolds)} holds …`);
-    const senders = Array.from({ length: s.senders }, () => `0x${randomBytes(20).toString("hex")}`);
-    await seed(db, senders, s.openHolds, chain.anvil.chainId, maxCostWei);
-    const sendersFile = path.join(work, "senders.txt");
-    writeFileSync(sendersFile, senders.join("\n"));
+    const senders = newSenders(s.senders);
+    await seedSenders(db, senders, s.openHolds, chain.anvil.chainId, maxCostWei(gasPrice));
 
     const { key: apiKey } = generateApiKey();
-    const env = {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      DATABASE_POOL_SIZE: String(s.poolSize),
-      CHAINS: JSON.stringify([{ chainId: chain.anvil.chainId, rpcUrl: chain.anvil.rpcUrl, paymaster: chain.paymaster, fenPerNative: "2000000", markupBps: 500, confirmations: 0, minDepositWei: "1" }]),
-      SIGNER_PRIVATE_KEY: DEV_KEYS.signer,
-      BOOTSTRAP_API_KEY: apiKey,
-      RECONCILE: "off",
-      RECONCILE_DAILY: "off",
-      // holds pile up (nothing lands on chain in this run): allow them, and take rate limits out of the measurement
-      MAX_HOLDS_PER_SENDER: "1000",
-      MAX_HOLDS_PER_SENDER_PER_API_KEY: "1000",
-      MAX_HOLDS_PER_SENDER_PER_IP: "1000",
-      RATE_LIMIT_IP_PER_MINUTE: "0",
-      RATE_LIMIT_API_KEY_PER_MINUTE: "0",
-      RATE_LIMIT_SENDER_PER_MINUTE: "0",
-      HOST: "127.0.0.1",
-      TRUST_PROXY: "false",
-    };
-    server = await startServer(env, s.processes);
-    const serverPids = () => processTree(server!.child.pid!);
-
-    let nonceKeys = 0;
-    const okFiles: string[] = [];
-    const job = (connections: number, seconds: number, target: string, record = true): LoadJob => {
-      const base = nonceKeys;
-      const okFile = path.join(work, `ok-${base}.txt`);
-      if (record) okFiles.push(okFile);
-      nonceKeys += 10_000_000; // every phase its own nonce keys: each request a new operation
-      return {
-        url: target,
-        path: "/rpc",
-        connections,
-        seconds,
-        headers: { "content-type": "application/json", "x-api-key": apiKey },
-        okText: '"result"',
-        ...(record ? { okFile } : {}),
-        body: { kind: "sponsorship", sendersFile, nonceKeyBase: String(base), entryPoint: ENTRY_POINT_V07, chainId: chain.anvil.chainId, maxFeePerGas: toHex(gasPrice * 2n), maxPriorityFeePerGas: toHex(gasPrice) },
-      };
-    };
+    server = await startService({
+      env: { DATABASE_URL: database.url, DATABASE_POOL_SIZE: String(s.poolSize), LOG_LEVEL: "info", RECONCILE: "off", RECONCILE_DAILY: "off", ...sponsorshipEnv(chain, apiKey) },
+      processes: s.processes,
+      logFile: path.join(work, "server.log"),
+      profileDir: process.env.BENCH_PROFILE_DIR || undefined,
+    });
+    const serverPids = server.pids;
+    const jobs = sponsorshipJobs({ dir: work, senders, apiKey, chainId: chain.anvil.chainId, gasPrice });
+    const load = (connections: number, seconds: number, url: string, record = true) => generator.run(jobs.job({ url, connections, seconds, record }));
 
     console.log("warming up (3 s) …");
-    const warmUp = await load(job(s.inFlight, 3, server.url));
+    const warmUp = await load(s.inFlight, 3, server.url);
     console.log(`measuring ${s.seconds} s at ${s.inFlight} in flight …`);
     const rss: Array<{ second: number; mib: number }> = [];
     const startedAt = performance.now();
     const readRss = () => rss.push({ second: Math.round((performance.now() - startedAt) / 1000), mib: serverPids().reduce((sum, pid) => sum + rssMiB(pid), 0) });
     readRss();
     const rssTimer = setInterval(readRss, RSS_EVERY_MS);
-    const cpu0 = cpuSample(serverPids);
-    const high = await load(job(s.inFlight, s.seconds, server.url));
-    const cpu1 = cpuSample(serverPids);
+    const cpu0 = cpuSample(server.pid);
+    const high = await load(s.inFlight, s.seconds, server.url);
+    const cpu1 = cpuSample(server.pid);
     clearInterval(rssTimer);
     readRss();
     console.log(`measuring ${s.lowSeconds} s at ${s.lowInFlight} in flight …`);
-    const low = await load(job(s.lowInFlight, s.lowSeconds, server.url));
+    const low = await load(s.lowInFlight, s.lowSeconds, server.url);
     const openHolds = Number((await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM holds WHERE status = 'open'")).rows[0]!.n);
-    await stop(server.child);
+    await server.stop();
     server = undefined;
 
     console.log("ceiling: the bare Node HTTP server, same requests, same generator …");
     bare = await startBareServer(s.processes, work);
-    await load(job(s.inFlight, 2, bare.url, false));
-    const bareHigh = await load(job(s.inFlight, s.ceilingSeconds, bare.url, false));
-    const bareLow = await load(job(s.lowInFlight, Math.min(s.ceilingSeconds, s.lowSeconds), bare.url, false));
+    await load(s.inFlight, 2, bare.url, false);
+    const bareHigh = await load(s.inFlight, s.ceilingSeconds, bare.url, false);
+    const bareLow = await load(s.lowInFlight, Math.min(s.ceilingSeconds, s.lowSeconds), bare.url, false);
     await stop(bare.child);
     bare = undefined;
 
@@ -412,21 +246,8 @@ async function main(): Promise<void> {
 
     // every signed answer has its hold and signed operation on record (by the nonce it was asked for); the
     // generator stops with requests in flight, which the server may have committed without the answer being read
-    const { rows: recordRows } = await db.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM sponsored_operations");
+    const { answeredOnRecord, onRecord } = await checkSignedAnswersOnRecord(db, jobs.okFiles());
     const signedAnswers = warmUp.ok + high.ok + low.ok;
-    const onRecord = Number(recordRows[0]!.n);
-    let answeredOnRecord = 0;
-    for (const file of okFiles) {
-      const nonces = readFileSync(file, "utf8").split("\n").filter(Boolean);
-      for (let i = 0; i < nonces.length; i += 50_000) {
-        const { rows } = await db.query<{ n: bigint }>(
-          `SELECT count(DISTINCT h.nonce)::bigint AS n FROM holds h JOIN sponsored_operations so ON so.hold_id = h.id
-            WHERE h.nonce = ANY($1::text[]) AND h.id NOT LIKE 'h_seed_%'`,
-          [nonces.slice(i, i + 50_000)],
-        );
-        answeredOnRecord += Number(rows[0]!.n);
-      }
-    }
     const abandoned = onRecord - signedAnswers;
     const inFlightAtStops = s.inFlight * 2 + s.lowInFlight;
     const ledger = await checkLedger(db);
@@ -435,7 +256,7 @@ async function main(): Promise<void> {
     const pass = high.okPerSecond >= TARGET.perSecond && high.latencyMs.p99 < TARGET.p99Ms && low.latencyMs.p50 <= TARGET.lowP50Ms && low.latencyMs.p99 <= TARGET.lowP99Ms;
     const rssFirst = rss[1]?.mib ?? rss[0]!.mib;
     const rssLast = rss[rss.length - 1]!.mib;
-    const failed = (r: LoadResult) => (r.failed + r.errors + r.timeouts > 0 ? `; failed ${r.failed}, errors ${r.errors}, timeouts ${r.timeouts}${r.failures.length ? ` (${r.failures[0]})` : ""}` : "");
+    const failed = (r: LoadResult) => (r.failed + r.errors + r.timeouts > 0 ? `; failed ${r.failed}, errors ${r.errors}, timeouts ${r.timeouts}${r.failureExamples.length ? ` (${r.failureExamples[0]})` : ""}` : "");
 
     console.log(`
                                        answered/s   p50        p99        ceiling          ratio
@@ -449,7 +270,7 @@ async function main(): Promise<void> {
   server RSS (all processes), every ${RSS_EVERY_MS / 1000} s: ${rss.map((r) => `${r.mib.toFixed(0)}`).join(" ")} MiB — ${rssLast - rssFirst >= 0 ? "+" : ""}${(rssLast - rssFirst).toFixed(1)} MiB from ${rss[1] ? `${rss[1].second} s` : "the start"} to the end
   open holds at the end: ${fmt(openHolds)} (${fmt(s.openHolds)} seeded)
   signed answers ${fmt(signedAnswers)} (all phases), ${fmt(answeredOnRecord)} of them on record; signed operations on record ${fmt(onRecord)} (${abandoned} committed for requests the generator left in flight at its stops, at most ${inFlightAtStops}); ledger mismatches: ${ledger.mismatches.length}${failed(high)}${failed(low)}
-  PostgreSQL ${pgSettings.map((r) => `${r.name}=${r.setting}`).join(" ")}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}
+  PostgreSQL fsync=${database.info.fsync} server_version=${database.info.version} synchronous_commit=${database.info.synchronousCommit}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}
   targets ≥ ${fmt(TARGET.perSecond)}/s with p99 < ${TARGET.p99Ms} ms at ${s.inFlight}; p50 ≤ ${TARGET.lowP50Ms} ms, p99 ≤ ${TARGET.lowP99Ms} ms at ${s.lowInFlight}: ${pass ? "PASS" : "MISS"}`);
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(
@@ -461,17 +282,18 @@ async function main(): Promise<void> {
       process.exitCode = 1;
     }
   } finally {
-    if (server) await stop(server.child);
+    if (server) await server.stop();
     if (bare) await stop(bare.child);
+    await generator.close();
     await chain.stop();
     await db.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
     rmSync(work, { recursive: true, force: true });
   }
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof SettingsError ? `error: ${error.message}` : error);
+  if (error instanceof DatabaseUnreachableError) console.error(`error: ${error.message}\nStart PostgreSQL or set DATABASE_URL.`);
+  else console.error(error instanceof SettingsError ? `error: ${error.message}` : error);
   process.exit(1);
 });
