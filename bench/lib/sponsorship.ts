@@ -91,6 +91,8 @@ export type SponsorshipJobParameters = {
   /** Record the nonce of each signed answer, for the record check (default true). */
   record?: boolean;
   secondsFrom?: number;
+  /** Requests per second over all connections; unset: as fast as the answers come. */
+  rate?: number;
 };
 
 export type SponsorshipJobs = {
@@ -106,7 +108,7 @@ export function sponsorshipJobs(parameters: { dir: string; senders: readonly str
   const okFiles: string[] = [];
   let nonceKeys = 0;
   return {
-    job: ({ url, connections, seconds, record = true, secondsFrom }) => {
+    job: ({ url, connections, seconds, record = true, secondsFrom, rate }) => {
       const base = nonceKeys;
       nonceKeys += NONCE_KEYS_PER_JOB;
       const okFile = path.join(parameters.dir, `ok-${base}.txt`);
@@ -120,6 +122,7 @@ export function sponsorshipJobs(parameters: { dir: string; senders: readonly str
         expected: { status: 200, bodyIncludes: '"result"' },
         ...(record ? { okFile } : {}),
         ...(secondsFrom !== undefined ? { secondsFrom } : {}),
+        ...(rate !== undefined ? { rate } : {}),
         bodies: {
           kind: "sponsorship",
           sendersFile,

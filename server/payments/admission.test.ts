@@ -55,6 +55,20 @@ describe("callback admission", () => {
     await slow;
   });
 
+  it("counts the wait from the request's arrival: time spent reaching the queue is not waited again", async () => {
+    const queue = new AdmissionQueue({ concurrency: 1, maxWaitMs: 200 });
+    const slow = queue.run(() => sleep(400));
+    let started = Date.now();
+    assert.deepEqual(await queue.run(async () => "ran", Date.now() - 250), { admitted: false }, "arrived 250 ms ago: refused at once");
+    assert.ok(Date.now() - started < 50);
+    started = Date.now();
+    assert.deepEqual(await queue.run(async () => "ran", Date.now() - 150), { admitted: false });
+    const waited = Date.now() - started;
+    assert.ok(waited >= 40 && waited < 150, `arrived 150 ms ago: waited the 50 ms left, not 200 (${waited} ms)`);
+    await slow;
+    assert.deepEqual(await queue.run(async () => "ran", Date.now() - 10_000), { admitted: true, result: "ran" }, "a free slot admits however long it took to arrive");
+  });
+
   it("a lowered limit lets running requests finish and admits no more until it is raised", async () => {
     const queue = new AdmissionQueue({ concurrency: 4, maxWaitMs: 10_000 });
     let running = 0;

@@ -22,9 +22,15 @@ export class AdmissionQueue {
     this.current = options.concurrency;
   }
 
-  /** Runs `fn` when admitted; returns `{ admitted: false }` without running it if it waited `maxWaitMs`. */
-  async run<T>(fn: () => Promise<T>): Promise<{ admitted: true; result: T } | { admitted: false }> {
+  /**
+   * Runs `fn` when admitted; returns `{ admitted: false }` without running it if no slot was free by `maxWaitMs`
+   * after `arrivedAt` (Date.now() ms; default now): a request that spent its time reaching the queue (its body read
+   * on a busy loop) waits that much less in it.
+   */
+  async run<T>(fn: () => Promise<T>, arrivedAt = Date.now()): Promise<{ admitted: true; result: T } | { admitted: false }> {
     if (this.active >= this.current) {
+      const waitMs = arrivedAt + this.options.maxWaitMs - Date.now();
+      if (waitMs <= 0) return { admitted: false };
       const admitted = await new Promise<boolean>((admit) => {
         const waiter: Waiter = {
           admit,
@@ -33,7 +39,7 @@ export class AdmissionQueue {
             const at = this.waiting.indexOf(waiter);
             if (at >= 0) this.waiting.splice(at, 1);
             admit(false);
-          }, this.options.maxWaitMs),
+          }, waitMs),
         };
         this.waiting.push(waiter);
       });

@@ -157,7 +157,12 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
   // The raw body is what the signature covers: parse nothing before verification.
   const raw = express.text({ type: () => true, limit: "64kb" });
   for (const provider of PROVIDERS) {
-    router.post(`/v1/payments/${provider}/notify`, raw, async (req, res) => {
+    // when the request reached us, before its body is read: its wait for admission counts from here
+    const arrived: RequestHandler = (_req, res, next) => {
+      res.locals.arrivedAt = Date.now();
+      next();
+    };
+    router.post(`/v1/payments/${provider}/notify`, arrived, raw, async (req, res) => {
       const gateway = deps.gateways.get(provider);
       if (!gateway) {
         res.status(404).type("text/plain").send(`${provider} is not enabled`);
@@ -174,7 +179,7 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
       }
       let handled: Awaited<ReturnType<typeof callbacks.run<CallbackResult>>>;
       try {
-        handled = await callbacks.run(() => callbackHandler.handle(gateway, { headers: req.headers, rawBody }));
+        handled = await callbacks.run(() => callbackHandler.handle(gateway, { headers: req.headers, rawBody }), res.locals.arrivedAt as number);
       } catch (error) {
         if (!isDatabaseUnavailable(error)) throw error;
         // nothing was credited or stored: the gateway's failure reply makes it retry on its schedule
