@@ -18,7 +18,8 @@
  * answer has its signed operation on record and that the ledger is consistent; a mismatch fails the run.
  *
  *   npm run bench:sponsorship
- *   DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SECONDS (60), BENCH_LOW_SECONDS (10),
+ *   DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SECONDS (60), BENCH_WARMUP_SECONDS (20,
+ *   at BENCH_IN_FLIGHT, before the minute whose RSS is printed), BENCH_LOW_SECONDS (10),
  *   BENCH_CEILING_SECONDS (10), BENCH_IN_FLIGHT (64), BENCH_LOW_IN_FLIGHT (8), BENCH_SENDERS (20000),
  *   BENCH_OPEN_HOLDS (100000), BENCH_PROCESSES (server processes; default one per core), BENCH_POOL_SIZE (16 per
  *   process), BENCH_PROFILE_DIR (write the server processes' V8 CPU profiles there)
@@ -50,11 +51,24 @@ const TARGET = { perSecond: 3_000, p99Ms: 50, lowP50Ms: 5, lowP99Ms: 15 };
 /** The server's RSS is read this often during the long run. */
 const RSS_EVERY_MS = 5_000;
 
+/** The range of RSS samples and their least-squares slope: a leak shows as a trend, GC cycles only as range. */
+function trend(samples: ReadonlyArray<{ second: number; mib: number }>): { min: number; max: number; mibPerMinute: number } {
+  const n = samples.length;
+  const meanX = samples.reduce((sum, r) => sum + r.second, 0) / n;
+  const meanY = samples.reduce((sum, r) => sum + r.mib, 0) / n;
+  const sxx = samples.reduce((sum, r) => sum + (r.second - meanX) ** 2, 0);
+  const sxy = samples.reduce((sum, r) => sum + (r.second - meanX) * (r.mib - meanY), 0);
+  return { min: Math.min(...samples.map((r) => r.mib)), max: Math.max(...samples.map((r) => r.mib)), mibPerMinute: sxx > 0 ? (sxy / sxx) * 60 : 0 };
+}
+
 function settings(env: NodeJS.ProcessEnv) {
   const int = integerSettings(env);
   return {
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     seconds: int("BENCH_SECONDS", 60),
+    // V8 sizes its heap to the allocation rate over the first 15–25 s under load (RSS climbs, then oscillates
+    // with major GCs around a level): the minute whose RSS is printed starts after that
+    warmUpSeconds: int("BENCH_WARMUP_SECONDS", 20),
     lowSeconds: int("BENCH_LOW_SECONDS", 10),
     ceilingSeconds: int("BENCH_CEILING_SECONDS", 10),
     inFlight: int("BENCH_IN_FLIGHT", 64),
@@ -214,8 +228,8 @@ async function main(): Promise<void> {
     const jobs = sponsorshipJobs({ dir: work, senders, apiKey, chainId: chain.anvil.chainId, gasPrice });
     const load = (connections: number, seconds: number, url: string, record = true) => generator.run(jobs.job({ url, connections, seconds, record }));
 
-    console.log("warming up (3 s) …");
-    const warmUp = await load(s.inFlight, 3, server.url);
+    console.log(`warming up (${s.warmUpSeconds} s) …`);
+    const warmUp = await load(s.inFlight, s.warmUpSeconds, server.url);
     console.log(`measuring ${s.seconds} s at ${s.inFlight} in flight …`);
     const rss: Array<{ second: number; mib: number }> = [];
     const startedAt = performance.now();
@@ -254,8 +268,7 @@ async function main(): Promise<void> {
     const shares = cpuShares(cpu0, cpu1);
     const generatorShare = high.cpuMs / 1000 / high.seconds;
     const pass = high.okPerSecond >= TARGET.perSecond && high.latencyMs.p99 < TARGET.p99Ms && low.latencyMs.p50 <= TARGET.lowP50Ms && low.latencyMs.p99 <= TARGET.lowP99Ms;
-    const rssFirst = rss[1]?.mib ?? rss[0]!.mib;
-    const rssLast = rss[rss.length - 1]!.mib;
+    const rssTrend = trend(rss);
     const failed = (r: LoadResult) => (r.failed + r.errors + r.timeouts > 0 ? `; failed ${r.failed}, errors ${r.errors}, timeouts ${r.timeouts}${r.failureExamples.length ? ` (${r.failureExamples[0]})` : ""}` : "");
 
     console.log(`
@@ -267,7 +280,7 @@ async function main(): Promise<void> {
   raw group-committed inserts           ${fmt(dbCeiling.perSecond).padStart(8)}/s  (${s.inFlight} writers, mean batch ${dbCeiling.meanBatch.toFixed(1)})   sponsorships / rows: ${(high.okPerSecond / dbCeiling.perSecond).toFixed(3)}
 
   CPU during the ${s.inFlight}-in-flight run (cores): server ${shares.server.toFixed(2)} (${((shares.server * 1000) / high.okPerSecond).toFixed(3)} ms per sponsorship), PostgreSQL ${shares.postgres.toFixed(2)}, anvil ${shares.anvil.toFixed(2)}, load generator ${generatorShare.toFixed(2)}
-  server RSS (all processes), every ${RSS_EVERY_MS / 1000} s: ${rss.map((r) => `${r.mib.toFixed(0)}`).join(" ")} MiB — ${rssLast - rssFirst >= 0 ? "+" : ""}${(rssLast - rssFirst).toFixed(1)} MiB from ${rss[1] ? `${rss[1].second} s` : "the start"} to the end
+  server RSS (all processes), every ${RSS_EVERY_MS / 1000} s: ${rss.map((r) => `${r.mib.toFixed(0)}`).join(" ")} MiB — ${rssTrend.min.toFixed(0)}–${rssTrend.max.toFixed(0)} MiB, trend ${rssTrend.mibPerMinute >= 0 ? "+" : ""}${rssTrend.mibPerMinute.toFixed(1)} MiB/min (least squares)
   open holds at the end: ${fmt(openHolds)} (${fmt(s.openHolds)} seeded)
   signed answers ${fmt(signedAnswers)} (all phases), ${fmt(answeredOnRecord)} of them on record; signed operations on record ${fmt(onRecord)} (${abandoned} committed for requests the generator left in flight at its stops, at most ${inFlightAtStops}); ledger mismatches: ${ledger.mismatches.length}${failed(high)}${failed(low)}
   PostgreSQL fsync=${database.info.fsync} server_version=${database.info.version} synchronous_commit=${database.info.synchronousCommit}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}
@@ -275,7 +288,7 @@ async function main(): Promise<void> {
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(
       RESULTS_FILE,
-      JSON.stringify({ at: new Date().toISOString(), settings: { ...s, databaseUrl: undefined }, high, low, bareHigh, bareLow, nativeSignaturesPerSecond: nativeRate, dbCeiling, cpu: { ...shares, generator: generatorShare }, rss, openHolds, signedAnswers, answeredOnRecord, onRecord, ledgerMismatches: ledger.mismatches.length, pass }, null, 2),
+      JSON.stringify({ at: new Date().toISOString(), settings: { ...s, databaseUrl: undefined }, high, low, bareHigh, bareLow, nativeSignaturesPerSecond: nativeRate, dbCeiling, cpu: { ...shares, generator: generatorShare }, rss, rssTrend, openHolds, signedAnswers, answeredOnRecord, onRecord, ledgerMismatches: ledger.mismatches.length, pass }, null, 2),
     );
     if (ledger.mismatches.length > 0 || answeredOnRecord !== signedAnswers || abandoned < 0 || abandoned > inFlightAtStops) {
       console.error("FAILED: a signed answer without its record, or a ledger mismatch");
