@@ -249,6 +249,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       limits: config.orders,
       requireAdmin,
       callbackAdmission,
+      callbackAnswerWithinMs: config.callbacks.answerWithinMs,
       rateLimiter,
       onCallback: (provider, result, req) =>
         req.log[result.outcome === "credited" || result.outcome === "already_credited" || result.outcome.startsWith("refund_") ? "info" : "warn"](

@@ -15,6 +15,8 @@ import { type Simulator, startSimulator } from "../simulator/server";
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 
 export type StackOptions = {
+  /** CALLBACK_ANSWER_WITHIN_MS (default 4500; the admission wait is half of it when set). */
+  callbackAnswerWithinMs?: number;
   timeScale?: number;
   faults?: NotificationFaults;
   wechatSignWith?: "certificate" | "publicKey";
@@ -76,7 +78,7 @@ export async function startPaymentsStack(kind: DatabaseKind, options: StackOptio
     reconcile: { enabled: false, afterSeconds: 0, intervalSeconds: 3600 },
     dailyReconciliation: { enabled: false, intervalSeconds: 3600, lookbackDays: 3 },
     gatewayTimeoutMs: 5_000,
-    callbacks: { concurrency: 16, maxWaitMs: 3_000, yieldLagMs: 20, minConcurrency: 4, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
+    callbacks: { concurrency: 16, maxWaitMs: options.callbackAnswerWithinMs ? Math.floor(options.callbackAnswerWithinMs / 2) : 3_000, answerWithinMs: options.callbackAnswerWithinMs ?? 4_500, yieldLagMs: 20, minConcurrency: 4, unverifiedPerIpPerMinute: options.unverifiedCallbacksPerIpPerMinute ?? 0, unverifiedRetentionHours: 168 },
     orderRateLimits: options.orderRateLimits ?? { perIp: 0, perAccount: 0 },
     trustProxy: options.trustProxy ?? false,
     alipay: {

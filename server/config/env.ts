@@ -36,7 +36,7 @@ export type Config = {
    * many callbacks that fail verification one client IP may send a minute before its notifications are refused
    * unread; how long those unverified callbacks are kept.
    */
-  callbacks: { concurrency: number; maxWaitMs: number; yieldLagMs: number; minConcurrency: number; unverifiedPerIpPerMinute: number; unverifiedRetentionHours: number };
+  callbacks: { concurrency: number; maxWaitMs: number; yieldLagMs: number; minConcurrency: number; answerWithinMs: number; unverifiedPerIpPerMinute: number; unverifiedRetentionHours: number };
   alipay?: AlipayGatewayConfig;
   wechat?: WechatGatewayConfig;
   sponsorship: SponsorshipConfig;
@@ -254,6 +254,8 @@ const variables = z.object({
   // served and the loop's p99 delay is above this many ms, fewer callbacks run at once; 0: never
   CALLBACK_YIELD_LAG_MS: variable(wholeNumber(0, 10_000), 20),
   CALLBACK_MIN_CONCURRENCY: variable(wholeNumber(1, 1_000), 4),
+  // WeChat Pay waits 5 s for an answer: one not done by then is answered the failure reply and redelivered
+  CALLBACK_ANSWER_WITHIN_MS: variable(wholeNumber(100, 120_000), 4_500),
   RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE: minutely(30),
   UNVERIFIED_CALLBACK_RETENTION_HOURS: variable(wholeNumber(1, 100_000), 168),
   TRUST_PROXY: variable(trustProxy, false),
@@ -321,6 +323,7 @@ function checkTogether(v: Variables, ctx: z.RefinementCtx): void {
   if (v.SERVER_PROCESSES > 1 && v.DATABASE_URL === undefined) {
     problem(`SERVER_PROCESSES=${v.SERVER_PROCESSES} needs DATABASE_URL (PostgreSQL): the embedded PGlite database belongs to one process`);
   }
+  if (v.CALLBACK_MAX_WAIT_MS >= v.CALLBACK_ANSWER_WITHIN_MS) problem(`CALLBACK_MAX_WAIT_MS (${v.CALLBACK_MAX_WAIT_MS}) must be below CALLBACK_ANSWER_WITHIN_MS (${v.CALLBACK_ANSWER_WITHIN_MS}): a callback admitted at the end of its wait needs time to be processed`);
   if (v.CALLBACK_MIN_CONCURRENCY > v.CALLBACK_CONCURRENCY) problem(`CALLBACK_MIN_CONCURRENCY (${v.CALLBACK_MIN_CONCURRENCY}) is above CALLBACK_CONCURRENCY (${v.CALLBACK_CONCURRENCY})`);
   if (v.ORDER_MIN_FEN > v.ORDER_MAX_FEN) problem(`ORDER_MIN_FEN (${v.ORDER_MIN_FEN}) is above ORDER_MAX_FEN (${v.ORDER_MAX_FEN})`);
   const missing = (names: readonly (keyof Variables)[]) => names.filter((n) => v[n] === undefined);
@@ -386,6 +389,7 @@ function toConfig(v: Variables): Config {
       maxWaitMs: v.CALLBACK_MAX_WAIT_MS,
       yieldLagMs: v.CALLBACK_YIELD_LAG_MS,
       minConcurrency: v.CALLBACK_MIN_CONCURRENCY,
+      answerWithinMs: v.CALLBACK_ANSWER_WITHIN_MS,
       unverifiedPerIpPerMinute: v.RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE,
       unverifiedRetentionHours: v.UNVERIFIED_CALLBACK_RETENTION_HOURS,
     },

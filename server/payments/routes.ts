@@ -82,6 +82,8 @@ export type PaymentsRouterDeps = {
   requireAdmin: RequestHandler;
   /** Admits callbacks (how many at once, how long one may wait for its turn before a 503). */
   callbackAdmission: AdmissionQueue;
+  /** A callback not done this long after it arrived is answered the failure reply (503) while its work goes on. */
+  callbackAnswerWithinMs: number;
   /**
    * Order creation per client IP and per account (scopes orderIp, orderAccount), and callbacks that fail
    * verification per client IP (notifyIp): an IP over that limit is answered 429 unread until the minute passes.
@@ -177,14 +179,32 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
         res.status(429).type(busy.contentType).send(busy.body);
         return;
       }
-      let handled: Awaited<ReturnType<typeof callbacks.run<CallbackResult>>>;
+      const arrivedAt = res.locals.arrivedAt as number;
+      const running = callbacks.run(() => callbackHandler.handle(gateway, { headers: req.headers, rawBody }), arrivedAt);
+      // the gateway stops waiting (WeChat Pay after 5 s) and counts the delivery failed: answer the failure reply
+      // before that, and let the work finish — a credit that commits later is found by the redelivery, which is
+      // acknowledged as already credited (the ledger credits an order once, however often it is delivered)
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), arrivedAt + deps.callbackAnswerWithinMs - Date.now())));
+      let handled: Awaited<ReturnType<typeof callbacks.run<CallbackResult>>> | "late";
       try {
-        handled = await callbacks.run(() => callbackHandler.handle(gateway, { headers: req.headers, rawBody }), res.locals.arrivedAt as number);
+        handled = await Promise.race([running, late]);
       } catch (error) {
         if (!isDatabaseUnavailable(error)) throw error;
         // nothing was credited or stored: the gateway's failure reply makes it retry on its schedule
         const down = gateway.failureReply("temporarily unavailable, retry later");
         res.status(503).type(down.contentType).send(down.body);
+        return;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (handled === "late") {
+        running.then(
+          (r) => r.admitted && deps.onCallback?.(provider, r.result, req),
+          (error: unknown) => req.log.warn({ err: error, provider }, "a callback answered late failed afterwards; the gateway redelivers it"),
+        );
+        const slow = gateway.failureReply("still processing, retry later");
+        res.status(503).type(slow.contentType).send(slow.body);
         return;
       }
       if (!handled.admitted) {
@@ -222,7 +242,7 @@ const outcomes = (acknowledged: boolean): string =>
     .join(", ");
 
 const NOTIFY_COMMON =
-  "Verified (signature, merchant ids) before anything is read; processed at most CALLBACK_CONCURRENCY at once, and one that waited too long for its turn is answered the gateway's failure reply with 503 at once (nothing read or stored; the gateway retries). Every callback is stored with its outcome. " +
+  "Verified (signature, merchant ids) before anything is read; processed at most CALLBACK_CONCURRENCY at once per server process (fewer while sponsorship requests are served and the event loop runs late: CALLBACK_YIELD_LAG_MS), and one that found no free slot by CALLBACK_MAX_WAIT_MS after it arrived is answered the gateway's failure reply with 503 then (nothing read or stored; the gateway retries). Every callback is stored with its outcome. " +
   `Acknowledged with the gateway's success reply: ${outcomes(true)}. Answered the failure reply, so the gateway retries: ${outcomes(false)}. The raw body is read whatever the Content-Type (at most 64 KiB). ` +
   "A callback whose signature does not verify is kept with at most 4 KiB of its body and a few headers, for UNVERIFIED_CALLBACK_RETENTION_HOURS; a client IP that sends more than RATE_LIMIT_UNVERIFIED_CALLBACKS_IP_PER_MINUTE of them a minute is answered 429 unread until the minute passes. While the database is down the failure reply is answered with 503 (nothing credited or stored; the gateway retries).";
 
