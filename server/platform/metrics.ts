@@ -17,7 +17,8 @@ export function createMetrics() {
       name: "fiat_paymaster_http_request_duration_seconds",
       help: "HTTP request latency by route",
       labelNames: ["method", "route"],
-      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      // 5 s: WeChat Pay's wait for a callback's answer
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
     sponsorships: new Counter({ name: "fiat_paymaster_sponsorships_total", help: "Sponsorship answers by method and outcome (signed, stub, or the refusal reason)", labelNames: ["chain", "entry_point", "method", "outcome"], registers: [registry] }),
