@@ -43,7 +43,8 @@ import { createLogger } from "../server/platform/logger";
 import { type Simulator, startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 import { type LoadGenerator, type LoadJob, type LoadResult, type PreparedRequest, startLoadGenerator } from "./load/client";
 import { backendsCpuMs, backendsCpuUsed, machineBusyMs, processCpuMs, treeCpuMs } from "./lib/cpu";
-import { DEFAULT_DATABASE_URL, DatabaseUnreachableError, createBenchDatabase } from "./lib/database";
+import { DEFAULT_DATABASE_URL, createBenchDatabase } from "./lib/database";
+import { runBenchmark } from "./lib/run";
 import { exited } from "./lib/exited";
 import { type MachineInfo, loadAverage, machineInfo } from "./lib/machine";
 import { type BenchOrder, NOTIFY_PATH, type OutcomeCheck, PROVIDERS, SUCCESS, checkOutcome, gatewaySigners, insertOrders, notificationsFor, outcomeProblems } from "./lib/payments";
@@ -499,9 +500,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof DatabaseUnreachableError) console.error(`${error.message}\nStart PostgreSQL or set DATABASE_URL.`);
-  else if (error instanceof SettingsError) console.error(error.message);
-  else console.error(error);
-  process.exitCode = 1;
-});
+runBenchmark(main);

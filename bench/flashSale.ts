@@ -50,11 +50,12 @@ import { generateApiKey } from "../server/sponsorship/apiKeys";
 import { startSimulator, writeSandboxDir } from "../devtools/simulator/server";
 import { type LoadGenerator, type LoadResult, type PreparedRequest, type SecondFigures, startLoadGenerator } from "./load/client";
 import { backendsCpuMs, backendsCpuUsed, machineBusyMs, processCpuMs, treeCpuMs } from "./lib/cpu";
-import { DEFAULT_DATABASE_URL, DatabaseUnreachableError, createBenchDatabase } from "./lib/database";
+import { DEFAULT_DATABASE_URL, createBenchDatabase } from "./lib/database";
+import { runBenchmark } from "./lib/run";
 import { formatLoadAverage, loadAverage, machineInfo } from "./lib/machine";
 import { type BenchOrder, type OutcomeCheck, checkOutcome, gatewaySigners, insertOrders, notificationsFor, outcomeProblems } from "./lib/payments";
 import { type Service, startService } from "./lib/service";
-import { SettingsError, integerSettings } from "./lib/settings";
+import { integerSettings } from "./lib/settings";
 import { checkSignedAnswersOnRecord, maxCostWei, newSenders, seedSenders, sponsorshipEnv, sponsorshipJobs, startBenchChain } from "./lib/sponsorship";
 
 const RESULTS_FILE = path.join(__dirname, "results", "flash-sale.json");
@@ -605,9 +606,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof DatabaseUnreachableError) console.error(`${error.message}\nStart PostgreSQL or set DATABASE_URL.`);
-  else if (error instanceof SettingsError) console.error(error.message);
-  else console.error(error);
-  process.exitCode = 1;
-});
+runBenchmark(main);

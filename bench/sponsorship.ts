@@ -40,10 +40,11 @@ import { generateApiKey } from "../server/sponsorship/apiKeys";
 import { createLocalSigner } from "../server/sponsorship/signing/signer";
 import { type LoadResult, startLoadGenerator } from "./load/client";
 import { commandCpuMs, treeCpuMs } from "./lib/cpu";
-import { DEFAULT_DATABASE_URL, DatabaseUnreachableError, createBenchDatabase } from "./lib/database";
+import { DEFAULT_DATABASE_URL, createBenchDatabase } from "./lib/database";
+import { runBenchmark } from "./lib/run";
 import { exited } from "./lib/exited";
 import { type Service, startService } from "./lib/service";
-import { SettingsError, integerSettings } from "./lib/settings";
+import { integerSettings } from "./lib/settings";
 import { checkSignedAnswersOnRecord, maxCostWei, newSenders, seedSenders, sponsorshipEnv, sponsorshipJobs, startBenchChain } from "./lib/sponsorship";
 
 const RESULTS_FILE = path.join(__dirname, "results", "sponsorship.json");
@@ -305,8 +306,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof DatabaseUnreachableError) console.error(`error: ${error.message}\nStart PostgreSQL or set DATABASE_URL.`);
-  else console.error(error instanceof SettingsError ? `error: ${error.message}` : error);
-  process.exit(1);
-});
+runBenchmark(main);
