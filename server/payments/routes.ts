@@ -158,12 +158,12 @@ export function paymentsRouter(deps: PaymentsRouterDeps): Router {
 
   // The raw body is what the signature covers: parse nothing before verification.
   const raw = express.text({ type: () => true, limit: "64kb" });
+  // when the request reached us, before its body is read: its wait for admission counts from here
+  const arrived: RequestHandler = (_req, res, next) => {
+    res.locals.arrivedAt = Date.now();
+    next();
+  };
   for (const provider of PROVIDERS) {
-    // when the request reached us, before its body is read: its wait for admission counts from here
-    const arrived: RequestHandler = (_req, res, next) => {
-      res.locals.arrivedAt = Date.now();
-      next();
-    };
     router.post(`/v1/payments/${provider}/notify`, arrived, raw, async (req, res) => {
       const gateway = deps.gateways.get(provider);
       if (!gateway) {
