@@ -27,6 +27,7 @@ import { serveWithShutdown } from "./http/server";
 import { webRouter } from "./http/web";
 import { accountRoutes } from "./ledger/routes";
 import { startCallbackPurge } from "./payments/callbacks";
+import { startTableMaintenance } from "./platform/db/maintenance";
 import { createAlipayGateway } from "./payments/gateways/alipay";
 import type { PaymentGateway, Provider } from "./payments/gateway";
 import { type Reconciler, startReconciler } from "./payments/reconcile";
@@ -293,6 +294,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // every instance shows the stored results in its gauges, whichever instance ran the day
   if (!dailyReconciliation) void refreshGauges({ db, scopes, log, metrics });
   const callbackRetention = background ? startCallbackPurge({ db, log, retentionHours: config.callbacks.unverifiedRetentionHours }) : undefined;
+  // where no autovacuum keeps the statistics (PGlite, or a server with it off), the server does
+  const tableMaintenance = background ? startTableMaintenance({ db, log }) : undefined;
 
   return {
     app,
@@ -314,7 +317,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     close: async () => {
       readiness.shutDown();
       yieldToSponsorship?.stop();
-      await Promise.all([reconciler?.stop(), dailyReconciliation?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop()]);
+      await Promise.all([reconciler?.stop(), dailyReconciliation?.stop(), settlement?.stop(), depositMonitor.stop(), callbackRetention?.stop(), tableMaintenance?.stop()]);
       // the hold reserver's last batch commits before the pool goes
       await holds.drain();
       await rateLimiter.close();

@@ -14,6 +14,18 @@ describeWithDatabases("database", (db, kind) => {
     assert.deepEqual(await migrate(db()), []);
   });
 
+  it("the tables that only grow are analysed and vacuumed after 2 % of them changed, not autovacuum's default 10–20 %", async () => {
+    const { rows } = await db().query<{ relname: string; reloptions: string[] | null }>(
+      "SELECT relname, reloptions FROM pg_class WHERE relname IN ('holds', 'sponsored_operations', 'ledger_entries') ORDER BY relname",
+    );
+    assert.equal(rows.length, 3);
+    for (const row of rows) {
+      const options = new Map((row.reloptions ?? []).map((o) => o.split("=") as [string, string]));
+      assert.equal(options.get("autovacuum_analyze_scale_factor"), "0.02", `${row.relname}: ${row.reloptions}`);
+      assert.equal(options.get("autovacuum_vacuum_insert_scale_factor"), "0.02", `${row.relname}: ${row.reloptions}`);
+    }
+  });
+
   it("int8 columns come back as bigint, beyond 2^53 too", async () => {
     const { rows } = await db().query<{ small: bigint; big: bigint }>("SELECT 5::bigint AS small, $1::bigint AS big", [9_007_199_254_740_993n]);
     assert.equal(rows[0]!.small, 5n);
