@@ -19,14 +19,37 @@ import { settleChain } from "./settlement";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+/** Probes until it answers; on a timeout the failure says what `explain` finds then (the state a rare failure needs to be understood). */
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, explain?: () => Promise<string>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${explain ? `: ${await explain().catch((error: unknown) => `(explaining failed: ${String(error)})`)}` : ""}`);
     await sleep(100);
   }
+}
+
+/** What the settlement worker has seen of the chain, against the chain itself: for a release or settlement that does not come. */
+async function settlementState(stack: SponsorStack, holdId: string): Promise<string> {
+  const { rows: cursor } = await stack.app.db.query<{ block_number: bigint; block_timestamp: Date | null; updated_at: Date }>(
+    "SELECT block_number, block_timestamp, updated_at FROM chain_cursors WHERE chain_id = 31337",
+  );
+  const { rows: failures } = await stack.app.db.query<{ n: bigint }>("SELECT count(*) AS n FROM settlement_failures WHERE resolved_at IS NULL");
+  const head = await stack.chain.client.getBlock({ blockTag: "latest" });
+  const hold = await stack.app.db.query("SELECT status, valid_until, amount_fen FROM holds WHERE id = $1", [holdId]);
+  const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+  return JSON.stringify(
+    {
+      now: new Date().toISOString(),
+      hold: hold.rows[0],
+      cursor: cursor[0],
+      head: { number: head.number, timestamp: new Date(Number(head.timestamp) * 1000).toISOString() },
+      openSettlementFailures: failures[0]?.n,
+      passErrors: metric(metrics, "fiat_paymaster_settlement_pass_errors_total"),
+    },
+    (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value),
+  );
 }
 
 type SettlementRow = { status: string; charged_fen: bigint; released_fen: bigint; shortfall_fen: bigint; actual_gas_cost_wei: string; hold_id: string | null };
@@ -84,7 +107,7 @@ describeWithDatabases("settlement while the chain's RPC is down past the grace",
     assert.ok(metric(during, "fiat_paymaster_settlement_pass_errors_total") > metric(before, "fiat_paymaster_settlement_pass_errors_total"), "the failing passes are counted");
 
     await stack.rpcFaults!.setMode("forward");
-    const settled = await eventually("the settlement", () => settlementOf(stack, sponsored.userOpHash));
+    const settled = await eventually("the settlement", () => settlementOf(stack, sponsored.userOpHash), () => settlementState(stack, sponsored.holdId));
     const charge = chargeFen(BigInt(settled.actual_gas_cost_wei), TEST_PRICE);
     assert.equal(settled.charged_fen, charge, "charged in full at the locked price");
     assert.equal(settled.shortfall_fen, 0n);
@@ -100,7 +123,7 @@ describeWithDatabases("settlement while the chain's RPC is down past the grace",
     while (Date.now() < unused.validUntil * 1000 + 1_500) await sleep(200);
     assert.equal((await holdStatus(stack, unused.holdId)).status, "open", "the chain has not been read past validUntil");
     await stack.chain.client.request({ method: "anvil_mine", params: ["0x1"] } as never);
-    await eventually("the release", async () => ((await holdStatus(stack, unused.holdId)).status === "released" ? true : undefined));
+    await eventually("the release", async () => ((await holdStatus(stack, unused.holdId)).status === "released" ? true : undefined), () => settlementState(stack, unused.holdId));
     assert.deepEqual(await getBalance(db(), unused.account), { account: unused.account, availableFen: 50_000n, heldFen: 0n });
     const { rows } = await db().query<{ block_timestamp: Date }>("SELECT block_timestamp FROM chain_cursors WHERE chain_id = 31337");
     assert.ok(rows[0]!.block_timestamp.getTime() > unused.validUntil * 1000, "released on a block past validUntil");
