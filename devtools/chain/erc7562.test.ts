@@ -14,8 +14,10 @@ import {
   type LocalAccount,
   type SignedAuthorization,
   concat,
+  createPublicClient,
   encodeFunctionData,
   getAddress,
+  http,
   keccak256,
   maxUint160,
   numberToHex,
@@ -170,6 +172,21 @@ describe("ERC-7562 validation rules of our paymasters (traced on anvil)", () => 
         { entity: "paymaster", address: chain.paymasters["0.7"], staked: true },
       ]);
       assert.equal(paymasterSignatureFailed(result), false);
+      assert.deepEqual(result.violations, []);
+    });
+
+    it("traces at the chain's head as it is now, not at a block number the client read before the account was deployed", async () => {
+      // a client that keeps a block number it read for a minute: what viem does for its polling interval
+      const slow = createPublicClient({ transport: http(chain.anvil.rpcUrl), pollingInterval: 60_000 });
+      const account = await newSimpleAccount(chain.client);
+      await slow.getBlockNumber();
+      await handleOps(chain.client, bundler, [await signedOp(account, chain.paymasters["0.7"])]);
+      const op = await signedOp(account, chain.paymasters["0.7"]);
+      assert.equal(op.factory, undefined, "the account is deployed");
+
+      const result = await checkValidationRules({ client: slow as never, entryPoint: entryPointOf("0.7"), userOperation: op });
+
+      assert.equal(result.validation.accountValidationData, 0n, "simulated where the account exists");
       assert.deepEqual(result.violations, []);
     });
 
@@ -386,7 +403,7 @@ describe("ERC-7562 validation rules of our paymasters (traced on anvil)", () => 
     it("calls factory, account and paymaster with exactly the inputs the canonical EntryPoint's handleOps gives them", async () => {
       const [first, eip7702] = await Promise.all([simpleAccount("0.9"), eip7702Account("0.9")]);
       const senderCreator = await chain.client.readContract({ address: ENTRY_POINT_V09, abi: ENTRY_POINTS["0.9"].abi, functionName: "senderCreator" });
-      const blockNumber = await chain.client.getBlockNumber();
+      const blockNumber = await chain.client.getBlockNumber({ cacheTime: 0 });
       for (const [account, op, expectedTargets] of [
         [first, await signedOp(first), [senderCreator, first.smart.address, chain.paymasters["0.9"]]],
         [eip7702, await signedOp(eip7702), [eip7702.smart.address, chain.paymasters["0.9"]]],

@@ -270,8 +270,10 @@ export async function checkValidationRules(parameters: CheckValidationRulesParam
   const sender = getAddress(userOperation.sender);
   const packed = toPackedUserOperation(userOperation);
   const data = encodeFunctionData({ abi, functionName: "simulateValidation", args: [packed] });
-  // all calls see the same state
-  const blockNumber = await client.getBlockNumber();
+  // all calls see the same state: the head as it is now — viem's cached block number (kept for the client's
+  // polling interval) can be one read before the transaction that just deployed the sender, and the simulation
+  // then fails with AA20 "account not deployed" although every other read saw the account
+  const blockNumber = await client.getBlockNumber({ cacheTime: 0 });
   let stateOverride = withCode(parameters.stateOverride ?? [], entryPoint, deployedBytecode);
   const authorization = "authorization" in userOperation ? userOperation.authorization : undefined;
   if (authorization) {
