@@ -30,6 +30,7 @@ import { DEFAULT_DATABASE_URL, createBenchDatabase } from "./lib/database";
 import { formatLoadAverage, loadAverage } from "./lib/machine";
 import { runBenchmark } from "./lib/run";
 import { integerSettings } from "./lib/settings";
+import { percentile } from "./lib/stats";
 import { maxCostWei, newSenders, seedSenders } from "./lib/sponsorship";
 
 const CHAIN_ID = 31337;
@@ -42,7 +43,6 @@ function settings(env: NodeJS.ProcessEnv) {
   return { databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL, holds: int("BENCH_HOLDS", 3_000), senders: int("BENCH_SENDERS", 2_000), openHolds: int("BENCH_OPEN_HOLDS", 0, 0), inFlight: int("BENCH_IN_FLIGHT", 8), commits: env.BENCH_COMMITS_IN_FLIGHT ? int("BENCH_COMMITS_IN_FLIGHT", 2) : undefined };
 }
 
-const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
 /** Runs `count` calls of `one(i)`, `inFlight` at a time, timing each; with the CPU the database's backends and this process spent. */
 async function measure(monitor: Database, databaseName: string, count: number, inFlight: number, one: (i: number) => Promise<void>): Promise<Phase> {
@@ -64,7 +64,7 @@ async function measure(monitor: Database, databaseName: string, count: number, i
   const client = process.cpuUsage(client0);
   const pgCpuMs = backendsCpuUsed(pg0, await backendsCpuMs(monitor, databaseName));
   latencies.sort((a, b) => a - b);
-  return { items: count, seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), pgCpuMs, clientCpuMs: (client.user + client.system) / 1000 };
+  return { items: count, seconds, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), pgCpuMs, clientCpuMs: (client.user + client.system) / 1000 };
 }
 
 async function main(): Promise<void> {

@@ -24,6 +24,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import autocannon from "autocannon";
+import { percentile } from "../lib/stats";
 
 /** One request as a prepared file holds it: header names as sent, the body exactly as signed. */
 export type PreparedRequest = {
@@ -161,11 +162,6 @@ function sponsorshipSource(bodies: SponsorshipBodies): BodySource {
       return { headers: {}, body, tag: nonce.toString() };
     },
   };
-}
-
-/** Nearest-rank percentile of ascending `sorted`. */
-function percentile(sorted: Float64Array, fraction: number): number {
-  return sorted.length === 0 ? Number.NaN : sorted[Math.max(0, Math.ceil(fraction * sorted.length) - 1)]!;
 }
 
 const isExpected = (expected: ExpectedAnswer, status: number, body: string) =>

@@ -12,6 +12,7 @@ import {
   type Address,
   type Hex,
   type LocalAccount,
+  type PublicClient,
   type SignedAuthorization,
   concat,
   createPublicClient,
@@ -177,14 +178,14 @@ describe("ERC-7562 validation rules of our paymasters (traced on anvil)", () => 
 
     it("traces at the chain's head as it is now, not at a block number the client read before the account was deployed", async () => {
       // a client that keeps a block number it read for a minute: what viem does for its polling interval
-      const slow = createPublicClient({ transport: http(chain.anvil.rpcUrl), pollingInterval: 60_000 });
+      const slow = createPublicClient({ chain: chain.client.chain, transport: http(chain.anvil.rpcUrl), pollingInterval: 60_000 }) as PublicClient;
       const account = await newSimpleAccount(chain.client);
       await slow.getBlockNumber();
       await handleOps(chain.client, bundler, [await signedOp(account, chain.paymasters["0.7"])]);
       const op = await signedOp(account, chain.paymasters["0.7"]);
       assert.equal(op.factory, undefined, "the account is deployed");
 
-      const result = await checkValidationRules({ client: slow as never, entryPoint: entryPointOf("0.7"), userOperation: op });
+      const result = await checkValidationRules({ client: slow, entryPoint: entryPointOf("0.7"), userOperation: op });
 
       assert.equal(result.validation.accountValidationData, 0n, "simulated where the account exists");
       assert.deepEqual(result.violations, []);
